@@ -1,0 +1,171 @@
+//! Everything that differs per operating system, behind one small portable API.
+//!
+//! Architecture invariant: this crate is the only place in the workspace with `cfg(target_os)`.
+//! The backend is chosen once below; a platform without a backend gets `sys/unsupported.rs`, which
+//! answers "unavailable: why" for every capability instead of a silent wrong answer.
+
+pub mod names;
+pub mod wire;
+
+#[cfg_attr(target_os = "linux", path = "sys/linux/mod.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "sys/unsupported.rs")]
+mod sys;
+
+use std::io;
+use std::net::SocketAddr;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+pub use names::{Os, TcpState};
+pub use sys::Capture;
+
+/// The operating system this binary was built for, or None where the names tables do not know it.
+pub const CURRENT_OS: Option<Os> = if cfg!(target_os = "linux") {
+    Some(Os::Linux)
+} else if cfg!(target_os = "macos") {
+    Some(Os::Macos)
+} else if cfg!(target_os = "windows") {
+    Some(Os::Windows)
+} else if cfg!(target_os = "freebsd") {
+    Some(Os::Freebsd)
+} else {
+    None
+};
+
+/// The directory of this platform's snapshots (`snapshots/<dir>/`).
+pub fn os_dir() -> &'static str {
+    std::env::consts::OS
+}
+
+/// A file anyone can open, to spend descriptors with.
+pub fn null_device() -> &'static str {
+    if cfg!(windows) {
+        "NUL"
+    } else {
+        "/dev/null"
+    }
+}
+
+/// Symbolic name of the OS error inside `err` ("ECONNRESET", "WSAECONNABORTED"); never a bare number.
+/// An error that carries no OS code (a std-made error) is named "none".
+pub fn error_name(err: &io::Error) -> String {
+    match (err.raw_os_error(), CURRENT_OS) {
+        (Some(code), Some(os)) => names::error_name(os, code)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("UNNAMED_OS_ERROR_{code}")),
+        (Some(code), None) => format!("UNNAMED_OS_ERROR_{code}"),
+        (None, _) => "none".to_owned(),
+    }
+}
+
+/// One socket of the kernel's TCP table: open ones and those no process holds anymore
+/// (TIME_WAIT, orphaned FIN_WAIT2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpEntry {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: TcpState,
+    /// Bytes queued for sending and not yet acknowledged (0 where the OS does not say).
+    pub send_queue: u64,
+    /// Bytes received and not yet read by the application (0 where the OS does not say).
+    pub recv_queue: u64,
+}
+
+/// The TCP table of the calling thread's network stack (on Linux: its network namespace).
+pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
+    sys::tcp_table()
+}
+
+/// Why a capability is missing, in words a user can act on.
+pub type Unavailable = String;
+
+/// Move the calling thread (only it) into a fresh private network stack with loopback up, so a case's
+/// traffic, TCP table and capture are its own. Processes this thread spawns afterwards live there too.
+/// The namespace disappears with the last process or thread in it: nothing to clean up by hand.
+pub fn isolate_thread() -> Result<(), Unavailable> {
+    sys::isolate_thread()
+}
+
+/// Can this run isolate each case in its own network namespace?
+pub fn probe_isolation() -> Result<(), Unavailable> {
+    std::thread::spawn(isolate_thread)
+        .join()
+        .unwrap_or_else(|_| Err("the probe thread panicked".into()))
+}
+
+/// Can this run capture packets (inside an isolated case)?
+pub fn probe_capture() -> Result<(), Unavailable> {
+    std::thread::spawn(|| {
+        isolate_thread()?;
+        Capture::start()
+            .map(drop)
+            .map_err(|e| format!("packet capture failed: {e} (run as root or grant CAP_NET_RAW)"))
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the probe thread panicked".into()))
+}
+
+/// Prepare an agent command: on Linux the agent is killed if the thread that spawned it goes away,
+/// so a crashed or interrupted runner leaves no agent behind.
+pub fn prepare_agent(cmd: &mut Command) {
+    sys::prepare_agent(cmd)
+}
+
+/// Graceful termination with the default action (SIGTERM on Unix).
+pub fn terminate(pid: u32) -> io::Result<()> {
+    sys::terminate(pid)
+}
+
+/// Whether the process is asleep in the kernel (blocked in a call), if the platform can tell.
+pub fn is_blocked(pid: u32) -> Option<bool> {
+    sys::is_blocked(pid)
+}
+
+/// How a process ended, portably: "exit 0", "signal SIGPIPE", "signal SIGKILL".
+pub fn exit_description(status: ExitStatus) -> String {
+    sys::exit_description(status)
+}
+
+/// Knobs applied by an agent to its own sockets and process.
+pub mod knobs {
+    use super::*;
+    use socket2::Socket;
+
+    /// Per-socket user timeout: TCP_USER_TIMEOUT (Linux).
+    pub fn set_user_timeout(s: &Socket, timeout: Duration) -> io::Result<()> {
+        sys::set_user_timeout(s, timeout)
+    }
+    /// Send, optionally asking the kernel not to raise SIGPIPE for this call (MSG_NOSIGNAL).
+    pub fn send(s: &Socket, buf: &[u8], nosignal: bool) -> io::Result<usize> {
+        sys::send(s, buf, nosignal)
+    }
+    /// Restore the default SIGPIPE disposition (Rust's runtime ignores SIGPIPE at startup).
+    pub fn sigpipe_default() -> io::Result<()> {
+        sys::sigpipe_default()
+    }
+    /// Lower this process's file-descriptor limit.
+    pub fn set_fd_limit(limit: u64) -> io::Result<()> {
+        sys::set_fd_limit(limit)
+    }
+    /// Poll one socket for readiness; returns the names of the reported events ("IN", "RDHUP", "HUP", "ERR", "OUT").
+    pub fn poll(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
+        sys::poll(s, timeout)
+    }
+    /// The TCP state of an open socket as its own kernel reports it (TCP_INFO on Linux).
+    pub fn socket_state(s: &Socket) -> io::Result<TcpState> {
+        sys::socket_state(s)
+    }
+    /// Spawn `cmd` so that it inherits `s`; the child gets the socket's descriptor number as an argument
+    /// appended after `args`.
+    pub fn spawn_inheriting(s: &Socket, cmd: &mut Command) -> io::Result<std::process::Child> {
+        sys::spawn_inheriting(s, cmd)
+    }
+    /// In a child spawned by `spawn_inheriting`: adopt the inherited descriptor.
+    pub fn adopt_inherited(raw: &str) -> io::Result<Socket> {
+        sys::adopt_inherited(raw)
+    }
+    /// Block until standard input is closed by every writer (the runner and the parent agent).
+    pub fn wait_stdin_hangup() {
+        sys::wait_stdin_hangup()
+    }
+}

@@ -1,0 +1,853 @@
+//! Packet capture of TCP segments inside the calling thread's network namespace (Linux).
+//!
+//! One `AF_PACKET`/`SOCK_DGRAM` ("cooked": the buffer starts at the IP header) socket bound to
+//! every interface with `ETH_P_ALL`, read by a background thread that parses IPv4/IPv6 + TCP
+//! headers into portable [`Segment`]s.
+//!
+//! * Namespace: a packet socket belongs to the network namespace of the thread that created it,
+//!   so [`Capture::start`] captures the namespace of its *calling thread* (e.g. a case thread after
+//!   `unshare(CLONE_NEWNET)`); interfaces added to that namespace later are captured too. The
+//!   socket keeps the namespace alive as long as the capture runs.
+//! * Each packet once: on loopback every packet passes the tap twice, once `PACKET_OUTGOING` and
+//!   once `PACKET_HOST`; the outgoing copy is skipped there (as libpcap does). On every other
+//!   interface (a veth whose peer lives in another namespace, the namespace lab's setup) both
+//!   directions are kept, since each packet crosses that interface once. Consequently a packet
+//!   that crosses *two* interfaces of the captured namespace (both ends of a veth pair in the same
+//!   namespace, or a namespace that forwards/routes) is recorded once per interface.
+//! * Filtering: a classic BPF filter in the kernel keeps only IPv4/IPv6 TCP and drops the loopback
+//!   outgoing copies, so unrelated traffic does not fill the receive buffer (4 MiB, forced past
+//!   `net.core.rmem_max` when CAP_NET_ADMIN allows). The same checks are repeated in user space.
+//! * Loss is visible: the kernel's drop counter (`PACKET_STATISTICS`) is read by
+//!   [`Capture::dropped`] and at stop, where any drop is reported on stderr.
+//!
+//! Limitations:
+//! * Segmentation offload: the tap sees what the stack hands to the device, before TSO/GSO
+//!   splits it (loopback and veth never split it at all). The payload length comes from the IP
+//!   header, so one 64 KiB write over loopback can show as a single segment "data 65483"
+//!   rather than several MTU-sized ones. With BIG TCP (IP length field 0) the length of the
+//!   packet as received is used instead.
+//! * `at` is when the reader thread read the packet (monotonic, relative to start), not the
+//!   kernel's timestamp: order is exact, sub-millisecond intervals are approximate.
+//! * IPv6 extension headers are not followed (only next header = TCP is parsed); IPv4 fragments
+//!   are ignored (TCP sets DF). Link-local IPv6 addresses are reported with scope id 0, and a
+//!   dual-stack socket's IPv4-mapped address (`::ffff:a.b.c.d`) appears as the plain IPv4 address
+//!   that is really on the wire.
+
+use crate::wire::Segment;
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Receive buffer of the packet socket: large so bursts are not lost.
+const RCVBUF: libc::c_int = 4 << 20;
+/// Bytes read per packet: headers only (IPv4 ≤ 60 or IPv6 40, plus TCP ≤ 60).
+const HEADER_BYTES: usize = 256;
+/// At most this many packets are read between two polls (keeps stop prompt under a flood).
+const BATCH: usize = 4096;
+
+const ETH_P_IP: u16 = libc::ETH_P_IP as u16;
+const ETH_P_IPV6: u16 = libc::ETH_P_IPV6 as u16;
+const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+struct State {
+    segments: Vec<Segment>,
+    /// False once the reader thread has exited: nothing more will arrive.
+    running: bool,
+    /// Packets read but rejected in user space (the kernel filter should leave none).
+    skipped: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Notified by the reader after every batch of new segments and when it exits.
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running capture of the TCP segments of one network namespace (see the module docs).
+pub struct Capture {
+    shared: Arc<Shared>,
+    reader: Option<JoinHandle<()>>,
+    packet: Arc<OwnedFd>,
+    /// eventfd polled by the reader together with the packet socket; written to stop it.
+    wake: Arc<OwnedFd>,
+    /// Kernel drops so far (reading PACKET_STATISTICS resets the kernel's counters).
+    dropped: AtomicU32,
+}
+
+impl Capture {
+    /// Start capturing every TCP segment (IPv4 and IPv6) on all interfaces of the network
+    /// namespace of the CALLING THREAD (the socket is created here, which fixes its namespace;
+    /// the reader is a background thread).
+    ///
+    /// Needs CAP_NET_RAW: returns the `socket()` error (PermissionDenied) otherwise.
+    pub fn start() -> io::Result<Capture> {
+        let packet = Arc::new(packet_socket()?);
+        let wake = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(wake) });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                segments: Vec::new(),
+                running: true,
+                skipped: 0,
+            }),
+            changed: Condvar::new(),
+        });
+        let started = Instant::now();
+        // Only now does the socket receive anything (it was created with protocol 0).
+        bind_all(&packet)?;
+        let reader = {
+            let (packet, wake, shared) = (packet.clone(), wake.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("sockconform-capture".into())
+                .spawn(move || read_loop(&packet, &wake, &shared, started))?
+        };
+        Ok(Capture {
+            shared,
+            reader: Some(reader),
+            packet,
+            wake,
+            dropped: AtomicU32::new(0),
+        })
+    }
+
+    /// A copy of what was captured so far, in arrival order.
+    pub fn segments(&self) -> Vec<Segment> {
+        self.shared.lock().segments.clone()
+    }
+
+    /// Wait until `pred` holds for the captured list or `deadline` passes; returns whether it
+    /// held. Woken by the reader on every new batch of segments (no polling). Returns false early
+    /// if the reader has stopped (nothing more can arrive). `pred` runs under the capture's lock:
+    /// it must not call back into this `Capture`.
+    pub fn wait_for(&self, deadline: Instant, pred: impl Fn(&[Segment]) -> bool) -> bool {
+        let mut st = self.shared.lock();
+        loop {
+            if pred(&st.segments) {
+                return true;
+            }
+            let now = Instant::now();
+            if !st.running || now >= deadline {
+                return false;
+            }
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Packets the kernel dropped so far because the receive buffer was full (missing from the
+    /// capture).
+    pub fn dropped(&self) -> u32 {
+        let mut stats: libc::tpacket_stats = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        let r = unsafe {
+            libc::getsockopt(
+                self.packet.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut stats as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            self.dropped.fetch_add(stats.tp_drops, Ordering::Relaxed);
+        }
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Stop the reader thread (woken through its eventfd; what the kernel already queued is
+    /// still read) and return everything captured. Drops, if any, are reported on stderr.
+    pub fn stop(mut self) -> Vec<Segment> {
+        self.shutdown();
+        mem::take(&mut self.shared.lock().segments)
+    }
+
+    fn shutdown(&mut self) {
+        let Some(reader) = self.reader.take() else {
+            return;
+        };
+        let one: u64 = 1;
+        // Cannot fail short of a counter overflow; the reader also exits on its own errors.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        let _ = reader.join();
+        let dropped = self.dropped();
+        if dropped > 0 {
+            eprintln!(
+                "sockconform capture: the kernel dropped {dropped} packet(s) (receive buffer \
+                 full); the capture is incomplete"
+            );
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The packet socket, created in the calling thread's namespace with protocol 0 so it receives
+/// nothing until the filter is attached and [`bind_all`] runs (no unfiltered packets queued).
+fn packet_socket() -> io::Result<OwnedFd> {
+    let fd =
+        cvt(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; fall back to SO_RCVBUF.
+    if setsockopt_int(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        RCVBUF,
+    )
+    .is_err()
+    {
+        setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, RCVBUF)?;
+    }
+    let mut program = filter_program();
+    let prog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        filter: program.as_mut_ptr(),
+    };
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    })?;
+    Ok(fd)
+}
+
+/// Start receiving: all protocols, all interfaces (ifindex 0) of the socket's namespace.
+fn bind_all(fd: &OwnedFd) -> io::Result<()> {
+    let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    sll.sll_ifindex = 0;
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Classic BPF: drop loopback's outgoing copies, keep IPv4 (protocol 6) and IPv6 (next header
+/// 6) TCP, whole packets (no snap length, so recvfrom(MSG_TRUNC) reports the real length).
+/// Offsets are relative to the IP header (SOCK_DGRAM); the ancillary loads read skb metadata.
+fn filter_program() -> Vec<libc::sock_filter> {
+    const LDB_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const LDH_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let anc = |off: libc::c_int| (libc::SKF_AD_OFF + off) as u32;
+    let op = |code: u16, k: u32, jt: u8, jf: u8| libc::sock_filter { code, jt, jf, k };
+    // Jump offsets are relative to the next instruction.
+    vec![
+        /* 0 */ op(LDB_ABS, anc(libc::SKF_AD_PKTTYPE), 0, 0),
+        /* 1 */ op(JEQ_K, libc::PACKET_OUTGOING as u32, 0, 2), // outgoing? 2 : 4
+        /* 2 */ op(LDH_ABS, anc(libc::SKF_AD_HATYPE), 0, 0),
+        /* 3 */ op(JEQ_K, libc::ARPHRD_LOOPBACK as u32, 8, 0), // loopback? reject : 4
+        /* 4 */ op(LDH_ABS, anc(libc::SKF_AD_PROTOCOL), 0, 0),
+        /* 5 */ op(JEQ_K, ETH_P_IP as u32, 0, 2), // IPv4? 6 : 8
+        /* 6 */ op(LDB_ABS, 9, 0, 0), // IPv4 protocol
+        /* 7 */ op(JEQ_K, IPPROTO_TCP as u32, 3, 4), // accept : reject
+        /* 8 */ op(JEQ_K, ETH_P_IPV6 as u32, 0, 3), // IPv6? 9 : reject
+        /* 9 */ op(LDB_ABS, 6, 0, 0), // IPv6 next header
+        /* 10 */ op(JEQ_K, IPPROTO_TCP as u32, 0, 1), // accept : reject
+        /* 11 */ op(RET_K, u32::MAX, 0, 0),
+        /* 12 */ op(RET_K, 0, 0, 0),
+    ]
+}
+
+fn read_loop(packet: &OwnedFd, wake: &OwnedFd, shared: &Shared, started: Instant) {
+    let mut fds = [
+        libc::pollfd {
+            fd: packet.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let mut buf = [0u8; HEADER_BYTES];
+    let mut batch = Vec::new();
+    loop {
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            eprintln!("sockconform capture: poll failed, capture stopped: {e}");
+            break;
+        }
+        let stopping = fds[1].revents != 0;
+        // Read what is queued (also when stopping: it was on the wire before stop was asked).
+        let mut skipped = 0;
+        let mut failed = false;
+        for _ in 0..BATCH {
+            match recv_one(packet.as_raw_fd(), &mut buf, started) {
+                Ok(Some(Some(seg))) => batch.push(seg),
+                Ok(Some(None)) => skipped += 1,
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("sockconform capture: recvfrom failed, capture stopped: {e}");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() || skipped > 0 {
+            let mut st = shared.lock();
+            st.segments.append(&mut batch);
+            st.skipped += skipped;
+            drop(st);
+            shared.changed.notify_all();
+        }
+        if stopping || failed {
+            break;
+        }
+    }
+    shared.lock().running = false;
+    shared.changed.notify_all();
+}
+
+/// Read one packet without blocking: `Ok(None)` when none is queued, `Ok(Some(None))` for a
+/// packet that is not a TCP segment to record.
+fn recv_one(fd: RawFd, buf: &mut [u8], started: Instant) -> io::Result<Option<Option<Segment>>> {
+    loop {
+        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // MSG_TRUNC: the return value is the packet's real length even though only the
+        // headers fit in `buf`.
+        let n = unsafe {
+            libc::recvfrom(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                (&mut sll as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(None),
+                // Transient (an interface went down); keep capturing the others.
+                Some(libc::ENETDOWN) => return Ok(Some(None)),
+                _ => return Err(e),
+            }
+        }
+        let at = started.elapsed();
+        if sll.sll_pkttype == libc::PACKET_OUTGOING && sll.sll_hatype == libc::ARPHRD_LOOPBACK {
+            return Ok(Some(None));
+        }
+        let wire_len = n as usize;
+        let captured = &buf[..wire_len.min(buf.len())];
+        return Ok(Some(
+            parse(u16::from_be(sll.sll_protocol), captured, wire_len).map(|mut s| {
+                s.at = at;
+                s
+            }),
+        ));
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Parse a cooked packet (starting at the IP header) of link protocol `proto` (host order).
+/// `data` is what was read (at least the headers), `wire_len` the packet's real length, used
+/// only when the IP length field is 0 (BIG TCP). `at` is left zero.
+fn parse(proto: u16, data: &[u8], wire_len: usize) -> Option<Segment> {
+    let (src, dst, tcp, tcp_len) = match proto {
+        ETH_P_IP => {
+            if data.len() < 20 || data[0] >> 4 != 4 || data[9] != IPPROTO_TCP {
+                return None;
+            }
+            let ihl = usize::from(data[0] & 0x0f) * 4;
+            // A fragment other than a whole datagram has no (complete) TCP header.
+            if ihl < 20 || data.len() < ihl || be16(data, 6) & 0x3fff != 0 {
+                return None;
+            }
+            let total = match usize::from(be16(data, 2)) {
+                0 => wire_len,
+                t => t,
+            };
+            let ip = |at: usize| Ipv4Addr::new(data[at], data[at + 1], data[at + 2], data[at + 3]);
+            let (s, d) = (ip(12), ip(16));
+            let tcp = &data[ihl..];
+            let tcp_len = total.checked_sub(ihl)?;
+            let port = |at: usize| {
+                if tcp.len() >= 4 {
+                    Some(be16(tcp, at))
+                } else {
+                    None
+                }
+            };
+            (
+                SocketAddr::V4(SocketAddrV4::new(s, port(0)?)),
+                SocketAddr::V4(SocketAddrV4::new(d, port(2)?)),
+                tcp,
+                tcp_len,
+            )
+        }
+        ETH_P_IPV6 => {
+            if data.len() < 40 || data[0] >> 4 != 6 || data[6] != IPPROTO_TCP {
+                return None;
+            }
+            let payload_len = match usize::from(be16(data, 4)) {
+                0 => wire_len.checked_sub(40)?,
+                p => p,
+            };
+            let ip = |at: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&data[at..at + 16]).unwrap());
+            let (s, d) = (ip(8), ip(24));
+            let tcp = &data[40..];
+            let port = |at: usize| {
+                if tcp.len() >= 4 {
+                    Some(be16(tcp, at))
+                } else {
+                    None
+                }
+            };
+            (
+                SocketAddr::V6(SocketAddrV6::new(s, port(0)?, 0, 0)),
+                SocketAddr::V6(SocketAddrV6::new(d, port(2)?, 0, 0)),
+                tcp,
+                payload_len,
+            )
+        }
+        _ => return None,
+    };
+    if tcp.len() < 20 {
+        return None;
+    }
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    let flags = tcp[13];
+    Some(Segment {
+        at: Duration::ZERO,
+        src,
+        dst,
+        fin: flags & 0x01 != 0,
+        syn: flags & 0x02 != 0,
+        rst: flags & 0x04 != 0,
+        psh: flags & 0x08 != 0,
+        ack: flags & 0x10 != 0,
+        seq: be32(tcp, 4),
+        ack_no: be32(tcp, 8),
+        window: be16(tcp, 14),
+        payload: tcp_len.checked_sub(doff).filter(|_| doff >= 20)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    // --- parsing (pure) -------------------------------------------------------------------------
+
+    fn tcp_header(flags: u8, options: usize) -> Vec<u8> {
+        let mut t = vec![0u8; 20 + options];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        t[8..12].copy_from_slice(&2000u32.to_be_bytes());
+        t[12] = (((20 + options) / 4) as u8) << 4;
+        t[13] = flags;
+        t[14..16].copy_from_slice(&512u16.to_be_bytes());
+        t
+    }
+
+    fn ipv4(options: usize, tcp: &[u8], payload: usize, total_field: Option<u16>) -> Vec<u8> {
+        let ihl = 20 + options;
+        let mut p = vec![0u8; ihl];
+        p[0] = 0x40 | (ihl / 4) as u8;
+        let total = (ihl + tcp.len() + payload) as u16;
+        p[2..4].copy_from_slice(&total_field.unwrap_or(total).to_be_bytes());
+        p[6] = 0x40; // DF
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        p.extend_from_slice(tcp);
+        p.extend(std::iter::repeat_n(0xaa, payload));
+        p
+    }
+
+    #[test]
+    fn capture_parses_ipv4_with_options() {
+        let p = ipv4(8, &tcp_header(0x18, 12), 5, None);
+        let s = parse(ETH_P_IP, &p, p.len()).unwrap();
+        assert_eq!(s.src, "10.0.0.1:40000".parse().unwrap());
+        assert_eq!(s.dst, "10.0.0.2:8080".parse().unwrap());
+        assert!(s.ack && s.psh && !s.syn && !s.fin && !s.rst);
+        assert_eq!((s.seq, s.ack_no, s.window, s.payload), (1000, 2000, 512, 5));
+        assert_eq!(s.event().as_deref(), Some("data 5"));
+    }
+
+    #[test]
+    fn capture_payload_comes_from_the_ip_header_not_the_captured_length() {
+        // Ethernet pads short frames: 6 trailing bytes that are not TCP payload.
+        let mut p = ipv4(0, &tcp_header(0x11, 0), 0, None);
+        p.extend_from_slice(&[0; 6]);
+        let s = parse(ETH_P_IP, &p, p.len()).unwrap();
+        assert_eq!((s.payload, s.event().as_deref()), (0, Some("FIN")));
+        // Only the headers were read of a 64 KiB GSO segment.
+        let big = ipv4(0, &tcp_header(0x10, 12), 0, Some(65535));
+        assert_eq!(parse(ETH_P_IP, &big, 200).unwrap().payload, 65535 - 20 - 32);
+        // BIG TCP: length field 0, the packet's real length counts.
+        let huge = ipv4(0, &tcp_header(0x10, 0), 0, Some(0));
+        assert_eq!(parse(ETH_P_IP, &huge, 100_040).unwrap().payload, 100_000);
+    }
+
+    #[test]
+    fn capture_ignores_non_tcp_fragments_and_garbage() {
+        let mut udp = ipv4(0, &tcp_header(0x02, 0), 0, None);
+        udp[9] = 17;
+        assert_eq!(parse(ETH_P_IP, &udp, udp.len()), None);
+        let mut frag = ipv4(0, &tcp_header(0x02, 0), 0, None);
+        frag[6] = 0x20; // MF
+        assert_eq!(parse(ETH_P_IP, &frag, frag.len()), None);
+        let p = ipv4(0, &tcp_header(0x02, 0), 0, None);
+        assert_eq!(parse(ETH_P_IP, &p[..30], p.len()), None);
+        assert_eq!(parse(0x0806, &p, p.len()), None);
+        let mut bad_doff = p.clone();
+        bad_doff[20 + 12] = 0x40; // 16-byte TCP header
+        assert_eq!(parse(ETH_P_IP, &bad_doff, p.len()), None);
+    }
+
+    #[test]
+    fn capture_parses_ipv6() {
+        let tcp = tcp_header(0x12, 20);
+        let mut p = vec![0u8; 40];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&(tcp.len() as u16).to_be_bytes());
+        p[6] = 6;
+        p[23] = 1; // src ::1
+        p[24] = 0xfd; // dst fd00::2
+        p[39] = 2;
+        p.extend_from_slice(&tcp);
+        let s = parse(ETH_P_IPV6, &p, p.len()).unwrap();
+        assert_eq!(s.src, "[::1]:40000".parse().unwrap());
+        assert_eq!(s.dst, "[fd00::2]:8080".parse().unwrap());
+        assert_eq!((s.payload, s.event().as_deref()), (0, Some("SYN-ACK")));
+        let mut hop_by_hop = p.clone();
+        hop_by_hop[6] = 0;
+        assert_eq!(parse(ETH_P_IPV6, &hop_by_hop, p.len()), None);
+        // BIG TCP over IPv6: payload length 0.
+        p[4..6].copy_from_slice(&[0, 0]);
+        assert_eq!(
+            parse(ETH_P_IPV6, &p, 40 + 40 + 70_000).unwrap().payload,
+            70_000
+        );
+    }
+
+    // --- live captures in a private namespace (root) ----------------------------------------
+
+    /// Run `f` in a fresh thread moved into its own network namespace with `lo` up; None (after
+    /// printing why) when not root.
+    fn in_namespace<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return None;
+        }
+        let thread = std::thread::spawn(move || {
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::PermissionDenied {
+                    eprintln!("skipped: root but cannot unshare(CLONE_NEWNET): {e}");
+                    return None;
+                }
+                panic!("unshare(CLONE_NEWNET): {e}");
+            }
+            lo_up().expect("bring lo up");
+            Some(f())
+        });
+        thread
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+
+    fn lo_up() -> io::Result<()> {
+        let fd =
+            cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut req: libc::ifreq = unsafe { mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo") {
+            *d = *s as libc::c_char;
+        }
+        cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+        unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+        cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })?;
+        Ok(())
+    }
+
+    fn events(segs: &[Segment], from: SocketAddr, to: SocketAddr) -> Vec<String> {
+        segs.iter()
+            .filter(|s| s.src == from && s.dst == to)
+            .filter_map(Segment::event)
+            .collect()
+    }
+
+    fn dump(segs: &[Segment]) -> String {
+        segs.iter().map(|s| format!("\n  {s}")).collect()
+    }
+
+    fn position(segs: &[Segment], from: SocketAddr, pred: impl Fn(&Segment) -> bool) -> usize {
+        segs.iter()
+            .position(|s| s.src == from && pred(s))
+            .unwrap_or_else(|| panic!("{}", dump(segs)))
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    /// Connect, send 5 bytes, close both ends in order (client first) over `listen`'s address;
+    /// returns the capture, client and server addresses. None if the address is unusable.
+    fn orderly_exchange(listen: &str) -> Option<(Vec<Segment>, SocketAddr, SocketAddr, u64)> {
+        let cap = Capture::start().expect("start capture");
+        let listener = match TcpListener::bind(listen) {
+            Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+                eprintln!("skipped: cannot bind {listen}: {e}");
+                return None;
+            }
+            r => r.unwrap(),
+        };
+        let server_addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(server_addr).unwrap();
+        let client_addr = client.local_addr().unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(b"hello").unwrap();
+        drop(client);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"hello");
+        drop(server);
+        let both_fins = |s: &[Segment]| {
+            let fin = |from, to| events(s, from, to).iter().any(|e| e.ends_with("FIN"));
+            fin(client_addr, server_addr) && fin(server_addr, client_addr)
+        };
+        let held = cap.wait_for(soon(), both_fins);
+        let skipped = cap.shared.lock().skipped;
+        assert_eq!(cap.dropped(), 0);
+        let segs = cap.stop();
+        assert!(held, "no FIN both ways:{}", dump(&segs));
+        Some((segs, client_addr, server_addr, skipped))
+    }
+
+    fn check_orderly(segs: &[Segment], c: SocketAddr, s: SocketAddr) {
+        let c2s = events(segs, c, s);
+        let s2c = events(segs, s, c);
+        assert!(
+            c2s == ["SYN", "data 5", "FIN"] || c2s == ["SYN", "data 5+FIN"],
+            "client events {c2s:?}:{}",
+            dump(segs)
+        );
+        assert_eq!(s2c, ["SYN-ACK", "FIN"], "{}", dump(segs));
+        let syn = position(segs, c, |x| x.syn);
+        let syn_ack = position(segs, s, |x| x.syn && x.ack);
+        let data = position(segs, c, |x| x.payload == 5);
+        let c_fin = position(segs, c, |x| x.fin);
+        let s_fin = position(segs, s, |x| x.fin);
+        assert!(
+            syn < syn_ack && syn_ack < data && data <= c_fin && c_fin < s_fin,
+            "{}",
+            dump(segs)
+        );
+        // Sequence numbers hang together, so the header fields are parsed where they should be.
+        assert_eq!(segs[syn_ack].ack_no, segs[syn].seq.wrapping_add(1));
+        assert_eq!(segs[data].seq, segs[syn].seq.wrapping_add(1));
+        assert!(segs[syn].window > 0);
+        assert!(segs.windows(2).all(|w| w[0].at <= w[1].at));
+        // Every segment belongs to this connection: the namespace is private.
+        assert!(segs
+            .iter()
+            .all(|x| (x.src == c && x.dst == s) || (x.src == s && x.dst == c)));
+    }
+
+    #[test]
+    fn capture_orderly_close_ipv4() {
+        in_namespace(|| {
+            let (segs, c, s, skipped) = orderly_exchange("127.0.0.1:0").unwrap();
+            check_orderly(&segs, c, s);
+            // The kernel filter already dropped loopback's outgoing copies.
+            assert_eq!(skipped, 0);
+        });
+    }
+
+    #[test]
+    fn capture_orderly_close_ipv6() {
+        in_namespace(|| {
+            if let Some((segs, c, s, _)) = orderly_exchange("[::1]:0") {
+                check_orderly(&segs, c, s);
+            }
+        });
+    }
+
+    #[test]
+    fn capture_linger_zero_sends_rst() {
+        in_namespace(|| {
+            use socket2::{Domain, Protocol, Socket, Type};
+            let cap = Capture::start().unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let s = listener.local_addr().unwrap();
+            let client = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+            client.connect(&s.into()).unwrap();
+            let c = client.local_addr().unwrap().as_socket().unwrap();
+            let (mut server, _) = listener.accept().unwrap();
+            (&client).write_all(b"hello").unwrap();
+            let mut got = [0u8; 5];
+            server.read_exact(&mut got).unwrap();
+            client.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(client);
+            let held = cap.wait_for(soon(), |segs| segs.iter().any(|x| x.src == c && x.rst));
+            let err = server.read(&mut got).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+            let segs = cap.stop();
+            assert!(held, "no RST:{}", dump(&segs));
+            let c2s = events(&segs, c, s);
+            assert_eq!(
+                c2s.first().map(String::as_str),
+                Some("SYN"),
+                "{}",
+                dump(&segs)
+            );
+            assert!(c2s.contains(&"data 5".to_string()), "{}", dump(&segs));
+            assert!(c2s.last().unwrap().starts_with("RST"), "{}", dump(&segs));
+            assert!(!c2s.iter().any(|e| e.contains("FIN")), "{}", dump(&segs));
+        });
+    }
+
+    #[test]
+    fn capture_bulk_payload_adds_up() {
+        in_namespace(|| {
+            const BYTES: usize = 1 << 20;
+            let cap = Capture::start().unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let s = listener.local_addr().unwrap();
+            let mut client = TcpStream::connect(s).unwrap();
+            let c = client.local_addr().unwrap();
+            let (mut server, _) = listener.accept().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut n = 0;
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    match server.read(&mut buf).unwrap() {
+                        0 => return n,
+                        k => n += k,
+                    }
+                }
+            });
+            client.write_all(&vec![7u8; BYTES]).unwrap();
+            drop(client);
+            assert_eq!(reader.join().unwrap(), BYTES);
+            let sent = |segs: &[Segment]| -> usize {
+                segs.iter()
+                    .filter(|x| x.src == c && x.dst == s)
+                    .map(|x| x.payload)
+                    .sum()
+            };
+            let held = cap.wait_for(soon(), |segs| sent(segs) >= BYTES);
+            assert_eq!(cap.dropped(), 0);
+            let segs = cap.stop();
+            let largest = segs.iter().map(|x| x.payload).max().unwrap_or(0);
+            eprintln!(
+                "{BYTES} bytes in {} segments, largest {largest}",
+                segs.len()
+            );
+            assert!(held, "{} of {BYTES} bytes seen", sent(&segs));
+            // Loopback does not lose or retransmit: the payloads add up exactly.
+            assert_eq!(sent(&segs), BYTES);
+        });
+    }
+
+    #[test]
+    fn capture_ignores_udp_and_stops_promptly() {
+        in_namespace(|| {
+            let cap = Capture::start().unwrap();
+            // No TCP at all: a UDP datagram is filtered out in the kernel.
+            let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            a.send_to(b"ping", b.local_addr().unwrap()).unwrap();
+            let mut buf = [0u8; 8];
+            b.recv_from(&mut buf).unwrap();
+            let t = Instant::now();
+            assert!(!cap.wait_for(t + Duration::from_millis(50), |s| !s.is_empty()));
+            let waited = t.elapsed();
+            assert!(
+                waited >= Duration::from_millis(50) && waited < Duration::from_secs(1),
+                "{waited:?}"
+            );
+            assert_eq!(
+                cap.shared.lock().skipped,
+                0,
+                "the kernel filter let non-TCP through"
+            );
+            let t = Instant::now();
+            let segs = cap.stop();
+            let took = t.elapsed();
+            assert!(segs.is_empty(), "{}", dump(&segs));
+            assert!(took < Duration::from_millis(200), "stop took {took:?}");
+            // Dropping without stop ends the reader too.
+            let t = Instant::now();
+            drop(Capture::start().unwrap());
+            assert!(t.elapsed() < Duration::from_millis(200));
+        });
+    }
+}

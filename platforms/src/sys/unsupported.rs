@@ -1,0 +1,106 @@
+//! The fallback backend for operating systems without one yet. Every capability answers
+//! "unavailable" with the reason; sockets still work through socket2, so the portable parts of a
+//! case run and only the platform-specific observations are reported as missing.
+
+use crate::{TcpEntry, TcpState, Unavailable};
+use socket2::Socket;
+use std::io;
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
+
+fn unsupported<T>(what: &str) -> io::Result<T> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what} is not implemented for {} yet", std::env::consts::OS),
+    ))
+}
+
+/// Packet capture: not implemented on this platform.
+pub struct Capture(());
+
+impl Capture {
+    pub fn start() -> io::Result<Capture> {
+        unsupported("packet capture")
+    }
+    pub fn segments(&self) -> Vec<crate::wire::Segment> {
+        Vec::new()
+    }
+    pub fn wait_for(
+        &self,
+        _deadline: std::time::Instant,
+        _pred: impl Fn(&[crate::wire::Segment]) -> bool,
+    ) -> bool {
+        false
+    }
+    pub fn stop(self) -> Vec<crate::wire::Segment> {
+        Vec::new()
+    }
+    pub fn dropped(&self) -> u32 {
+        0
+    }
+}
+
+pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
+    unsupported("reading the TCP table")
+}
+
+pub fn isolate_thread() -> Result<(), Unavailable> {
+    Err(format!(
+        "network isolation is not implemented for {} yet",
+        std::env::consts::OS
+    ))
+}
+
+pub fn prepare_agent(_cmd: &mut Command) {}
+
+pub fn terminate(_pid: u32) -> io::Result<()> {
+    unsupported("graceful termination")
+}
+
+pub fn is_blocked(_pid: u32) -> Option<bool> {
+    None
+}
+
+pub fn exit_description(status: ExitStatus) -> String {
+    match status.code() {
+        Some(code) => format!("exit {code}"),
+        None => "terminated".into(),
+    }
+}
+
+pub fn set_user_timeout(_s: &Socket, _t: Duration) -> io::Result<()> {
+    unsupported("the per-socket user timeout")
+}
+
+pub fn send(s: &Socket, buf: &[u8], _nosignal: bool) -> io::Result<usize> {
+    s.send(buf)
+}
+
+pub fn sigpipe_default() -> io::Result<()> {
+    unsupported("the SIGPIPE disposition")
+}
+
+pub fn set_fd_limit(_limit: u64) -> io::Result<()> {
+    unsupported("lowering the descriptor limit")
+}
+
+pub fn poll(_s: &Socket, _t: Duration) -> io::Result<Vec<&'static str>> {
+    unsupported("readiness polling")
+}
+
+pub fn socket_state(_s: &Socket) -> io::Result<TcpState> {
+    unsupported("reading a socket's TCP state")
+}
+
+pub fn spawn_inheriting(_s: &Socket, _cmd: &mut Command) -> io::Result<Child> {
+    unsupported("passing a socket to a child process")
+}
+
+pub fn adopt_inherited(_raw: &str) -> io::Result<Socket> {
+    unsupported("adopting an inherited socket")
+}
+
+pub fn wait_stdin_hangup() {
+    // Without a hang-up notification, reading to the end of standard input is the portable wait.
+    let _ = io::copy(&mut io::stdin(), &mut io::sink());
+}

@@ -1,0 +1,327 @@
+//! The agent: one endpoint of a case, a separate OS process. It reads one request per line from
+//! stdin, performs exactly that operation on one of its socket slots, and answers one reply line.
+//! It has no logic of its own: every decision is in the script, so what it reports is what the
+//! kernel did.
+
+use crate::proto::{Outcome, Reply, Request};
+use crate::script::{How, Op};
+use platforms::knobs;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::collections::HashMap;
+use std::io::{self, BufRead, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Run the agent loop until stdin ends. Returns the process exit code.
+pub fn main_loop() -> i32 {
+    let mut agent = Agent::default();
+    let stdin = io::stdin();
+    let mut out = io::stdout().lock();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { return 1 };
+        let req: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("agent: bad request {line:?}: {e}");
+                return 2;
+            }
+        };
+        let reply = agent.perform(req);
+        let text = serde_json::to_string(&reply).expect("replies serialize");
+        if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+            return 1;
+        }
+    }
+    0
+}
+
+/// The holder mode (`sockconform-agent --hold FD`): keep an inherited socket open until standard
+/// input hangs up, then exit (closing it).
+pub fn hold(fd: &str) -> i32 {
+    match knobs::adopt_inherited(fd) {
+        Ok(sock) => {
+            knobs::wait_stdin_hangup();
+            drop(sock);
+            0
+        }
+        Err(e) => {
+            eprintln!("agent --hold: {e}");
+            2
+        }
+    }
+}
+
+#[derive(Default)]
+struct Agent {
+    slots: HashMap<String, Socket>,
+    /// Descriptors opened to exhaust the limit, released by RestoreFds.
+    filler: Vec<std::fs::File>,
+    holders: Vec<std::process::Child>,
+}
+
+struct Done {
+    outcome: Outcome,
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+}
+
+impl From<Outcome> for Done {
+    fn from(outcome: Outcome) -> Done {
+        Done {
+            outcome,
+            local: None,
+            peer: None,
+        }
+    }
+}
+
+fn addr_of(a: io::Result<SockAddr>) -> Option<SocketAddr> {
+    a.ok().and_then(|a| a.as_socket())
+}
+
+fn new_socket(addr: &SocketAddr) -> io::Result<Socket> {
+    Socket::new(
+        Domain::for_address(*addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+}
+
+fn ok_or(r: io::Result<()>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Ok,
+        Err(e) => Outcome::from_error(&e),
+    }
+}
+
+impl Agent {
+    fn perform(&mut self, req: Request) -> Reply {
+        let start = Instant::now();
+        let done = self.run(&req);
+        Reply {
+            elapsed_us: start.elapsed().as_micros() as u64,
+            outcome: done.outcome,
+            local: done.local,
+            peer: done.peer,
+        }
+    }
+
+    fn sock(&self, slot: &str) -> io::Result<&Socket> {
+        self.slots.get(slot).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("agent has no socket in slot {slot:?}"),
+            )
+        })
+    }
+
+    fn run(&mut self, req: &Request) -> Done {
+        match self.try_run(req) {
+            Ok(done) => done,
+            Err(e) => Outcome::from_error(&e).into(),
+        }
+    }
+
+    fn try_run(&mut self, req: &Request) -> io::Result<Done> {
+        let slot = req.slot.as_str();
+        let need_addr = || {
+            req.addr
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address given"))
+        };
+        Ok(match &req.op {
+            Op::Listen {
+                backlog,
+                reuse_addr,
+                ..
+            } => {
+                let addr = need_addr()?;
+                let s = new_socket(&addr)?;
+                s.set_reuse_address(*reuse_addr)?;
+                if let Err(e) = s.bind(&addr.into()).and_then(|_| s.listen(*backlog)) {
+                    return Ok(Outcome::from_error(&e).into());
+                }
+                let local = addr_of(s.local_addr());
+                self.slots.insert(slot.into(), s);
+                Done {
+                    outcome: Outcome::Ok,
+                    local,
+                    peer: None,
+                }
+            }
+            Op::Connect { timeout_ms, .. } => {
+                let addr = need_addr()?;
+                let s = new_socket(&addr)?;
+                let r = match timeout_ms {
+                    Some(ms) => s.connect_timeout(&addr.into(), Duration::from_millis(*ms)),
+                    None => s.connect(&addr.into()),
+                };
+                let done = Done {
+                    outcome: ok_or(r),
+                    local: addr_of(s.local_addr()),
+                    peer: addr_of(s.peer_addr()),
+                };
+                // Keep even a failed socket: later steps may ask for its state.
+                self.slots.insert(slot.into(), s);
+                done
+            }
+            Op::Accept => {
+                let listener = self.sock("listener")?;
+                match listener.accept() {
+                    Ok((s, peer)) => {
+                        let local = addr_of(s.local_addr());
+                        self.slots.insert(slot.into(), s);
+                        Done {
+                            outcome: Outcome::Ok,
+                            local,
+                            peer: peer.as_socket(),
+                        }
+                    }
+                    Err(e) => Outcome::from_error(&e).into(),
+                }
+            }
+            Op::Write { len, nosignal } => {
+                let buf = vec![b'x'; *len];
+                match knobs::send(self.sock(slot)?, &buf, *nosignal) {
+                    Ok(n) => Outcome::Bytes { n }.into(),
+                    Err(e) => Outcome::from_error(&e).into(),
+                }
+            }
+            Op::Fill => {
+                let s = self.sock(slot)?;
+                let buf = vec![b'x'; 64 * 1024];
+                let mut total = 0usize;
+                let then = loop {
+                    match knobs::send(s, &buf, true) {
+                        Ok(n) => total += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Outcome::from_error(&e),
+                    }
+                };
+                if total == 0 {
+                    then.into()
+                } else {
+                    Outcome::Filled {
+                        then: Box::new(then),
+                    }
+                    .into()
+                }
+            }
+            Op::Read { max } => {
+                let mut buf = vec![0u8; *max];
+                let mut s = self.sock(slot)?;
+                match s.read(&mut buf) {
+                    Ok(0) => Outcome::Eof.into(),
+                    Ok(n) => Outcome::Bytes { n }.into(),
+                    Err(e) => Outcome::from_error(&e).into(),
+                }
+            }
+            Op::Drain => {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut s = self.sock(slot)?;
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => break Outcome::Eof.into(),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Outcome::from_error(&e).into(),
+                    }
+                }
+            }
+            Op::Shutdown { how } => {
+                let how = match how {
+                    How::Read => Shutdown::Read,
+                    How::Write => Shutdown::Write,
+                    How::Both => Shutdown::Both,
+                };
+                ok_or(self.sock(slot)?.shutdown(how)).into()
+            }
+            Op::Close => {
+                let s = self.slots.remove(slot).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("no socket in slot {slot:?}"),
+                    )
+                })?;
+                // Dropping closes; a lingering close blocks right here, which the elapsed time shows.
+                // std's close ignores EWOULDBLOCK/EINTR; close errors are not reported by Linux for TCP.
+                drop(s);
+                Outcome::Ok.into()
+            }
+            Op::SetLinger { secs } => {
+                let d = secs.map(|s| Duration::from_secs(s.into()));
+                ok_or(self.sock(slot)?.set_linger(d)).into()
+            }
+            Op::SetNonblocking { on } => ok_or(self.sock(slot)?.set_nonblocking(*on)).into(),
+            Op::SetReadTimeout { ms } => ok_or(
+                self.sock(slot)?
+                    .set_read_timeout(Some(Duration::from_millis(*ms))),
+            )
+            .into(),
+            Op::SetWriteTimeout { ms } => ok_or(
+                self.sock(slot)?
+                    .set_write_timeout(Some(Duration::from_millis(*ms))),
+            )
+            .into(),
+            Op::SetRecvBuffer { bytes } => {
+                ok_or(self.sock(slot)?.set_recv_buffer_size(*bytes)).into()
+            }
+            Op::SetSendBuffer { bytes } => {
+                ok_or(self.sock(slot)?.set_send_buffer_size(*bytes)).into()
+            }
+            Op::SetUserTimeout { ms } => ok_or(knobs::set_user_timeout(
+                self.sock(slot)?,
+                Duration::from_millis(*ms),
+            ))
+            .into(),
+            Op::SigpipeDefault => ok_or(knobs::sigpipe_default()).into(),
+            Op::ExhaustFds => {
+                // Lower the limit (so a generous default does not cost a million opens), then open
+                // descriptors until the kernel refuses; the refusal is the outcome.
+                let _ = knobs::set_fd_limit(64);
+                loop {
+                    match std::fs::File::open(platforms::null_device()) {
+                        Ok(f) => self.filler.push(f),
+                        Err(e) => break Outcome::from_error(&e).into(),
+                    }
+                    if self.filler.len() > 1_000_000 {
+                        break Outcome::Ok.into();
+                    }
+                }
+            }
+            Op::RestoreFds => {
+                self.filler.clear();
+                Outcome::Ok.into()
+            }
+            Op::Poll { timeout_ms } => {
+                match knobs::poll(self.sock(slot)?, Duration::from_millis(*timeout_ms)) {
+                    Ok(ev) => Outcome::Events {
+                        events: ev.iter().map(|s| s.to_string()).collect(),
+                    }
+                    .into(),
+                    Err(e) => Outcome::from_error(&e).into(),
+                }
+            }
+            Op::State => match knobs::socket_state(self.sock(slot)?) {
+                Ok(st) => Outcome::State {
+                    state: st.name().into(),
+                }
+                .into(),
+                Err(e) => Outcome::from_error(&e).into(),
+            },
+            Op::SpawnHolder => {
+                let exe = std::env::current_exe()?;
+                let mut cmd = std::process::Command::new(exe);
+                cmd.arg("--hold").stdout(std::process::Stdio::null());
+                let child = knobs::spawn_inheriting(self.sock(slot)?, &mut cmd)?;
+                self.holders.push(child);
+                Outcome::Ok.into()
+            }
+            Op::Exit { code } => {
+                // Leave every socket open: the kernel closes them at exit.
+                let _ = io::stdout().flush();
+                std::process::exit(*code)
+            }
+            Op::Abort => std::process::abort(),
+        })
+    }
+}

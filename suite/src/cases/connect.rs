@@ -1,0 +1,55 @@
+//! connect(): refused, unanswered because the backlog is full, and reset before accept().
+
+use crate::script::ops::*;
+use crate::script::*;
+
+pub fn closed_port() -> Case {
+    Case::new(
+        "Verify: connect() to a port with no listener: which error, and how long it takes.",
+        vec![client(Op::Connect {
+            to: Target::ClosedPort,
+            timeout_ms: None,
+        })
+        .timed()],
+    )
+}
+
+pub fn backlog_full_not_accepting() -> Case {
+    let attempt = |slot| {
+        client(Op::Connect {
+            to: Target::Listener,
+            timeout_ms: Some(300),
+        })
+        .on(slot)
+        .timed()
+    };
+    Case::new(
+        "Verify: connect() to a listener with backlog 1 that never accepts: how many connections complete, and what the next ones see.",
+        vec![
+            server(Op::Listen { backlog: 1, port: Port::Any, reuse_addr: false }),
+            attempt("c1"),
+            attempt("c2"),
+            attempt("c3"),
+            attempt("c4"),
+            // Close the unanswered attempts so no SYN retransmission depends on when the case ends.
+            client(Op::Close).on("c3"),
+            client(Op::Close).on("c4"),
+            Step::Checkpoint("after_attempts"),
+        ],
+    )
+}
+
+pub fn reset_before_accept() -> Case {
+    Case::new(
+        "Verify: a connection reset by the client before the server accepts it: does accept() return it, and what does the first read say?",
+        vec![
+            server(listen()),
+            client(connect()),
+            client(linger(Some(0))),
+            client(Op::Close),
+            Step::AwaitState(Side::Server, &[TcpState::Closed]),
+            server(Op::Accept),
+            server(read(100)),
+        ],
+    )
+}

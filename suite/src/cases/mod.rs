@@ -1,0 +1,13 @@
+//! One file per family. A case function returns the intent and the script; the catalog
+//! (`catalog.rs`) gives it its family and name, which are the function's own.
+
+pub mod after_close;
+pub mod close;
+pub mod connect;
+pub mod limits;
+pub mod linger;
+pub mod process_exit;
+pub mod readiness;
+pub mod shutdown;
+pub mod time_wait;
+pub mod timeouts;

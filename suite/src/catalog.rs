@@ -1,0 +1,109 @@
+//! The catalog: every case, by family. This list is the single source for the runner, `xtask list`,
+//! the README table and the rstest parametrization of `suite/tests/conform.rs`, so a case's name is
+//! always its function's name and none can be forgotten by one of them.
+
+use crate::script::Case;
+
+/// Calls the macro `$m` with the catalog's structure `family: [case, ...], ...`.
+#[macro_export]
+macro_rules! with_catalog {
+    ($m:ident) => {
+        $m! {
+            close: [orderly_idle, with_unread_data, data_after_peer_closed],
+            linger: [zero_abortive_close, positive_peer_not_reading, positive_nonblocking],
+            shutdown: [write_half_close, read_then_peer_sends, write_after_own_shutdown, both_after_peer_fin],
+            process_exit: [
+                killed_idle, killed_with_unread_data, exit_with_open_socket, sigterm_default_action,
+                abort, inherited_socket_parent_killed,
+            ],
+            after_close: [
+                killed_write_read_write, read_twice_after_reset, write_after_reset_sigpipe_default,
+                write_after_reset_sigpipe_suppressed, reader_blocked_when_fin_arrives,
+                reader_blocked_when_rst_arrives,
+            ],
+            connect: [closed_port, backlog_full_not_accepting, reset_before_accept],
+            timeouts: [read_timeout_idle, write_timeout_peer_not_reading],
+            time_wait: [rebind_without_reuseaddr, rebind_with_reuseaddr],
+            readiness: [poll_on_peer_fin, poll_on_peer_rst],
+            limits: [accept_out_of_fds],
+        }
+    };
+}
+
+macro_rules! make_all {
+    ($($family:ident: [$($case:ident),* $(,)?]),* $(,)?) => {
+        /// Every case, in catalog order, with its family and name filled in from the catalog.
+        pub fn all() -> Vec<Case> {
+            let mut out = Vec::new();
+            $($(
+                let mut c = crate::cases::$family::$case();
+                c.family = stringify!($family);
+                c.name = stringify!($case);
+                out.push(c);
+            )*)*
+            out
+        }
+    };
+}
+
+with_catalog!(make_all);
+
+/// The case with this id ("family/name").
+pub fn find(id: &str) -> Option<Case> {
+    all().into_iter().find(|c| c.id() == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn ids_are_unique_and_intents_say_what_they_verify() {
+        let all = all();
+        assert!(all.len() >= 28, "the catalog has {} cases", all.len());
+        let ids: HashSet<_> = all.iter().map(|c| c.id()).collect();
+        assert_eq!(ids.len(), all.len());
+        for c in &all {
+            assert!(
+                c.intent.starts_with("Verify"),
+                "{}: intent must start with Verify",
+                c.id()
+            );
+            assert!(
+                !c.intent.contains('\n'),
+                "{}: intent must be one line",
+                c.id()
+            );
+            assert!(!c.steps.is_empty(), "{}", c.id());
+        }
+    }
+
+    #[test]
+    fn every_started_action_is_finished() {
+        use crate::script::Step;
+        for c in all() {
+            let mut open = HashSet::new();
+            for s in &c.steps {
+                match s {
+                    Step::Start(a) => assert!(
+                        open.insert(a.side),
+                        "{}: {:?} started twice",
+                        c.id(),
+                        a.side
+                    ),
+                    Step::Finish(side) => assert!(
+                        open.remove(side),
+                        "{}: {side} finished without start",
+                        c.id()
+                    ),
+                    Step::Do(a) => {
+                        assert!(!open.contains(&a.side), "{}: {} is busy", c.id(), a.side)
+                    }
+                    _ => {}
+                }
+            }
+            assert!(open.is_empty(), "{}: unfinished {open:?}", c.id());
+        }
+    }
+}

@@ -1,0 +1,647 @@
+//! `sockconform conform` and `sockconform list` (reached through `cargo xtask ...`).
+
+use crate::catalog;
+use crate::observe::{self, Wire};
+use crate::runner::{self, CaseRun, RunConfig};
+use crate::script::{Case, Need};
+use crate::snapshot;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage:
+  cargo xtask conform [--filter TEXT]... [--bless] [--repeat N] [--json PATH] [--jobs N]
+  cargo xtask list [--markdown] [--check-readme]
+
+conform   run the catalog on this machine and compare with snapshots/<os>/
+  --filter TEXT   only cases whose id (family/name) contains TEXT; repeatable
+  --bless         accept what this run observed as the new snapshots
+  --repeat N      run the selection N times; fail if any run observes something different
+  --json PATH     write every case's status, observation, raw timings and skip reason to PATH
+  --jobs N        cases run at once (default: all; they spend their time waiting)
+list      print the catalog with intents and required capabilities
+  --markdown      as the Markdown table of the README
+  --check-readme  fail if README.md's catalog differs from the catalog in the code";
+
+/// Entry point; returns the exit code (0 ok, 1 behavior changed or a case failed, 2 bad input).
+pub fn main(args: &[String]) -> i32 {
+    match args.first().map(String::as_str) {
+        Some("conform") => match ConformOptions::parse(&args[1..]) {
+            Ok(o) => conform(&o),
+            Err(e) => usage_error(&e),
+        },
+        Some("list") => list(&args[1..]),
+        Some("diff") => crate::diff::main(&args[1..]),
+        Some("import") => crate::import::main(&args[1..]),
+        Some("-h" | "--help") | None => {
+            println!("{USAGE}");
+            if args.is_empty() {
+                2
+            } else {
+                0
+            }
+        }
+        Some(other) => usage_error(&format!("unknown command {other:?}")),
+    }
+}
+
+fn usage_error(msg: &str) -> i32 {
+    eprintln!("error: {msg}\n\n{USAGE}");
+    2
+}
+
+/// The repository root: the runner is started from it by cargo; SOCKCONFORM_ROOT overrides.
+fn repo_root() -> PathBuf {
+    if let Ok(p) = std::env::var("SOCKCONFORM_ROOT") {
+        return PathBuf::from(p);
+    }
+    let mut dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    loop {
+        if dir.join("snapshots").is_dir() && dir.join("Cargo.toml").is_file() {
+            return dir;
+        }
+        if !dir.pop() {
+            return PathBuf::from(".");
+        }
+    }
+}
+
+/// The agent binary next to this one.
+pub fn agent_exe() -> PathBuf {
+    let me = std::env::current_exe().unwrap_or_default();
+    me.with_file_name(format!("sockconform-agent{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[derive(Debug, Default)]
+pub struct ConformOptions {
+    pub filters: Vec<String>,
+    pub bless: bool,
+    pub repeat: u32,
+    pub json: Option<PathBuf>,
+    pub jobs: Option<usize>,
+}
+
+impl ConformOptions {
+    pub fn parse(args: &[String]) -> Result<ConformOptions, String> {
+        let mut o = ConformOptions {
+            repeat: 1,
+            ..Default::default()
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match a.as_str() {
+                "--filter" => o.filters.push(value("--filter")?),
+                "--bless" => o.bless = true,
+                "--repeat" => {
+                    o.repeat = value("--repeat")?
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or("--repeat takes a whole number of at least 1")?
+                }
+                "--json" => o.json = Some(PathBuf::from(value("--json")?)),
+                "--jobs" => {
+                    o.jobs = Some(
+                        value("--jobs")?
+                            .parse()
+                            .ok()
+                            .filter(|n| *n >= 1)
+                            .ok_or("--jobs takes a whole number of at least 1")?,
+                    )
+                }
+                other => return Err(format!("unknown flag {other:?}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Select cases by filters; an unknown filter is an error that lists the closest ids.
+pub fn select(all: Vec<Case>, filters: &[String]) -> Result<Vec<Case>, String> {
+    if filters.is_empty() {
+        return Ok(all);
+    }
+    for f in filters {
+        if !all.iter().any(|c| c.id().contains(f.as_str())) {
+            let mut near: Vec<(usize, String)> =
+                all.iter().map(|c| (distance(f, &c.id()), c.id())).collect();
+            near.sort();
+            let names: Vec<String> = near.into_iter().take(5).map(|(_, id)| id).collect();
+            return Err(format!(
+                "no case matches --filter {f:?}; closest: {}",
+                names.join(", ")
+            ));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|c| filters.iter().any(|f| c.id().contains(f.as_str())))
+        .collect())
+}
+
+/// Edit distance of `needle` to the closest substring-sized window of `id` (so "lnger" finds linger/...).
+fn distance(needle: &str, id: &str) -> usize {
+    let a: Vec<char> = needle.chars().collect();
+    let b: Vec<char> = id.chars().collect();
+    // Semi-global alignment: free start and end in `id`.
+    let mut prev = vec![0usize; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev.into_iter().min().unwrap_or(0)
+}
+
+/// Why a case cannot run here, if it cannot.
+pub fn unmet_needs(case: &Case, cfg: &RunConfig) -> Option<String> {
+    case.needs.iter().find_map(|n| {
+        let r = match n {
+            Need::Isolation => &cfg.isolation,
+            Need::Capture => &cfg.capture,
+        };
+        r.as_ref().err().map(|why| format!("needs {n}: {why}"))
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    Changed,
+    New,
+    Skipped,
+    Unstable,
+    Failed,
+}
+
+#[derive(Serialize)]
+struct CaseReport {
+    case: String,
+    status: Status,
+    signature: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skip_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observation: Option<observe::Observation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wire: Option<Wire>,
+    raw_timings: Vec<observe::RawTiming>,
+    elapsed_ms: u128,
+    #[serde(skip)]
+    diff: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RunReport<'a> {
+    platform: &'a str,
+    os: String,
+    isolation: String,
+    capture: String,
+    repeat: u32,
+    wall_ms: u128,
+    sum_of_case_ms: u128,
+    cases: &'a [CaseReport],
+}
+
+fn capability_text(r: &Result<(), String>) -> String {
+    match r {
+        Ok(()) => "available".into(),
+        Err(why) => format!("unavailable: {why}"),
+    }
+}
+
+pub fn conform(o: &ConformOptions) -> i32 {
+    let cases = match select(catalog::all(), &o.filters) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let root = repo_root();
+    let platform = snapshot::platform_dir(&root, platforms::os_dir());
+    // Read every snapshot first: a corrupt one is bad input, reported before anything runs.
+    let mut stored = BTreeMap::new();
+    for c in &cases {
+        let (obs_path, wire_path) = snapshot::case_paths(&platform, &c.id());
+        let read = |p: &Path| snapshot::read_body(p);
+        match (read(&obs_path), read(&wire_path)) {
+            (Ok(a), Ok(b)) => {
+                stored.insert(c.id(), (a, b));
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        }
+    }
+    let cfg = RunConfig::probe(agent_exe());
+    if !cfg.agent_exe.is_file() {
+        eprintln!(
+            "error: the agent binary {} is missing (run through `cargo xtask conform`)",
+            cfg.agent_exe.display()
+        );
+        return 2;
+    }
+    println!(
+        "sockconform: {} case(s) on {} ({}); isolation {}; capture {}",
+        cases.len(),
+        platforms::os_dir(),
+        os_info::get(),
+        capability_text(&cfg.isolation),
+        capability_text(&cfg.capture)
+    );
+    let started = Instant::now();
+    let mut reports: Vec<CaseReport> = Vec::new();
+    let mut first: BTreeMap<String, CaseRun> = BTreeMap::new();
+    for round in 1..=o.repeat {
+        if o.repeat > 1 {
+            println!("-- run {round} of {}", o.repeat);
+        }
+        let runs = run_all(&cases, &cfg, o.jobs, progress);
+        for (case, run) in cases.iter().zip(runs) {
+            let id = case.id();
+            if round == 1 {
+                let report = compare(case, &run, &stored[&id], &platform, o.bless, &cfg);
+                reports.push(report);
+                if let Some(run) = run {
+                    first.insert(id, run);
+                }
+                continue;
+            }
+            // Later rounds: the observation must equal the first round's.
+            let (Some(run), Some(base)) = (run, first.get(&id)) else {
+                continue;
+            };
+            let a = base.observation.render() + &base.wire.render(&id).unwrap_or_default();
+            let b = run.observation.render() + &run.wire.render(&id).unwrap_or_default();
+            let r = reports
+                .iter_mut()
+                .find(|r| r.case == id)
+                .expect("reported in round 1");
+            if a != b && r.status != Status::Unstable {
+                r.status = Status::Unstable;
+                r.diff = Some(format!(
+                    "run 1 and run {round} differ:\n{}",
+                    snapshot::diff(&a, &b)
+                ));
+            }
+            if run.error.is_some() && r.error.is_none() {
+                r.status = Status::Failed;
+                r.error = run.error.clone();
+            }
+        }
+    }
+    let wall = started.elapsed();
+    summarize(&reports, wall, o, &cfg)
+}
+
+/// Run every case (in parallel up to `jobs`), calling `done` as each finishes; returns the runs in
+/// catalog order (None for a skipped case).
+fn run_all(
+    cases: &[Case],
+    cfg: &RunConfig,
+    jobs: Option<usize>,
+    mut done: impl FnMut(&Case, Option<&CaseRun>),
+) -> Vec<Option<CaseRun>> {
+    let jobs = jobs.unwrap_or(cases.len()).max(1);
+    let mut results: Vec<Option<CaseRun>> = (0..cases.len()).map(|_| None).collect();
+    let (tx, rx) = mpsc::channel::<(usize, CaseRun)>();
+    std::thread::scope(|s| {
+        let mut next = 0;
+        let mut running = 0;
+        let mut finished = 0;
+        while finished < cases.len() {
+            while running < jobs && next < cases.len() {
+                let i = next;
+                next += 1;
+                if unmet_needs(&cases[i], cfg).is_some() {
+                    done(&cases[i], None);
+                    finished += 1;
+                    continue;
+                }
+                let tx = tx.clone();
+                let case = &cases[i];
+                running += 1;
+                s.spawn(move || {
+                    let _ = tx.send((i, runner::run_case(case, cfg)));
+                });
+            }
+            if running == 0 {
+                continue;
+            }
+            let (i, run) = rx.recv().expect("case threads send before they end");
+            running -= 1;
+            finished += 1;
+            done(&cases[i], Some(&run));
+            results[i] = Some(run);
+        }
+    });
+    results
+}
+
+fn progress(case: &Case, run: Option<&CaseRun>) {
+    let line = match run {
+        None => format!("  skip  {}", case.id()),
+        Some(r) if r.error.is_some() => {
+            format!("  FAIL  {} ({:.2} s)", case.id(), r.elapsed.as_secs_f64())
+        }
+        Some(r) => format!("  done  {} ({:.2} s)", case.id(), r.elapsed.as_secs_f64()),
+    };
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+type Stored = (Option<String>, Option<String>);
+
+fn compare(
+    case: &Case,
+    run: &Option<CaseRun>,
+    stored: &Stored,
+    platform: &Path,
+    bless: bool,
+    cfg: &RunConfig,
+) -> CaseReport {
+    let id = case.id();
+    let mut report = CaseReport {
+        case: id.clone(),
+        status: Status::Passed,
+        signature: String::new(),
+        skip_reason: None,
+        error: None,
+        observation: None,
+        wire: None,
+        raw_timings: Vec::new(),
+        elapsed_ms: 0,
+        diff: None,
+    };
+    let Some(run) = run else {
+        report.status = Status::Skipped;
+        report.skip_reason = unmet_needs(case, cfg);
+        return report;
+    };
+    report.signature = observe::signature(&run.observation, &run.wire);
+    report.observation = Some(run.observation.clone());
+    report.wire = Some(run.wire.clone());
+    report.raw_timings = run.raw_timings.clone();
+    report.elapsed_ms = run.elapsed.as_millis();
+    if let Some(e) = &run.error {
+        report.status = Status::Failed;
+        report.error = Some(e.clone());
+        return report;
+    }
+    let (obs_path, wire_path) = snapshot::case_paths(platform, &id);
+    let mut pairs = vec![(obs_path, Some(run.observation.render()), &stored.0)];
+    // A run that could not capture compares what it observed and leaves the wire snapshot alone.
+    pairs.push((wire_path, run.wire.render(&id), &stored.1));
+    let mut diffs = Vec::new();
+    for (path, new, old) in pairs {
+        let Some(new) = new else { continue };
+        match old {
+            Some(old) if *old == new => continue,
+            Some(old) => {
+                report.status = Status::Changed;
+                diffs.push(format!("{}\n{}", path.display(), snapshot::diff(old, &new)));
+            }
+            None => {
+                if report.status == Status::Passed {
+                    report.status = Status::New;
+                }
+            }
+        }
+        let written = if bless {
+            snapshot::write_accepted(&path, &new).map(|_| path.clone())
+        } else {
+            snapshot::write_pending(&path, &new)
+        };
+        if let Err(e) = written {
+            report.status = Status::Failed;
+            report.error = Some(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    if !diffs.is_empty() {
+        report.diff = Some(diffs.join("\n"));
+    }
+    report
+}
+
+fn summarize(reports: &[CaseReport], wall: Duration, o: &ConformOptions, cfg: &RunConfig) -> i32 {
+    let mut reports_fixed: Vec<&CaseReport> = reports.iter().collect();
+    reports_fixed.sort_by(|a, b| a.case.cmp(&b.case));
+    let w_case = reports
+        .iter()
+        .map(|r| r.case.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let w_sig = reports
+        .iter()
+        .map(|r| r.signature.len())
+        .max()
+        .unwrap_or(7)
+        .clamp(7, 60);
+    println!();
+    println!("{:<w_case$}  {:<w_sig$}  status", "case", "outcome");
+    println!(
+        "{}  {}  {}",
+        "-".repeat(w_case),
+        "-".repeat(w_sig),
+        "-".repeat(8)
+    );
+    for r in &reports_fixed {
+        let status = match (&r.status, &r.skip_reason) {
+            (Status::Skipped, Some(why)) => format!("skipped: {why}"),
+            (s, _) => format!("{s:?}").to_lowercase(),
+        };
+        let mut sig = r.signature.clone();
+        if sig.len() > w_sig {
+            sig.truncate(w_sig - 1);
+            sig.push('…');
+        }
+        println!("{:<w_case$}  {:<w_sig$}  {status}", r.case, sig);
+    }
+    for r in &reports_fixed {
+        if let Some(d) = &r.diff {
+            println!("\n== {} {:?}\n{d}", r.case, r.status);
+        }
+        if let Some(e) = &r.error {
+            println!("\n== {} failed\n{e}", r.case);
+        }
+    }
+    let count = |s: Status| reports.iter().filter(|r| r.status == s).count();
+    let sum: u128 = reports.iter().map(|r| r.elapsed_ms).sum();
+    let slowest = reports.iter().max_by_key(|r| r.elapsed_ms);
+    println!(
+        "\n{} passed, {} changed, {} new, {} skipped, {} unstable, {} failed",
+        count(Status::Passed),
+        count(Status::Changed),
+        count(Status::New),
+        count(Status::Skipped),
+        count(Status::Unstable),
+        count(Status::Failed)
+    );
+    println!(
+        "wall time {:.2} s; sum of case times {:.2} s; slowest case {} ({:.2} s){}",
+        wall.as_secs_f64(),
+        sum as f64 / 1000.0,
+        slowest.map(|r| r.case.as_str()).unwrap_or("-"),
+        slowest.map(|r| r.elapsed_ms).unwrap_or(0) as f64 / 1000.0,
+        if o.repeat > 1 {
+            format!("; {} runs", o.repeat)
+        } else {
+            String::new()
+        }
+    );
+    if o.repeat > 1 && count(Status::Unstable) == 0 {
+        println!("all {} runs observed the same for every case", o.repeat);
+    }
+    if let Some(path) = &o.json {
+        let report = RunReport {
+            platform: platforms::os_dir(),
+            os: os_info::get().to_string(),
+            isolation: capability_text(&cfg.isolation),
+            capture: capability_text(&cfg.capture),
+            repeat: o.repeat,
+            wall_ms: wall.as_millis(),
+            sum_of_case_ms: sum,
+            cases: reports,
+        };
+        let text = serde_json::to_string_pretty(&report).expect("serializes");
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return 2;
+        }
+        println!("results written to {}", path.display());
+    }
+    let changed = count(Status::Changed) + count(Status::Unstable) + count(Status::Failed);
+    let new = count(Status::New);
+    if o.bless {
+        if changed + new > 0 {
+            println!(
+                "accepted the observations of {} case(s) into snapshots/{}/",
+                changed + new,
+                platforms::os_dir()
+            );
+        }
+        return i32::from(count(Status::Failed) + count(Status::Unstable) > 0);
+    }
+    if new > 0 {
+        println!("{new} case(s) have no snapshot yet: review them with `cargo insta review` or accept with `cargo xtask conform --bless`");
+    }
+    if changed > 0 {
+        println!("behavior differs from the snapshots: review with `cargo insta review` (or accept all with `cargo xtask conform --bless`)");
+        return 1;
+    }
+    0
+}
+
+fn list(args: &[String]) -> i32 {
+    let mut markdown = false;
+    let mut check = false;
+    for a in args {
+        match a.as_str() {
+            "--markdown" => markdown = true,
+            "--check-readme" => check = true,
+            other => return usage_error(&format!("unknown flag {other:?}")),
+        }
+    }
+    let all = catalog::all();
+    if check {
+        let readme = repo_root().join("README.md");
+        let text = std::fs::read_to_string(&readme).unwrap_or_default();
+        let table = markdown_table(&all);
+        let begin = "<!-- catalog:begin (generated by `cargo xtask list --markdown`) -->";
+        let end = "<!-- catalog:end -->";
+        let inside = text
+            .split_once(begin)
+            .and_then(|(_, rest)| rest.split_once(end))
+            .map(|(t, _)| t.trim());
+        if inside == Some(table.trim()) {
+            println!("README.md catalog is up to date ({} cases)", all.len());
+            return 0;
+        }
+        eprintln!("README.md's catalog differs from the code: paste the output of `cargo xtask list --markdown` between the catalog markers");
+        return 1;
+    }
+    if markdown {
+        println!("{}", markdown_table(&all));
+        return 0;
+    }
+    for c in &all {
+        let needs: Vec<String> = c.needs.iter().map(|n| n.to_string()).collect();
+        let needs = if needs.is_empty() {
+            "-".to_string()
+        } else {
+            needs.join(", ")
+        };
+        println!("{:<52} needs: {needs}\n    {}", c.id(), c.intent);
+    }
+    0
+}
+
+/// The README's catalog table.
+pub fn markdown_table(all: &[Case]) -> String {
+    let mut s = String::from("| case | intent | needs |\n|---|---|---|\n");
+    for c in all {
+        let needs: Vec<String> = c.needs.iter().map(|n| n.to_string()).collect();
+        let needs = if needs.is_empty() {
+            "-".to_string()
+        } else {
+            needs.join(", ")
+        };
+        s += &format!("| `{}` | {} | {} |\n", c.id(), c.intent, needs);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_flags_and_rejects_unknown_ones() {
+        let o = ConformOptions::parse(&args("--filter close --bless --repeat 3 --json r.json"))
+            .unwrap();
+        assert_eq!(o.filters, ["close"]);
+        assert!(o.bless);
+        assert_eq!(o.repeat, 3);
+        assert!(ConformOptions::parse(&args("--frobnicate"))
+            .unwrap_err()
+            .contains("--frobnicate"));
+        assert!(ConformOptions::parse(&args("--repeat 0")).is_err());
+        assert!(ConformOptions::parse(&args("--filter")).is_err());
+    }
+
+    #[test]
+    fn unknown_filter_lists_close_matches() {
+        let e = select(catalog::all(), &["lnger/zero".to_string()]).unwrap_err();
+        assert!(e.contains("linger/zero_abortive_close"), "{e}");
+        let ok = select(catalog::all(), &["linger/".to_string()]).unwrap();
+        assert!(ok.iter().all(|c| c.family == "linger") && !ok.is_empty());
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        assert_eq!(main(&args("conform --nope")), 2);
+        assert_eq!(main(&args("frob")), 2);
+        assert_eq!(main(&args("list --nope")), 2);
+    }
+}

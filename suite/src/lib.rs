@@ -1,0 +1,21 @@
+//! sockconform's suite: the case language, the agent, the runner, the catalog and the reports.
+//!
+//! Code map:
+//! - `script`: what a case is (steps, ops, needs) and the builders cases are written with.
+//! - `cases/<family>.rs`: the cases, one family per file; `catalog`: the list of them all.
+//! - `proto` + `agent`: the endpoint process and the JSON-lines protocol that drives it.
+//! - `runner`: runs one case against two agents, with checkpoints, capture, deadlines and cleanup.
+//! - `observe`: turns a run into a normalized observation (the snapshot text).
+//! - `snapshot`: snapshot files in insta's format; `cli`: `conform` and `list`.
+
+pub mod agent;
+pub mod cases;
+pub mod catalog;
+pub mod cli;
+pub mod diff;
+pub mod import;
+pub mod observe;
+pub mod proto;
+pub mod runner;
+pub mod script;
+pub mod snapshot;

@@ -1,0 +1,295 @@
+//! Observations: what a run saw, normalized so that a snapshot changes only when behavior changes.
+//! Ports, addresses, pids and absolute times never appear; durations appear as buckets, and the raw
+//! microseconds go to the machine-readable results only.
+
+use crate::script::{Case, Timing};
+use platforms::wire::Segment;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The compared part of a case's run: every step's outcome in order, the TCP states at each
+/// checkpoint (as steps), and timing buckets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub case: String,
+    pub intent: String,
+    pub steps: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timing: Vec<String>,
+}
+
+impl Observation {
+    pub fn new(case: &Case) -> Observation {
+        Observation {
+            case: case.id(),
+            intent: case.intent.into(),
+            steps: Vec::new(),
+            timing: Vec::new(),
+        }
+    }
+
+    pub fn step(&mut self, line: String) {
+        self.steps.push(line);
+    }
+
+    /// The text stored in the snapshot file.
+    pub fn render(&self) -> String {
+        serde_json::to_string_pretty(self).expect("observations serialize") + "\n"
+    }
+}
+
+/// What crossed the wire, kept apart from the observation because it exists only when captured.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "wire")]
+pub enum Wire {
+    Captured { events: Vec<String> },
+    NotCaptured { reason: String },
+}
+
+impl Wire {
+    /// The text of the wire snapshot, if there is one to compare.
+    pub fn render(&self, case: &str) -> Option<String> {
+        match self {
+            Wire::Captured { events } => {
+                #[derive(Serialize)]
+                struct W<'a> {
+                    case: &'a str,
+                    wire: &'a [String],
+                }
+                Some(
+                    serde_json::to_string_pretty(&W { case, wire: events }).expect("serializes")
+                        + "\n",
+                )
+            }
+            Wire::NotCaptured { .. } => None,
+        }
+    }
+}
+
+/// The raw duration of one step, for the JSON results.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawTiming {
+    pub step: String,
+    pub elapsed_us: u64,
+}
+
+/// An absolute duration bucket, wide enough to be stable on a loaded 2-core machine.
+pub fn absolute_bucket(us: u64) -> &'static str {
+    match us {
+        0..=99_999 => "under 100 ms",
+        100_000..=999_999 => "100 ms to 1 s",
+        1_000_000..=2_999_999 => "1 s to 3 s",
+        _ => "over 3 s",
+    }
+}
+
+/// A bucket relative to the knob that drives the duration.
+pub fn relative_bucket(us: u64, knob_ms: u64) -> &'static str {
+    let ratio = us as f64 / (knob_ms.max(1) as f64 * 1000.0);
+    match ratio {
+        r if r < 0.1 => "immediately (under 0.1x)",
+        r if r < 0.8 => "0.1x to 0.8x",
+        r if r < 1.5 => "about 1x (0.8x to 1.5x)",
+        r if r < 3.0 => "1.5x to 3x",
+        _ => "over 3x",
+    }
+}
+
+/// The timing line of a step for the snapshot, if the script asks for one.
+pub fn timing_line(label: &str, timing: Timing, us: u64) -> Option<String> {
+    let label = label.split_once(". ").map(|(_, l)| l).unwrap_or(label);
+    match timing {
+        Timing::Untimed => None,
+        Timing::Absolute => Some(format!("{label}: {}", absolute_bucket(us))),
+        Timing::Relative { knob, ms } => Some(format!(
+            "{label}: {} the {knob} ({ms} ms)",
+            relative_bucket(us, ms)
+        )),
+    }
+}
+
+/// Reduce captured segments to portable wire events: "client > server: SYN". Pure ACKs are left
+/// out (their number depends on delayed-ACK timing). In bulk cases, consecutive data segments in one
+/// direction merge into one "data (bulk)" event because their segmentation is not stable.
+pub fn wire_events(segs: &[Segment], labels: &BTreeMap<u16, String>, bulk: bool) -> Vec<String> {
+    let name = |port: u16| {
+        labels
+            .get(&port)
+            .cloned()
+            .unwrap_or_else(|| "other".to_string())
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut last_bulk_dir: Option<String> = None;
+    for s in segs {
+        let Some(ev) = s.event() else { continue };
+        let dir = format!("{} > {}", name(s.src.port()), name(s.dst.port()));
+        if bulk && s.payload > 0 && !s.syn && !s.rst {
+            // Whether the last bytes share a segment with the FIN is not stable either: split them.
+            if last_bulk_dir.as_deref() != Some(dir.as_str()) {
+                out.push(format!("{dir}: data (bulk)"));
+                last_bulk_dir = Some(dir.clone());
+            }
+            if s.fin {
+                out.push(format!("{dir}: FIN"));
+                last_bulk_dir = None;
+            }
+            continue;
+        }
+        last_bulk_dir = None;
+        out.push(format!("{dir}: {ev}"));
+    }
+    out
+}
+
+/// A short signature of what happened, for the summary table: the notable outcomes in order
+/// (end of stream, errors, deaths) and, when captured, who sent FIN or RST first.
+pub fn signature(obs: &Observation, wire: &Wire) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Wire::Captured { events } = wire {
+        for flag in ["RST", "FIN"] {
+            if let Some(e) = events
+                .iter()
+                .find(|e| e.contains(flag) && !e.contains("SYN"))
+            {
+                let who = e.split(" > ").next().unwrap_or("?");
+                parts.push(format!("{who} {flag}"));
+                break;
+            }
+        }
+    }
+    for s in &obs.steps {
+        let Some((_, outcome)) = s.split_once(" -> ") else {
+            continue;
+        };
+        let short = if let Some(rest) = outcome.strip_prefix("error(") {
+            rest.split(',').next().unwrap_or(rest).to_string()
+        } else if outcome == "eof"
+            || outcome.starts_with("process died")
+            || outcome.starts_with("events")
+        {
+            outcome.replace("process died ", "died")
+        } else {
+            continue;
+        };
+        if !parts.contains(&short) {
+            parts.push(short);
+        }
+    }
+    if parts.is_empty() {
+        "all ok".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn relative_bucket_is_monotonic(a in 0u64..10_000_000, b in 0u64..10_000_000, knob in 1u64..10_000) {
+            let order = ["immediately (under 0.1x)", "0.1x to 0.8x", "about 1x (0.8x to 1.5x)", "1.5x to 3x", "over 3x"];
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            let i = order.iter().position(|x| *x == relative_bucket(lo, knob)).unwrap();
+            let j = order.iter().position(|x| *x == relative_bucket(hi, knob)).unwrap();
+            prop_assert!(i <= j);
+        }
+
+        #[test]
+        fn absolute_bucket_never_panics_and_never_prints_numbers_of_the_input(us in any::<u64>()) {
+            let b = absolute_bucket(us);
+            prop_assert!(!b.contains(&us.to_string()) || us < 4);
+        }
+    }
+
+    #[test]
+    fn timing_lines_drop_the_step_number() {
+        let l = timing_line(
+            "7. client: read(10)",
+            Timing::Relative {
+                knob: "read timeout",
+                ms: 200,
+            },
+            210_000,
+        );
+        assert_eq!(
+            l.unwrap(),
+            "client: read(10): about 1x (0.8x to 1.5x) the read timeout (200 ms)"
+        );
+        assert_eq!(timing_line("1. x", Timing::Untimed, 5), None);
+    }
+
+    fn seg(src: u16, dst: u16, flags: &str, payload: usize) -> Segment {
+        Segment {
+            at: std::time::Duration::ZERO,
+            src: ([127, 0, 0, 1], src).into(),
+            dst: ([127, 0, 0, 1], dst).into(),
+            syn: flags.contains('S'),
+            ack: flags.contains('A'),
+            fin: flags.contains('F'),
+            rst: flags.contains('R'),
+            psh: flags.contains('P'),
+            seq: 0,
+            ack_no: 0,
+            window: 0,
+            payload,
+        }
+    }
+
+    #[test]
+    fn wire_events_name_endpoints_and_drop_pure_acks() {
+        let labels = BTreeMap::from([(80, "server".to_string()), (5000, "client".to_string())]);
+        let segs = [
+            seg(5000, 80, "S", 0),
+            seg(80, 5000, "SA", 0),
+            seg(5000, 80, "A", 0),
+            seg(5000, 80, "PA", 5),
+            seg(80, 5000, "RA", 0),
+        ];
+        let ev = wire_events(&segs, &labels, false);
+        assert_eq!(ev[0], "client > server: SYN");
+        assert_eq!(ev.len(), 4, "{ev:?}");
+        assert!(ev[3].starts_with("server > client: RST"), "{ev:?}");
+    }
+
+    #[test]
+    fn bulk_data_merges_per_direction() {
+        let labels = BTreeMap::from([(80, "server".to_string()), (5000, "client".to_string())]);
+        let segs = [
+            seg(5000, 80, "PA", 100),
+            seg(5000, 80, "PA", 200),
+            seg(80, 5000, "FA", 0),
+            seg(5000, 80, "PA", 7),
+            seg(5000, 80, "FPA", 9),
+        ];
+        let ev = wire_events(&segs, &labels, true);
+        assert_eq!(
+            ev,
+            [
+                "client > server: data (bulk)",
+                "server > client: FIN",
+                "client > server: data (bulk)",
+                "client > server: FIN"
+            ]
+        );
+    }
+
+    #[test]
+    fn signature_lists_notable_outcomes() {
+        let mut o = Observation {
+            case: "x/y".into(),
+            intent: String::new(),
+            steps: vec![],
+            timing: vec![],
+        };
+        o.steps.push("client: read(10) -> eof".into());
+        o.steps
+            .push("client: write(5) -> error(BrokenPipe, EPIPE)".into());
+        let w = Wire::Captured {
+            events: vec!["server > client: FIN".into()],
+        };
+        assert_eq!(signature(&o, &w), "server FIN, eof, BrokenPipe");
+    }
+}

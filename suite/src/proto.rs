@@ -1,0 +1,108 @@
+//! The runner-agent protocol: one JSON line per request on the agent's stdin, one JSON line per reply
+//! on its stdout.
+
+use crate::script::Op;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub slot: String,
+    pub op: Op,
+    /// The concrete address for listen/connect, resolved by the runner.
+    pub addr: Option<SocketAddr>,
+}
+
+/// What one call returned, normalized: a portable kind plus the OS's symbolic name, never a number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    Ok,
+    /// A byte count that is part of the behavior (read/write of small, fixed sizes).
+    Bytes {
+        n: usize,
+    },
+    Eof,
+    Error {
+        kind: String,
+        code: String,
+    },
+    /// Write-until-full: some data went in, then this happened.
+    Filled {
+        then: Box<Outcome>,
+    },
+    /// Readiness events, in a fixed order.
+    Events {
+        events: Vec<String>,
+    },
+    State {
+        state: String,
+    },
+    /// How the agent process ended (it died inside the call, or the call was exit/abort).
+    Died {
+        how: String,
+    },
+}
+
+impl Outcome {
+    pub fn from_error(e: &io::Error) -> Outcome {
+        Outcome::Error {
+            kind: format!("{:?}", e.kind()),
+            code: platforms::error_name(e),
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Ok => f.write_str("ok"),
+            Outcome::Bytes { n } => write!(f, "ok({n})"),
+            Outcome::Eof => f.write_str("eof"),
+            Outcome::Error { kind, code } => write!(f, "error({kind}, {code})"),
+            Outcome::Filled { then } => write!(f, "filled, then {then}"),
+            Outcome::Events { events } if events.is_empty() => f.write_str("no events"),
+            Outcome::Events { events } => write!(f, "events({})", events.join("|")),
+            Outcome::State { state } => write!(f, "state({state})"),
+            Outcome::Died { how } => write!(f, "process died ({how})"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub outcome: Outcome,
+    /// Time spent inside the call, measured by the agent around it.
+    pub elapsed_us: u64,
+    /// The socket's own address after listen/connect/accept.
+    pub local: Option<SocketAddr>,
+    /// The peer's address after connect/accept.
+    pub peer: Option<SocketAddr>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_print_as_symbols_not_numbers() {
+        let e = io::Error::from_raw_os_error(104);
+        let o = Outcome::from_error(&e);
+        let s = o.to_string();
+        assert!(s.starts_with("error(ConnectionReset, E"), "{s}");
+        assert!(!s.chars().any(|c| c.is_ascii_digit()), "{s}");
+    }
+
+    #[test]
+    fn filled_nests() {
+        let o = Outcome::Filled {
+            then: Box::new(Outcome::Error {
+                kind: "WouldBlock".into(),
+                code: "EAGAIN".into(),
+            }),
+        };
+        assert_eq!(o.to_string(), "filled, then error(WouldBlock, EAGAIN)");
+    }
+}

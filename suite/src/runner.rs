@@ -1,0 +1,666 @@
+//! The runner: walks a case's script against two real agent processes, takes checkpoints, captures
+//! the wire, and always cleans up. Every wait has a deadline; nothing here can hang a run.
+//!
+//! Each case runs on a thread of its own. With isolation, that thread moves into a fresh network
+//! namespace first, so the agents it spawns, the TCP table it reads and the packets it captures are
+//! the case's alone; the namespace disappears with the thread and its processes.
+
+use crate::observe::{self, Observation, RawTiming, Wire};
+use crate::proto::{Outcome, Reply, Request};
+use crate::script::{Action, Case, Op, Port, Side, Step, Target, TcpState};
+use platforms::{Capture, TcpEntry};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long one step may take before the case is declared hung.
+const STEP_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a checkpoint waits for transient TCP states (FIN_WAIT1, LAST_ACK...) to settle.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(1);
+/// How long an explicit await may wait for a state.
+const AWAIT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// What the run can do, decided once per run by probing.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub agent_exe: PathBuf,
+    /// Ok: each case gets its own network namespace. Err: why not.
+    pub isolation: Result<(), String>,
+    /// Ok: the wire is captured. Err: why not.
+    pub capture: Result<(), String>,
+}
+
+impl RunConfig {
+    /// Probe this machine's capabilities for the given agent binary.
+    pub fn probe(agent_exe: PathBuf) -> RunConfig {
+        let isolation = platforms::probe_isolation();
+        let capture = match &isolation {
+            Ok(()) => platforms::probe_capture(),
+            Err(why) => Err(format!("needs an isolated case namespace: {why}")),
+        };
+        RunConfig {
+            agent_exe,
+            isolation,
+            capture,
+        }
+    }
+}
+
+/// Everything one run of one case produced.
+#[derive(Clone, Debug)]
+pub struct CaseRun {
+    pub observation: Observation,
+    pub wire: Wire,
+    pub raw_timings: Vec<RawTiming>,
+    /// Set when the run itself failed (an agent hung or broke protocol): the observation is partial.
+    pub error: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Run one case on a fresh thread (so a namespace change never leaks into the caller).
+pub fn run_case(case: &Case, cfg: &RunConfig) -> CaseRun {
+    std::thread::scope(|s| {
+        s.spawn(|| run_here(case, cfg))
+            .join()
+            .unwrap_or_else(|panic| {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                CaseRun {
+                    observation: Observation::new(case),
+                    wire: Wire::NotCaptured {
+                        reason: "the runner panicked".into(),
+                    },
+                    raw_timings: Vec::new(),
+                    error: Some(format!("runner panicked: {msg}")),
+                    elapsed: Duration::ZERO,
+                }
+            })
+    })
+}
+
+fn run_here(case: &Case, cfg: &RunConfig) -> CaseRun {
+    let started = Instant::now();
+    let mut run = Run::new(case, cfg);
+    let result = run.setup(cfg).and_then(|()| run.walk(case));
+    // Let in-flight closes finish before the capture stops, so the last FIN/ACK exchange is stable.
+    if result.is_ok() {
+        run.settle();
+    }
+    let wire = match run.capture.take() {
+        Some(c) => {
+            let segs = c.stop();
+            Wire::Captured {
+                events: observe::wire_events(&segs, &run.endpoint_labels(), case.is_bulk()),
+            }
+        }
+        None => Wire::NotCaptured {
+            reason: run.no_capture_reason.clone(),
+        },
+    };
+    let stderr = run.cleanup();
+    let error = result.err().map(|e| {
+        if stderr.trim().is_empty() {
+            e
+        } else {
+            format!("{e}\n--- agent stderr ---\n{stderr}")
+        }
+    });
+    CaseRun {
+        observation: std::mem::replace(&mut run.obs, Observation::new(case)),
+        wire,
+        raw_timings: std::mem::take(&mut run.raw),
+        error,
+        elapsed: started.elapsed(),
+    }
+}
+
+enum Line {
+    Reply(Reply),
+    Garbage(String),
+    Closed,
+}
+
+struct AgentProc {
+    side: Side,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    replies: Receiver<Line>,
+    stderr: Arc<Mutex<String>>,
+    pending: Option<Action>,
+    ended: Option<String>,
+}
+
+impl AgentProc {
+    fn spawn(side: Side, exe: &PathBuf) -> Result<AgentProc, String> {
+        let mut cmd = Command::new(exe);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        platforms::prepare_agent(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start agent {}: {e} (build it with `cargo build`)",
+                exe.display()
+            )
+        })?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut stderr_pipe = child.stderr.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let msg = match serde_json::from_str(&line) {
+                    Ok(r) => Line::Reply(r),
+                    Err(_) => Line::Garbage(line),
+                };
+                if tx.send(msg).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Line::Closed);
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Ok(AgentProc {
+            side,
+            stdin: child.stdin.take(),
+            child,
+            replies: rx,
+            stderr,
+            pending: None,
+            ended: None,
+        })
+    }
+
+    fn send(&mut self, req: &Request) -> Result<(), String> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| format!("{}: its input is already closed", self.side))?;
+        let line = serde_json::to_string(req).expect("requests serialize");
+        writeln!(stdin, "{line}")
+            .and_then(|_| stdin.flush())
+            .map_err(|e| format!("{}: cannot send request: {e}", self.side))
+    }
+
+    /// The reply to the last request; if the process ended instead, how it ended.
+    fn receive(&mut self, deadline: Instant) -> Result<Reply, String> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        match self.replies.recv_timeout(timeout) {
+            Ok(Line::Reply(r)) => Ok(r),
+            Ok(Line::Garbage(l)) => Err(format!("{}: unreadable reply {l:?}", self.side)),
+            Ok(Line::Closed) | Err(RecvTimeoutError::Disconnected) => {
+                let how = self.wait_end(deadline)?;
+                Ok(Reply {
+                    outcome: Outcome::Died { how },
+                    elapsed_us: 0,
+                    local: None,
+                    peer: None,
+                })
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                Err(format!("{}: no reply within the step deadline", self.side))
+            }
+        }
+    }
+
+    /// Wait for the process to end (polling its status), up to the deadline.
+    fn wait_end(&mut self, deadline: Instant) -> Result<String, String> {
+        if let Some(how) = &self.ended {
+            return Ok(how.clone());
+        }
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    let how = platforms::exit_description(status);
+                    self.ended = Some(how.clone());
+                    return Ok(how);
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "{}: the process did not end before the deadline",
+                        self.side
+                    ))
+                }
+                Err(e) => return Err(format!("{}: cannot wait for the process: {e}", self.side)),
+            }
+        }
+    }
+}
+
+struct Run {
+    obs: Observation,
+    raw: Vec<RawTiming>,
+    agents: BTreeMap<Side, AgentProc>,
+    capture: Option<Capture>,
+    no_capture_reason: String,
+    /// The address every socket of the case uses (127.0.0.1).
+    host: IpAddr,
+    listener: Option<SocketAddr>,
+    previous_listener: Option<SocketAddr>,
+    closed_port: Option<SocketAddr>,
+    /// The client's connections by slot: (client address, server address).
+    conns: BTreeMap<&'static str, (SocketAddr, SocketAddr)>,
+    listeners: Vec<SocketAddr>,
+    /// Every client socket's port by slot, connected or not (for naming wire endpoints).
+    client_ports: BTreeMap<&'static str, u16>,
+    bulk: bool,
+}
+
+impl Run {
+    fn new(case: &Case, cfg: &RunConfig) -> Run {
+        Run {
+            obs: Observation::new(case),
+            raw: Vec::new(),
+            agents: BTreeMap::new(),
+            capture: None,
+            no_capture_reason: cfg.capture.clone().err().unwrap_or_default(),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            listener: None,
+            previous_listener: None,
+            closed_port: None,
+            conns: BTreeMap::new(),
+            listeners: Vec::new(),
+            client_ports: BTreeMap::new(),
+            bulk: case.is_bulk(),
+        }
+    }
+
+    fn setup(&mut self, cfg: &RunConfig) -> Result<(), String> {
+        if cfg.isolation.is_ok() {
+            platforms::isolate_thread()?;
+            if cfg.capture.is_ok() {
+                match Capture::start() {
+                    Ok(c) => self.capture = Some(c),
+                    Err(e) => self.no_capture_reason = format!("capture failed to start: {e}"),
+                }
+            }
+        }
+        for side in [Side::Client, Side::Server] {
+            self.agents
+                .insert(side, AgentProc::spawn(side, &cfg.agent_exe)?);
+        }
+        Ok(())
+    }
+
+    fn agent(&mut self, side: Side) -> &mut AgentProc {
+        self.agents.get_mut(&side).expect("both agents exist")
+    }
+
+    fn walk(&mut self, case: &Case) -> Result<(), String> {
+        let case_deadline = Instant::now() + case.deadline();
+        for (i, step) in case.steps.iter().enumerate() {
+            if Instant::now() > case_deadline {
+                return Err(format!(
+                    "the case passed its deadline of {:?} before step {}",
+                    case.deadline(),
+                    i + 1
+                ));
+            }
+            self.step(i + 1, step)
+                .map_err(|e| format!("step {} ({step:?}): {e}", i + 1))?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, n: usize, step: &Step) -> Result<(), String> {
+        let deadline = Instant::now() + STEP_DEADLINE;
+        match step {
+            Step::Do(a) => {
+                if !self.begin_or_record_gone(a)? {
+                    return Ok(());
+                }
+                let reply = self.agent(a.side).receive(deadline)?;
+                self.finish(n, a, reply);
+            }
+            Step::Start(a) => {
+                if !self.begin_or_record_gone(a)? {
+                    return Ok(());
+                }
+                self.obs.step(format!("{}: {} begins", who(a), a.op));
+                self.agent(a.side).pending = Some(a.clone());
+            }
+            Step::Finish(side) => {
+                let a = self
+                    .agent(*side)
+                    .pending
+                    .take()
+                    .ok_or("nothing was started")?;
+                let reply = self.agent(*side).receive(deadline)?;
+                self.finish(n, &a, reply);
+            }
+            Step::AwaitBlocked(side) => {
+                let pid = self.agent(*side).child.id();
+                let blocked = loop {
+                    match platforms::is_blocked(pid) {
+                        Some(true) => break true,
+                        None => break false,
+                        Some(false) if Instant::now() > deadline => break false,
+                        Some(false) => std::thread::sleep(Duration::from_millis(1)),
+                    }
+                };
+                if !blocked {
+                    self.obs.step(format!(
+                        "runner: could not observe {side} blocked in its call"
+                    ));
+                }
+            }
+            Step::Kill(side) => {
+                let a = self.agent(*side);
+                a.child
+                    .kill()
+                    .map_err(|e| format!("cannot kill {side}: {e}"))?;
+                let how = a.wait_end(deadline)?;
+                self.obs
+                    .step(format!("runner: hard kill {side} -> process died ({how})"));
+            }
+            Step::Terminate(side) => {
+                let a = self.agent(*side);
+                platforms::terminate(a.child.id())
+                    .map_err(|e| format!("cannot terminate {side}: {e}"))?;
+                let how = a.wait_end(deadline)?;
+                self.obs
+                    .step(format!("runner: terminate {side} -> process died ({how})"));
+            }
+            Step::ReleaseHolder(side) => {
+                drop(self.agent(*side).stdin.take());
+                self.obs.step(format!(
+                    "runner: the last holder of the {side}'s socket exits"
+                ));
+            }
+            Step::Checkpoint(name) => {
+                let line = self.checkpoint(name)?;
+                self.obs.step(line);
+            }
+            Step::AwaitUnread(side) => {
+                let end = Instant::now() + AWAIT_DEADLINE;
+                let &(c, s) = self.conns.get("conn").ok_or("no connection to watch")?;
+                loop {
+                    let t = self.table()?;
+                    match find(&t, *side, c, s) {
+                        None => break,
+                        Some(e) if e.recv_queue > 0 => break,
+                        Some(_) if Instant::now() > end => {
+                            self.obs.step(format!(
+                                "runner: no data reached the {side} within {AWAIT_DEADLINE:?}"
+                            ));
+                            break;
+                        }
+                        Some(_) => std::thread::sleep(Duration::from_millis(1)),
+                    }
+                }
+            }
+            Step::AwaitState(side, states) => {
+                let end = Instant::now() + AWAIT_DEADLINE;
+                loop {
+                    let st = self.end_state(*side, "conn")?;
+                    if states.contains(&st) {
+                        break;
+                    }
+                    if Instant::now() > end {
+                        let want: Vec<_> = states.iter().map(|s| state_word(*s)).collect();
+                        self.obs.step(format!(
+                            "runner: {side} end never reached {} within {AWAIT_DEADLINE:?}; it is {}",
+                            want.join(" or "),
+                            state_word(st)
+                        ));
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Send the action; if its agent has already ended (say, killed by SIGPIPE one step earlier),
+    /// record that the step could not be performed and return false.
+    fn begin_or_record_gone(&mut self, a: &Action) -> Result<bool, String> {
+        match self.begin(a) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let agent = self.agent(a.side);
+                let how = agent
+                    .wait_end(Instant::now() + Duration::from_millis(500))
+                    .map_err(|_| e)?;
+                self.obs.step(format!(
+                    "{}: {} -> not performed (the process had ended: {how})",
+                    who(a),
+                    a.op
+                ));
+                Ok(false)
+            }
+        }
+    }
+
+    /// Resolve the addresses of a request and send it.
+    fn begin(&mut self, a: &Action) -> Result<(), String> {
+        let addr = match &a.op {
+            Op::Listen { port, .. } => Some(match port {
+                Port::Any => SocketAddr::new(self.host, 0),
+                Port::Previous => self.previous_listener.ok_or("no previous listener")?,
+            }),
+            Op::Connect {
+                to: Target::Listener,
+                ..
+            } => Some(self.listener.ok_or("no listener to connect to")?),
+            Op::Connect {
+                to: Target::ClosedPort,
+                ..
+            } => Some(self.make_closed_port()?),
+            _ => None,
+        };
+        let req = Request {
+            slot: a.slot.into(),
+            op: a.op.clone(),
+            addr,
+        };
+        self.agent(a.side).send(&req)
+    }
+
+    fn finish(&mut self, n: usize, a: &Action, reply: Reply) {
+        match (&a.op, a.side) {
+            (Op::Listen { .. }, _) => {
+                if let Some(l) = reply.local {
+                    self.listener = Some(l);
+                    self.previous_listener = Some(l);
+                    self.listeners.push(l);
+                }
+            }
+            (Op::Connect { .. }, Side::Client) => {
+                if let Some(local) = reply.local {
+                    self.client_ports.insert(a.slot, local.port());
+                }
+                if let (Some(local), Some(peer)) = (reply.local, reply.peer) {
+                    self.conns.insert(a.slot, (local, peer));
+                }
+            }
+            _ => {}
+        }
+        if a.op == Op::Close && a.slot == "listener" {
+            self.listener = None;
+        }
+        self.obs
+            .step(format!("{}: {} -> {}", who(a), a.op, reply.outcome));
+        let label = format!("{n}. {}: {}", who(a), a.op);
+        if let Some(line) = observe::timing_line(&label, a.timing, reply.elapsed_us) {
+            self.obs.timing.push(line);
+        }
+        self.raw.push(RawTiming {
+            step: label,
+            elapsed_us: reply.elapsed_us,
+        });
+    }
+
+    /// A port on which nothing listens: bind one, read its number, close it. Inside an isolated
+    /// namespace nothing else can take it before the connect.
+    fn make_closed_port(&mut self) -> Result<SocketAddr, String> {
+        let l = std::net::TcpListener::bind(SocketAddr::new(self.host, 0))
+            .map_err(|e| e.to_string())?;
+        let addr = l.local_addr().map_err(|e| e.to_string())?;
+        drop(l);
+        self.closed_port = Some(addr);
+        Ok(addr)
+    }
+
+    fn table(&self) -> Result<Vec<TcpEntry>, String> {
+        platforms::tcp_table().map_err(|e| format!("cannot read the TCP table: {e}"))
+    }
+
+    /// The state of one end of a client connection; a socket the kernel no longer has is CLOSED.
+    fn end_state(&self, side: Side, slot: &str) -> Result<TcpState, String> {
+        let &(c, s) = self
+            .conns
+            .get(slot)
+            .ok_or_else(|| format!("no connection in slot {slot}"))?;
+        let t = self.table()?;
+        Ok(find(&t, side, c, s)
+            .map(|e| e.state)
+            .unwrap_or(TcpState::Closed))
+    }
+
+    /// Wait (bounded) until no socket of the case is in a transient state; return the table.
+    fn settle(&self) -> Vec<TcpEntry> {
+        let end = Instant::now() + SETTLE_DEADLINE;
+        loop {
+            let t = self.table().unwrap_or_default();
+            let ours = |e: &&TcpEntry| {
+                self.conns.values().any(|&(c, s)| {
+                    (e.local == c && e.remote == s) || (e.local == s && e.remote == c)
+                })
+            };
+            if !t.iter().filter(ours).any(|e| e.state.is_transient()) || Instant::now() > end {
+                return t;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn checkpoint(&self, name: &str) -> Result<String, String> {
+        let t = self.settle();
+        let mut parts = Vec::new();
+        for (slot, &(c, s)) in &self.conns {
+            let end = |side| match find(&t, side, c, s) {
+                None => "CLOSED".to_string(),
+                Some(e) => {
+                    let mut w = e.state.name().to_string();
+                    // The kernel's receive-queue figure (Linux: rcv_nxt - copied_seq, so a received FIN
+                    // counts as 1), shown as the kernel reports it; bulk cases hide the unstable size.
+                    if e.recv_queue > 0 {
+                        w += &if self.bulk {
+                            " rx_queue>0".to_string()
+                        } else {
+                            format!(" rx_queue={}", e.recv_queue)
+                        };
+                    }
+                    w
+                }
+            };
+            let label = if *slot == "conn" {
+                String::new()
+            } else {
+                format!("{slot} ")
+            };
+            parts.push(format!(
+                "{label}client {}, server {}",
+                end(Side::Client),
+                end(Side::Server)
+            ));
+        }
+        if let Some(l) = self.previous_listener {
+            let listening = t
+                .iter()
+                .any(|e| e.local == l && e.state == TcpState::Listen);
+            parts.push(format!(
+                "listener {}",
+                if listening { "LISTEN" } else { "CLOSED" }
+            ));
+        }
+        Ok(format!("checkpoint {name}: {}", parts.join("; ")))
+    }
+
+    /// Names for the wire: the server's listening ports, each client connection's port.
+    fn endpoint_labels(&self) -> BTreeMap<u16, String> {
+        let mut labels = BTreeMap::new();
+        for l in &self.listeners {
+            labels.insert(l.port(), "server".to_string());
+        }
+        for (slot, port) in &self.client_ports {
+            let name = if *slot == "conn" {
+                "client".to_string()
+            } else {
+                format!("client {slot}")
+            };
+            labels.insert(*port, name);
+        }
+        if let Some(p) = self.closed_port {
+            labels.insert(p.port(), "closed port".to_string());
+        }
+        labels
+    }
+
+    /// End every agent (killing those still alive) and return what they wrote to stderr.
+    fn cleanup(&mut self) -> String {
+        let mut stderr = String::new();
+        for (side, mut a) in std::mem::take(&mut self.agents) {
+            drop(a.stdin.take());
+            if a.ended.is_none() {
+                let _ = a.child.kill();
+            }
+            let _ = a.child.wait();
+            let text = a.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+            if !text.trim().is_empty() {
+                stderr += &format!("[{side}] {text}");
+            }
+        }
+        stderr
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+fn find(t: &[TcpEntry], side: Side, client: SocketAddr, server: SocketAddr) -> Option<&TcpEntry> {
+    let (local, remote) = match side {
+        Side::Client => (client, server),
+        Side::Server => (server, client),
+    };
+    t.iter()
+        .find(|e| e.local == local && e.remote == remote && e.state != TcpState::Listen)
+}
+
+fn who(a: &Action) -> String {
+    match a.slot {
+        "conn" | "listener" => a.side.to_string(),
+        slot => format!("{} {slot}", a.side),
+    }
+}
+
+fn state_word(s: TcpState) -> &'static str {
+    s.name()
+}

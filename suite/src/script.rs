@@ -1,0 +1,473 @@
+//! The case language: a case is a name, an intent, the capabilities it needs, and a script of steps.
+//! The same model is read by the runner (to execute), the catalog listing (to describe) and the
+//! report (to tell the story of a case).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+pub use platforms::TcpState;
+
+/// One endpoint of a case. Each side is a separate agent process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Client,
+    Server,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        })
+    }
+}
+
+/// Which port a listener binds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Port {
+    /// Any free port (the OS chooses).
+    Any,
+    /// The port of the case's previous listener (to rebind while a TIME_WAIT exists).
+    Previous,
+}
+
+/// Where a connect goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// The server's listener.
+    Listener,
+    /// A port on which nothing listens (the runner makes one free before the step).
+    ClosedPort,
+}
+
+/// shutdown(2) directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum How {
+    Read,
+    Write,
+    Both,
+}
+
+/// One operation an agent performs. Each produces one outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Op {
+    Listen {
+        backlog: i32,
+        port: Port,
+        reuse_addr: bool,
+    },
+    Connect {
+        to: Target,
+        timeout_ms: Option<u64>,
+    },
+    Accept,
+    /// send() of `len` bytes; `nosignal` asks the kernel not to raise SIGPIPE (MSG_NOSIGNAL).
+    Write {
+        len: usize,
+        nosignal: bool,
+    },
+    /// Write until the kernel refuses more (needs a write timeout or non-blocking mode first).
+    Fill,
+    Read {
+        max: usize,
+    },
+    /// Read until end of stream or an error; reports the final outcome (byte counts are not kept).
+    Drain,
+    Shutdown {
+        how: How,
+    },
+    Close,
+    /// SO_LINGER: None turns it off, Some(s) turns it on with s seconds.
+    SetLinger {
+        secs: Option<u32>,
+    },
+    SetNonblocking {
+        on: bool,
+    },
+    SetReadTimeout {
+        ms: u64,
+    },
+    SetWriteTimeout {
+        ms: u64,
+    },
+    SetRecvBuffer {
+        bytes: usize,
+    },
+    SetSendBuffer {
+        bytes: usize,
+    },
+    SetUserTimeout {
+        ms: u64,
+    },
+    /// Restore the default SIGPIPE action in the agent (Rust's runtime starts with SIGPIPE ignored).
+    SigpipeDefault,
+    /// Lower the descriptor limit to what is open now, so the next descriptor cannot be created.
+    ExhaustFds,
+    /// Raise the descriptor limit again.
+    RestoreFds,
+    Poll {
+        timeout_ms: u64,
+    },
+    /// The socket's TCP state as its own kernel reports it (TCP_INFO).
+    State,
+    /// Start a child process that inherits the socket and holds it until the runner releases it.
+    SpawnHolder,
+    /// Exit normally with the socket still open.
+    Exit {
+        code: i32,
+    },
+    /// Die by abort().
+    Abort,
+}
+
+impl Op {
+    /// Ops after which the agent process is gone, so its outcome is how the process ended.
+    pub fn ends_process(&self) -> bool {
+        matches!(self, Op::Exit { .. } | Op::Abort)
+    }
+
+    /// The socket slot an op uses when the script names none.
+    fn default_slot(&self) -> &'static str {
+        match self {
+            Op::Listen { .. } => "listener",
+            _ => "conn",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on_off = |b: bool| if b { "on" } else { "off" };
+        match self {
+            Op::Listen {
+                backlog,
+                port,
+                reuse_addr,
+            } => {
+                write!(f, "listen(backlog {backlog}")?;
+                if *port == Port::Previous {
+                    f.write_str(", previous port")?;
+                }
+                if *reuse_addr {
+                    f.write_str(", SO_REUSEADDR")?;
+                }
+                f.write_str(")")
+            }
+            Op::Connect { to, timeout_ms } => {
+                f.write_str(match to {
+                    Target::Listener => "connect",
+                    Target::ClosedPort => "connect(closed port)",
+                })?;
+                match timeout_ms {
+                    Some(ms) => write!(f, " with timeout {ms} ms"),
+                    None => Ok(()),
+                }
+            }
+            Op::Accept => f.write_str("accept"),
+            Op::Write {
+                len,
+                nosignal: false,
+            } => write!(f, "write({len})"),
+            Op::Write {
+                len,
+                nosignal: true,
+            } => write!(f, "write({len}, MSG_NOSIGNAL)"),
+            Op::Fill => f.write_str("write until full"),
+            Op::Read { max } => write!(f, "read({max})"),
+            Op::Drain => f.write_str("read until end"),
+            Op::Shutdown { how } => write!(f, "shutdown({})", format!("{how:?}").to_lowercase()),
+            Op::Close => f.write_str("close"),
+            Op::SetLinger { secs: None } => f.write_str("SO_LINGER off"),
+            Op::SetLinger { secs: Some(s) } => write!(f, "SO_LINGER on, {s} s"),
+            Op::SetNonblocking { on } => write!(f, "non-blocking {}", on_off(*on)),
+            Op::SetReadTimeout { ms } => write!(f, "read timeout {ms} ms"),
+            Op::SetWriteTimeout { ms } => write!(f, "write timeout {ms} ms"),
+            Op::SetRecvBuffer { bytes } => write!(f, "SO_RCVBUF {bytes}"),
+            Op::SetSendBuffer { bytes } => write!(f, "SO_SNDBUF {bytes}"),
+            Op::SetUserTimeout { ms } => write!(f, "user timeout {ms} ms"),
+            Op::SigpipeDefault => f.write_str("SIGPIPE default action"),
+            Op::ExhaustFds => f.write_str("exhaust descriptors"),
+            Op::RestoreFds => f.write_str("restore descriptor limit"),
+            Op::Poll { timeout_ms } => write!(f, "poll({timeout_ms} ms)"),
+            Op::State => f.write_str("TCP_INFO state"),
+            Op::SpawnHolder => f.write_str("spawn child inheriting the socket"),
+            Op::Exit { code } => write!(f, "exit({code}) with sockets open"),
+            Op::Abort => f.write_str("abort()"),
+        }
+    }
+}
+
+/// How the duration of a step enters the snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timing {
+    /// Not at all (raw time still goes to the JSON results).
+    Untimed,
+    /// As an absolute bucket ("under 100 ms").
+    Absolute,
+    /// Relative to the knob that drives it ("about 1x the read timeout (300 ms)").
+    Relative { knob: &'static str, ms: u64 },
+}
+
+/// One operation of one agent, on one of its socket slots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    pub side: Side,
+    pub slot: &'static str,
+    pub op: Op,
+    pub timing: Timing,
+}
+
+/// One step of a script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Perform an action and wait for its outcome.
+    Do(Action),
+    /// Begin an action (typically a blocking read); `Finish` collects its outcome later.
+    Start(Action),
+    /// Collect the outcome of the side's started action.
+    Finish(Side),
+    /// Wait until the side's agent is asleep in the kernel (inside its started call).
+    AwaitBlocked(Side),
+    /// Kill the agent process hard (SIGKILL / TerminateProcess) and record how it ended.
+    Kill(Side),
+    /// Ask the agent process to terminate (SIGTERM with the default action) and record how it ended.
+    Terminate(Side),
+    /// Close the standard input of a side whose agent is gone: its holder child (see Op::SpawnHolder) exits.
+    ReleaseHolder(Side),
+    /// Record the TCP state of every connection and listener of the case.
+    Checkpoint(&'static str),
+    /// Wait (with a deadline) until the side's end of the connection reaches one of these states;
+    /// records nothing unless the deadline passes. "gone" is written as TcpState::Closed.
+    AwaitState(Side, &'static [TcpState]),
+    /// Wait (with a deadline) until data waits unread in the side's receive queue, or its end is gone.
+    AwaitUnread(Side),
+}
+
+/// What a case needs from the run; probed at run time, and a case whose needs are not met is skipped
+/// with the reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Need {
+    /// Its own network namespace (root or CAP_SYS_ADMIN).
+    Isolation,
+    /// Packet capture (root or CAP_NET_RAW).
+    Capture,
+}
+
+impl fmt::Display for Need {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Need::Isolation => "isolation",
+            Need::Capture => "capture",
+        })
+    }
+}
+
+/// A conformance case.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub family: &'static str,
+    pub name: &'static str,
+    /// One line, "Verify: ...".
+    pub intent: &'static str,
+    pub needs: &'static [Need],
+    pub steps: Vec<Step>,
+}
+
+impl Case {
+    /// A case of the catalog; its family and name come from the catalog (they are its function's).
+    pub fn new(intent: &'static str, steps: Vec<Step>) -> Case {
+        Case {
+            family: "",
+            name: "",
+            intent,
+            needs: &[],
+            steps,
+        }
+    }
+
+    /// Declare what the case needs from the run.
+    pub fn needs(mut self, needs: &'static [Need]) -> Case {
+        self.needs = needs;
+        self
+    }
+
+    /// "family/name", the id used by --filter, the report and the snapshot path.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.family, self.name)
+    }
+
+    /// Whether the script moves bulk data, whose segmentation on the wire is not stable.
+    pub fn is_bulk(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::Do(a) | Step::Start(a) if a.op == Op::Fill))
+    }
+
+    /// An upper bound for the whole case, used as its deadline.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+}
+
+// --- builders: scripts read as the sequence they perform ------------------------------------------
+
+fn action(side: Side, op: Op) -> Step {
+    let slot = op.default_slot();
+    Step::Do(Action {
+        side,
+        slot,
+        op,
+        timing: Timing::Untimed,
+    })
+}
+
+/// The client performs `op` on its connection.
+pub fn client(op: Op) -> Step {
+    action(Side::Client, op)
+}
+
+/// The server performs `op` (on its listener for `listen`, otherwise on its accepted connection).
+pub fn server(op: Op) -> Step {
+    action(Side::Server, op)
+}
+
+impl Step {
+    fn action_mut(&mut self) -> &mut Action {
+        match self {
+            Step::Do(a) | Step::Start(a) => a,
+            other => panic!("{other:?} is not an action"),
+        }
+    }
+    /// Use another socket slot of the agent ("c2", "listener").
+    pub fn on(mut self, slot: &'static str) -> Step {
+        self.action_mut().slot = slot;
+        self
+    }
+    /// Record the duration as an absolute bucket.
+    pub fn timed(mut self) -> Step {
+        self.action_mut().timing = Timing::Absolute;
+        self
+    }
+    /// Record the duration relative to the knob that drives it.
+    pub fn timed_vs(mut self, knob: &'static str, ms: u64) -> Step {
+        self.action_mut().timing = Timing::Relative { knob, ms };
+        self
+    }
+    /// Begin the action without waiting; collect it with `Step::Finish`.
+    pub fn start(self) -> Step {
+        match self {
+            Step::Do(a) => Step::Start(a),
+            other => panic!("{other:?} cannot be started"),
+        }
+    }
+}
+
+/// Shorthands for the ops a script uses most.
+pub mod ops {
+    use super::*;
+    pub fn listen() -> Op {
+        Op::Listen {
+            backlog: 16,
+            port: Port::Any,
+            reuse_addr: false,
+        }
+    }
+    pub fn connect() -> Op {
+        Op::Connect {
+            to: Target::Listener,
+            timeout_ms: None,
+        }
+    }
+    pub fn write(len: usize) -> Op {
+        Op::Write {
+            len,
+            nosignal: true,
+        }
+    }
+    pub fn read(max: usize) -> Op {
+        Op::Read { max }
+    }
+    pub fn shutdown(how: How) -> Op {
+        Op::Shutdown { how }
+    }
+    pub fn linger(secs: Option<u32>) -> Op {
+        Op::SetLinger { secs }
+    }
+}
+
+/// The steps that open one connection: the server listens, the client connects, the server accepts.
+pub fn connected() -> Vec<Step> {
+    vec![
+        server(ops::listen()),
+        client(ops::connect()),
+        server(Op::Accept),
+    ]
+}
+
+/// A script: the connection setup followed by `rest`.
+pub fn after_connect(rest: impl IntoIterator<Item = Step>) -> Vec<Step> {
+    let mut v = connected();
+    v.extend(rest);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_roundtrip_through_json() {
+        let op = Op::Connect {
+            to: Target::ClosedPort,
+            timeout_ms: Some(5),
+        };
+        let s = serde_json::to_string(&op).unwrap();
+        assert_eq!(serde_json::from_str::<Op>(&s).unwrap(), op);
+    }
+
+    #[test]
+    fn builders_choose_default_slots() {
+        assert_eq!(
+            server(ops::listen()),
+            Step::Do(Action {
+                side: Side::Server,
+                slot: "listener",
+                op: ops::listen(),
+                timing: Timing::Untimed
+            })
+        );
+        let s = client(ops::read(10)).on("c2").timed().start();
+        assert!(matches!(
+            s,
+            Step::Start(Action {
+                slot: "c2",
+                timing: Timing::Absolute,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn op_descriptions_are_readable() {
+        assert_eq!(
+            Op::SetLinger { secs: Some(0) }.to_string(),
+            "SO_LINGER on, 0 s"
+        );
+        assert_eq!(ops::shutdown(How::Write).to_string(), "shutdown(write)");
+        assert_eq!(
+            Op::Write {
+                len: 5,
+                nosignal: false
+            }
+            .to_string(),
+            "write(5)"
+        );
+    }
+}

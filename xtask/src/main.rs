@@ -1,0 +1,53 @@
+//! `cargo xtask <command>`: builds the suite and hands the command to its runner binary.
+//! The work lives in the suite (`suite/src/cli.rs`); this crate only orchestrates cargo, so it stays
+//! free of dependencies and quick to build.
+
+use std::process::{exit, Command};
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("conform" | "list" | "diff" | "import") => {}
+        Some("-h" | "--help") | None => {
+            println!("usage: cargo xtask conform|list|diff|import [...]   (--help after a command for its flags)");
+            exit(if args.is_empty() { 2 } else { 0 })
+        }
+        Some(other) => {
+            eprintln!(
+                "error: unknown xtask command {other:?} (commands: conform, list, diff, import)"
+            );
+            exit(2)
+        }
+    }
+    // Build the runner and the agent together: the runner starts the agent binary next to itself.
+    let built = cargo()
+        .args(["build", "--quiet", "--package", "sockconform", "--bins"])
+        .status();
+    if !matches!(built, Ok(s) if s.success()) {
+        eprintln!("error: building the suite failed");
+        exit(2)
+    }
+    let status = cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "sockconform",
+            "--bin",
+            "sockconform",
+            "--",
+        ])
+        .args(&args)
+        .status();
+    match status {
+        Ok(s) => exit(s.code().unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: cannot run the suite: {e}");
+            exit(2)
+        }
+    }
+}
