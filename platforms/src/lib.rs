@@ -5,6 +5,7 @@
 //! answers "unavailable: why" for every capability instead of a silent wrong answer.
 
 pub mod names;
+pub mod procs;
 pub mod wire;
 
 #[cfg_attr(target_os = "linux", path = "sys/linux/mod.rs")]

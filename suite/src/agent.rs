@@ -96,6 +96,19 @@ fn ok_or(r: io::Result<()>) -> Outcome {
 
 impl Agent {
     fn perform(&mut self, req: Request) -> Reply {
+        // Fault injection for the runner's own tests: hang on the named op, as a broken agent would.
+        if let Ok(op) = std::env::var("SOCKCONFORM_TEST_AGENT_HANG") {
+            if serde_json::to_value(&req.op)
+                .ok()
+                .and_then(|v| v["op"].as_str().map(|s| s == op))
+                == Some(true)
+            {
+                eprintln!("agent: hanging in {op} (SOCKCONFORM_TEST_AGENT_HANG)");
+                loop {
+                    std::thread::park();
+                }
+            }
+        }
         let start = Instant::now();
         let done = self.run(&req);
         Reply {

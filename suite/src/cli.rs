@@ -17,7 +17,8 @@ const USAGE: &str = "usage:
   cargo xtask list [--markdown] [--check-readme]
 
 conform   run the catalog on this machine and compare with snapshots/<os>/
-  --filter TEXT   only cases whose id (family/name) contains TEXT; repeatable
+  --filter TEXT   only cases whose id starts with TEXT (a family: close), whose name contains
+                  TEXT (unread), or that need a capability (needs:isolation); repeatable
   --bless         accept what this run observed as the new snapshots
   --repeat N      run the selection N times; fail if any run observes something different
   --json PATH     write every case's status, observation, raw timings and skip reason to PATH
@@ -124,13 +125,22 @@ impl ConformOptions {
     }
 }
 
+/// Whether a filter selects a case: a prefix of its id ("close", "close/", "close/orderly_idle"),
+/// a part of its name ("unread"), or `needs:<capability>` ("needs:lab").
+pub fn matches(case: &Case, filter: &str) -> bool {
+    if let Some(need) = filter.strip_prefix("needs:") {
+        return case.needs.iter().any(|n| n.to_string() == need);
+    }
+    case.id().starts_with(filter) || case.name.contains(filter)
+}
+
 /// Select cases by filters; an unknown filter is an error that lists the closest ids.
 pub fn select(all: Vec<Case>, filters: &[String]) -> Result<Vec<Case>, String> {
     if filters.is_empty() {
         return Ok(all);
     }
     for f in filters {
-        if !all.iter().any(|c| c.id().contains(f.as_str())) {
+        if !all.iter().any(|c| matches(c, f)) {
             let mut near: Vec<(usize, String)> =
                 all.iter().map(|c| (distance(f, &c.id()), c.id())).collect();
             near.sort();
@@ -143,7 +153,7 @@ pub fn select(all: Vec<Case>, filters: &[String]) -> Result<Vec<Case>, String> {
     }
     Ok(all
         .into_iter()
-        .filter(|c| filters.iter().any(|f| c.id().contains(f.as_str())))
+        .filter(|c| filters.iter().any(|f| matches(c, f)))
         .collect())
 }
 
@@ -542,8 +552,16 @@ fn summarize(reports: &[CaseReport], wall: Duration, o: &ConformOptions, cfg: &R
     if new > 0 {
         println!("{new} case(s) have no snapshot yet: review them with `cargo insta review` or accept with `cargo xtask conform --bless`");
     }
-    if changed > 0 {
+    if count(Status::Failed) > 0 {
+        println!(
+            "{} case(s) failed to run to the end: see the errors above",
+            count(Status::Failed)
+        );
+    }
+    if count(Status::Changed) + count(Status::Unstable) > 0 {
         println!("behavior differs from the snapshots: review with `cargo insta review` (or accept all with `cargo xtask conform --bless`)");
+    }
+    if changed > 0 {
         return 1;
     }
     0
@@ -636,6 +654,16 @@ mod tests {
         assert!(e.contains("linger/zero_abortive_close"), "{e}");
         let ok = select(catalog::all(), &["linger/".to_string()]).unwrap();
         assert!(ok.iter().all(|c| c.family == "linger") && !ok.is_empty());
+        let close = select(catalog::all(), &["close".to_string()]).unwrap();
+        assert!(
+            close
+                .iter()
+                .all(|c| c.family == "close" || c.name.contains("close")),
+            "a family prefix"
+        );
+        assert!(!close
+            .iter()
+            .any(|c| c.family == "after_close" && !c.name.contains("close")));
     }
 
     #[test]

@@ -18,8 +18,25 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long one step may take before the case is declared hung.
-const STEP_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one step may take before the case is declared hung (SOCKCONFORM_STEP_DEADLINE_MS
+/// overrides it, so tests of the runner itself need not wait 10 s).
+fn step_deadline() -> Duration {
+    std::env::var("SOCKCONFORM_STEP_DEADLINE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(Duration::from_secs(10))
+}
+
+/// Every agent of this process's runs carries this tag in its environment (SOCKCONFORM_RUN_ID), so
+/// a test can prove that none outlived its run.
+pub fn run_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::env::var("SOCKCONFORM_RUN_ID")
+            .unwrap_or_else(|_| format!("run-{}", std::process::id()))
+    })
+}
 /// How long a checkpoint waits for transient TCP states (FIN_WAIT1, LAST_ACK...) to settle.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(1);
 /// How long an explicit await may wait for a state.
@@ -326,7 +343,7 @@ impl Run {
     }
 
     fn step(&mut self, n: usize, step: &Step) -> Result<(), String> {
-        let deadline = Instant::now() + STEP_DEADLINE;
+        let deadline = Instant::now() + step_deadline();
         match step {
             Step::Do(a) => {
                 if !self.begin_or_record_gone(a)? {

@@ -1,0 +1,77 @@
+//! Looking at processes from outside, for the runner's own tests: which processes carry a run's tag,
+//! which network namespace they are in, and sending the interrupt a terminal's Ctrl-C sends.
+//! Linux reads /proc; elsewhere these answer None/Unsupported and the tests say they were skipped.
+
+use std::io;
+
+/// Pids of the processes whose environment holds `key=value`, or None where this cannot be read.
+pub fn pids_with_env(key: &str, value: &str) -> Option<Vec<u32>> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let needle = format!("{key}={value}");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    Some(pids)
+}
+
+/// The identity of a process's network namespace ("net:[4026532]"), or None.
+pub fn net_namespace(pid: u32) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// Whether any live process is in the network namespace `ns` (as returned by `net_namespace`).
+pub fn namespace_in_use(ns: &str) -> Option<bool> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let mut found = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if net_namespace(pid).as_deref() == Some(ns) {
+            found = true;
+        }
+    }
+    Some(found)
+}
+
+/// Send the interrupt signal (what Ctrl-C sends) to one process.
+pub fn interrupt(pid: u32) -> io::Result<()> {
+    if !cfg!(unix) {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no SIGINT on this platform",
+        ));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "kill -INT {pid} failed: {status}"
+        )))
+    }
+}

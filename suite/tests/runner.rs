@@ -1,0 +1,186 @@
+//! The runner's own promises, tested through the real CLI binary: a hung agent is reported with its
+//! stderr and the run goes on; bad input exits 2; and after a normal run, a failed case and a Ctrl-C
+//! in the middle, no agent process (or holder child) and no namespace of the run remains.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A runner command whose agents carry a tag unique to this test.
+fn runner(tag: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sockconform"));
+    cmd.args(args)
+        .env("SOCKCONFORM_ROOT", root())
+        .env("SOCKCONFORM_RUN_ID", tag);
+    cmd
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Wait (bounded) until no process carries the tag; returns the survivors. None: cannot look here.
+fn survivors(tag: &str) -> Option<Vec<u32>> {
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        let pids = platforms::procs::pids_with_env("SOCKCONFORM_RUN_ID", tag)?;
+        if pids.is_empty() || Instant::now() > end {
+            return Some(pids);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn assert_nothing_left(tag: &str) {
+    match survivors(tag) {
+        None => eprintln!("skipped the process check: cannot list processes on this platform"),
+        Some(p) => assert!(p.is_empty(), "processes of run {tag} survived it: {p:?}"),
+    }
+}
+
+#[test]
+fn a_normal_run_leaves_no_process_behind() {
+    let tag = format!("t-normal-{}", std::process::id());
+    // The inherited-socket case also starts a holder child, which must end too.
+    let o = runner(
+        &tag,
+        &[
+            "conform",
+            "--filter",
+            "process_exit/inherited",
+            "--filter",
+            "close/orderly_idle",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("2 passed"), "{}", text(&o));
+    assert_nothing_left(&tag);
+}
+
+#[test]
+fn a_hung_agent_is_reported_with_its_stderr_and_the_run_goes_on() {
+    let tag = format!("t-hang-{}", std::process::id());
+    let o = runner(
+        &tag,
+        &[
+            "conform",
+            "--filter",
+            "close/",
+            "--filter",
+            "connect/closed_port",
+        ],
+    )
+    .env("SOCKCONFORM_TEST_AGENT_HANG", "accept")
+    .env("SOCKCONFORM_STEP_DEADLINE_MS", "300")
+    .output()
+    .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("no reply within the step deadline"), "{out}");
+    assert!(
+        out.contains("hanging in accept"),
+        "the agent's stderr is part of the report: {out}"
+    );
+    assert!(
+        out.contains("1 passed") && out.contains("3 failed"),
+        "{out}"
+    );
+    assert_nothing_left(&tag);
+}
+
+#[test]
+fn ctrl_c_in_the_middle_leaves_no_process_or_namespace_behind() {
+    let tag = format!("t-int-{}", std::process::id());
+    let mut child = runner(&tag, &["conform", "--filter", "linger/positive"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the run's agents exist (the cases take over a second), then interrupt the runner.
+    let end = Instant::now() + Duration::from_secs(5);
+    let agents = loop {
+        match platforms::procs::pids_with_env("SOCKCONFORM_RUN_ID", &tag) {
+            None => {
+                let _ = child.kill();
+                eprintln!("skipped: cannot list processes on this platform");
+                return;
+            }
+            Some(p) if p.len() >= 4 => break p,
+            Some(_) if Instant::now() > end => panic!("the run's agents never appeared"),
+            Some(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let host_ns = platforms::procs::net_namespace(std::process::id());
+    let namespaces: Vec<String> = agents
+        .iter()
+        .filter_map(|p| platforms::procs::net_namespace(*p))
+        .filter(|ns| Some(ns) != host_ns.as_ref())
+        .collect();
+    platforms::procs::interrupt(child.id()).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the runner was interrupted");
+    assert_nothing_left(&tag);
+    for ns in namespaces {
+        assert_eq!(
+            platforms::procs::namespace_in_use(&ns),
+            Some(false),
+            "namespace {ns} outlived the run"
+        );
+    }
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let tag = format!("t-bad-{}", std::process::id());
+    let o = runner(&tag, &["conform", "--filter", "lnger/zero"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("linger/zero_abortive_close"),
+        "close matches are listed: {}",
+        text(&o)
+    );
+    let o = runner(&tag, &["conform", "--bogus"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--bogus"));
+}
+
+#[test]
+fn a_corrupt_snapshot_is_named_and_exits_2() {
+    let tag = format!("t-corrupt-{}", std::process::id());
+    // A private copy of the tree's layout, so the real snapshots are never touched.
+    let dir = std::env::temp_dir().join(format!("sc-corrupt-{}", std::process::id()));
+    let snap = dir
+        .join("snapshots")
+        .join(platforms::os_dir())
+        .join("close");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::write(dir.join("Cargo.toml"), "").unwrap();
+    std::fs::write(
+        snap.join("orderly_idle.snap"),
+        "---\nsource: x\n---\n{ broken",
+    )
+    .unwrap();
+    let o = runner(&tag, &["conform", "--filter", "close/orderly_idle"])
+        .env("SOCKCONFORM_ROOT", &dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("orderly_idle.snap") && text(&o).contains("corrupt"),
+        "{}",
+        text(&o)
+    );
+}
