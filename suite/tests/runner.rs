@@ -112,11 +112,16 @@ fn ctrl_c_in_the_middle_leaves_no_process_or_namespace_behind() {
         match platforms::procs::pids_with_env("SOCKCONFORM_RUN_ID", &tag) {
             None => {
                 let _ = child.kill();
+                let _ = child.wait();
                 eprintln!("skipped: cannot list processes on this platform");
                 return;
             }
             Some(p) if p.len() >= 4 => break p,
-            Some(_) if Instant::now() > end => panic!("the run's agents never appeared"),
+            Some(_) if Instant::now() > end => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the run's agents never appeared")
+            }
             Some(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     };
