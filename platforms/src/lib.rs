@@ -4,12 +4,26 @@
 //! The backend is chosen once below; a platform without a backend gets `sys/unsupported.rs`, which
 //! answers "unavailable: why" for every capability instead of a silent wrong answer.
 
+pub mod host;
+pub mod lab;
 pub mod names;
+pub mod parse;
 pub mod procs;
 pub mod wire;
 
 #[cfg_attr(target_os = "linux", path = "sys/linux/mod.rs")]
-#[cfg_attr(not(target_os = "linux"), path = "sys/unsupported.rs")]
+#[cfg_attr(target_os = "macos", path = "sys/macos.rs")]
+#[cfg_attr(target_os = "freebsd", path = "sys/freebsd.rs")]
+#[cfg_attr(windows, path = "sys/windows.rs")]
+#[cfg_attr(
+    not(any(
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "freebsd",
+        windows
+    )),
+    path = "sys/unsupported.rs"
+)]
 mod sys;
 
 use std::io;
@@ -110,6 +124,14 @@ pub fn probe_capture() -> Result<(), Unavailable> {
 /// so a crashed or interrupted runner leaves no agent behind.
 pub fn prepare_agent(cmd: &mut Command) {
     sys::prepare_agent(cmd)
+}
+
+/// Called first thing by an agent: make sure it does not outlive the runner that started it, on
+/// platforms where `prepare_agent` cannot arrange that by itself. Linux and FreeBSD: nothing to do
+/// (the kernel's parent-death signal). macOS: a thread waits in kqueue for the runner to exit.
+/// Windows: a thread waits on a handle of the runner process. Either then ends the agent at once.
+pub fn watch_parent() {
+    sys::watch_parent()
 }
 
 /// Graceful termination with the default action (SIGTERM on Unix).

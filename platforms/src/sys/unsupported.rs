@@ -15,30 +15,11 @@ fn unsupported<T>(what: &str) -> io::Result<T> {
     ))
 }
 
-/// Packet capture: not implemented on this platform.
-pub struct Capture(());
+#[path = "no_capture.rs"]
+mod no_capture;
+pub use no_capture::Capture;
 
-impl Capture {
-    pub fn start() -> io::Result<Capture> {
-        unsupported("packet capture")
-    }
-    pub fn segments(&self) -> Vec<crate::wire::Segment> {
-        Vec::new()
-    }
-    pub fn wait_for(
-        &self,
-        _deadline: std::time::Instant,
-        _pred: impl Fn(&[crate::wire::Segment]) -> bool,
-    ) -> bool {
-        false
-    }
-    pub fn stop(self) -> Vec<crate::wire::Segment> {
-        Vec::new()
-    }
-    pub fn dropped(&self) -> u32 {
-        0
-    }
-}
+const CAPTURE_UNAVAILABLE: &str = "packet capture is not implemented on this operating system";
 
 pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
     unsupported("reading the TCP table")
@@ -52,6 +33,9 @@ pub fn isolate_thread() -> Result<(), Unavailable> {
 }
 
 pub fn prepare_agent(_cmd: &mut Command) {}
+
+/// Nothing watches the runner here: an agent may outlive a runner that crashed.
+pub fn watch_parent() {}
 
 pub fn terminate(_pid: u32) -> io::Result<()> {
     unsupported("graceful termination")

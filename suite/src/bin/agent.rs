@@ -1,6 +1,7 @@
 //! The agent binary: one endpoint of a case (see `suite::agent`).
 
 fn main() {
+    platforms::watch_parent();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.as_slice() {
         [] => suite::agent::main_loop(),

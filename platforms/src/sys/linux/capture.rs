@@ -111,7 +111,19 @@ impl Capture {
             }),
             changed: Condvar::new(),
         });
-        let started = Instant::now();
+        // Kernel receive timestamps: a segment's time is when the kernel saw it, not when the
+        // reader thread got to it (which, on a loaded machine, can be much later).
+        let on: libc::c_int = 1;
+        cvt(unsafe {
+            libc::setsockopt(
+                packet.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })?;
+        let started = Clock::now();
         // Only now does the socket receive anything (it was created with protocol 0).
         bind_all(&packet)?;
         let reader = {
@@ -304,7 +316,42 @@ fn filter_program() -> Vec<libc::sock_filter> {
     ]
 }
 
-fn read_loop(packet: &OwnedFd, wake: &OwnedFd, shared: &Shared, started: Instant) {
+/// The capture's time origin, on both the monotonic clock (fallback) and the realtime clock (the
+/// clock of kernel packet timestamps).
+#[derive(Clone, Copy)]
+struct Clock {
+    instant: Instant,
+    realtime: Duration,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            instant: Instant::now(),
+            realtime: realtime_now(),
+        }
+    }
+
+    /// Time since the origin of the packet last read from `fd` (its kernel timestamp).
+    fn packet_time(&self, fd: RawFd) -> Duration {
+        // SIOCGSTAMPNS (the 64-bit "old" ioctl on 64-bit targets): the last packet's timestamp.
+        const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
+        let mut ts: libc::timespec = unsafe { mem::zeroed() };
+        if unsafe { libc::ioctl(fd, SIOCGSTAMPNS as _, &mut ts) } == 0 && ts.tv_sec > 0 {
+            let t = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+            return t.saturating_sub(self.realtime);
+        }
+        self.instant.elapsed()
+    }
+}
+
+fn realtime_now() -> Duration {
+    let mut ts: libc::timespec = unsafe { mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn read_loop(packet: &OwnedFd, wake: &OwnedFd, shared: &Shared, started: Clock) {
     let mut fds = [
         libc::pollfd {
             fd: packet.as_raw_fd(),
@@ -332,7 +379,9 @@ fn read_loop(packet: &OwnedFd, wake: &OwnedFd, shared: &Shared, started: Instant
         // Read what is queued (also when stopping: it was on the wire before stop was asked).
         let mut skipped = 0;
         let mut failed = false;
-        for _ in 0..BATCH {
+        // When stopping, read everything queued, however much: it was on the wire before stop.
+        let limit = if stopping { usize::MAX } else { BATCH };
+        for _ in 0..limit {
             match recv_one(packet.as_raw_fd(), &mut buf, started) {
                 Ok(Some(Some(seg))) => batch.push(seg),
                 Ok(Some(None)) => skipped += 1,
@@ -361,7 +410,7 @@ fn read_loop(packet: &OwnedFd, wake: &OwnedFd, shared: &Shared, started: Instant
 
 /// Read one packet without blocking: `Ok(None)` when none is queued, `Ok(Some(None))` for a
 /// packet that is not a TCP segment to record.
-fn recv_one(fd: RawFd, buf: &mut [u8], started: Instant) -> io::Result<Option<Option<Segment>>> {
+fn recv_one(fd: RawFd, buf: &mut [u8], started: Clock) -> io::Result<Option<Option<Segment>>> {
     loop {
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
@@ -387,7 +436,7 @@ fn recv_one(fd: RawFd, buf: &mut [u8], started: Instant) -> io::Result<Option<Op
                 _ => return Err(e),
             }
         }
-        let at = started.elapsed();
+        let at = started.packet_time(fd);
         if sll.sll_pkttype == libc::PACKET_OUTGOING && sll.sll_hatype == libc::ARPHRD_LOOPBACK {
             return Ok(Some(None));
         }

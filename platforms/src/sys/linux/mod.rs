@@ -1,25 +1,28 @@
 //! Linux backend: /proc/net/tcp for the TCP table, network namespaces for isolation, AF_PACKET for
-//! capture, prctl(PR_SET_PDEATHSIG) so agents never outlive the runner.
+//! capture, prctl(PR_SET_PDEATHSIG) so agents never outlive the runner. The POSIX rest is shared
+//! with macOS and FreeBSD in `sys/unix.rs`.
 
 pub mod capture;
+pub mod lab;
 pub use capture::Capture;
+
+#[path = "../unix.rs"]
+mod unix;
+
+pub use unix::{
+    adopt_inherited, exit_description, poll, set_fd_limit, sigpipe_default, spawn_inheriting,
+    terminate, wait_stdin_hangup,
+};
 
 use crate::{names, Os, TcpEntry, TcpState, Unavailable};
 use socket2::Socket;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::time::Duration;
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
+use unix::cvt;
 
 // --- TCP table -------------------------------------------------------------------------------
 
@@ -133,10 +136,6 @@ pub fn prepare_agent(cmd: &mut Command) {
     }
 }
 
-pub fn terminate(pid: u32) -> io::Result<()> {
-    cvt(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }).map(drop)
-}
-
 pub fn is_blocked(pid: u32) -> Option<bool> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The state letter follows the parenthesized command name, which may itself hold spaces.
@@ -144,35 +143,9 @@ pub fn is_blocked(pid: u32) -> Option<bool> {
     Some(state == "S" || state == "D")
 }
 
-pub fn exit_description(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exit {code}");
-    }
-    match status.signal() {
-        Some(sig) => format!("signal {}", signal_name(sig)),
-        None => "unknown".into(),
-    }
-}
-
-fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGILL => "SIGILL",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        _ => return format!("SIG#{sig}"),
-    };
-    name.into()
-}
+/// Nothing to do: the kernel delivers SIGKILL when the runner's spawning thread ends
+/// (see `prepare_agent`).
+pub fn watch_parent() {}
 
 // --- knobs -----------------------------------------------------------------------------------------
 
@@ -183,45 +156,6 @@ pub fn set_user_timeout(s: &Socket, timeout: Duration) -> io::Result<()> {
 pub fn send(s: &Socket, buf: &[u8], nosignal: bool) -> io::Result<usize> {
     let flags = if nosignal { libc::MSG_NOSIGNAL } else { 0 };
     s.send_with_flags(buf, flags)
-}
-
-pub fn sigpipe_default() -> io::Result<()> {
-    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) } == libc::SIG_ERR {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-pub fn set_fd_limit(limit: u64) -> io::Result<()> {
-    let lim = libc::rlimit {
-        rlim_cur: limit as libc::rlim_t,
-        rlim_max: limit as libc::rlim_t,
-    };
-    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }).map(drop)
-}
-
-pub fn poll(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
-    let mut pfd = libc::pollfd {
-        fd: s.as_raw_fd(),
-        events: libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP | libc::POLLPRI,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    cvt(unsafe { libc::poll(&mut pfd, 1, ms) })?;
-    let table = [
-        (libc::POLLIN, "IN"),
-        (libc::POLLPRI, "PRI"),
-        (libc::POLLOUT, "OUT"),
-        (libc::POLLRDHUP, "RDHUP"),
-        (libc::POLLERR, "ERR"),
-        (libc::POLLHUP, "HUP"),
-        (libc::POLLNVAL, "NVAL"),
-    ];
-    Ok(table
-        .iter()
-        .filter(|(bit, _)| pfd.revents & bit != 0)
-        .map(|(_, n)| *n)
-        .collect())
 }
 
 pub fn socket_state(s: &Socket) -> io::Result<TcpState> {
@@ -239,43 +173,6 @@ pub fn socket_state(s: &Socket) -> io::Result<TcpState> {
     // A socket that never connected reports state 7 (TCP_CLOSE) like a closed one.
     names::tcp_state(Os::Linux, info.tcpi_state as i32)
         .ok_or_else(|| io::Error::other(format!("unknown tcpi_state {}", info.tcpi_state)))
-}
-
-pub fn spawn_inheriting(s: &Socket, cmd: &mut Command) -> io::Result<Child> {
-    let fd: RawFd = s.as_raw_fd();
-    cmd.arg(fd.to_string());
-    // Clear close-on-exec only in the child, so no other concurrently spawned process inherits it.
-    unsafe {
-        cmd.pre_exec(move || {
-            let flags = cvt(libc::fcntl(fd, libc::F_GETFD))?;
-            cvt(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC))?;
-            Ok(())
-        });
-    }
-    cmd.spawn()
-}
-
-pub fn adopt_inherited(raw: &str) -> io::Result<Socket> {
-    let fd: RawFd = raw
-        .parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "not a descriptor number"))?;
-    cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    Ok(unsafe { Socket::from_raw_fd(fd) })
-}
-
-pub fn wait_stdin_hangup() {
-    // events = 0: only POLLHUP/POLLERR wake us, so unread commands in the pipe do not.
-    let mut pfd = libc::pollfd {
-        fd: 0,
-        events: 0,
-        revents: 0,
-    };
-    loop {
-        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if r > 0 || (r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted) {
-            return;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,513 @@
+//! Pure parsers and tables of the per-OS backends: the text of BSD `netstat`, `ps` states, Windows
+//! port words, NTSTATUS exit codes and Unix signal numbers.
+//!
+//! Architecture invariant: nothing here calls the OS, and nothing here is behind `cfg(target_os)`,
+//! so the parsers of the macOS, FreeBSD and Windows backends are unit-tested on the Linux machines
+//! that run this crate's tests. The backends in `sys/` only gather the raw text or numbers.
+
+use crate::{names, Os, TcpEntry, TcpState};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+// --- BSD netstat (macOS and FreeBSD) ------------------------------------------------------------
+
+impl TcpState {
+    /// The state of a `netstat -p tcp` line on macOS and FreeBSD: their `tcpstates[]` names
+    /// (`netinet/tcp_fsm.h`), or the bare `TCPS_*` number netstat prints for a state outside
+    /// that table. FreeBSD appends `*` to a state with a hidden SYN or FIN still to send
+    /// (`TF_NEEDSYN`/`TF_NEEDFIN`); the star is not part of the state.
+    pub fn from_bsd_netstat(s: &str) -> Option<TcpState> {
+        let s = s.strip_suffix('*').unwrap_or(s);
+        Some(match s {
+            "CLOSED" => TcpState::Closed,
+            "LISTEN" => TcpState::Listen,
+            "SYN_SENT" => TcpState::SynSent,
+            "SYN_RCVD" => TcpState::SynRecv,
+            "ESTABLISHED" => TcpState::Established,
+            "CLOSE_WAIT" => TcpState::CloseWait,
+            "FIN_WAIT_1" => TcpState::FinWait1,
+            "CLOSING" => TcpState::Closing,
+            "LAST_ACK" => TcpState::LastAck,
+            "FIN_WAIT_2" => TcpState::FinWait2,
+            "TIME_WAIT" => TcpState::TimeWait,
+            // macOS and FreeBSD share the TCPS_* numbering.
+            n => return names::tcp_state(Os::Freebsd, n.parse().ok()?),
+        })
+    }
+}
+
+/// Parse the output of `netstat -an -W -p tcp` on macOS or FreeBSD. Both print
+/// `Proto Recv-Q Send-Q Local-Address Foreign-Address (state)`, with the protocol column `tcp4`,
+/// `tcp6` or `tcp46` (a dual-stack IPv6 socket), and addresses as `host.port` (`127.0.0.1.8080`,
+/// `*.8080`, `::1.8080`, `fe80::1%lo0.8080`, `*.*`). Headers, the "Some tcp sockets may have been
+/// deleted" trailer and lines that do not parse are skipped; columns after the state are ignored.
+pub fn parse_bsd_netstat(text: &str) -> Vec<TcpEntry> {
+    text.lines().filter_map(parse_bsd_netstat_line).collect()
+}
+
+fn parse_bsd_netstat_line(line: &str) -> Option<TcpEntry> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 6 {
+        return None;
+    }
+    // FreeBSD prints sockets offloaded to a TCP offload engine as toe4/toe6/toe46.
+    let family = f[0]
+        .strip_prefix("tcp")
+        .or_else(|| f[0].strip_prefix("toe"))?;
+    let v6 = match family {
+        "4" => false,
+        "6" | "46" => true,
+        _ => return None,
+    };
+    Some(TcpEntry {
+        recv_queue: f[1].parse().ok()?,
+        send_queue: f[2].parse().ok()?,
+        local: parse_bsd_addr(f[3], v6)?,
+        remote: parse_bsd_addr(f[4], v6)?,
+        state: TcpState::from_bsd_netstat(f[5])?,
+    })
+}
+
+/// One `host.port` address of BSD netstat. `*` stands for the unspecified address or port (0).
+/// An IPv6 zone (`%lo0`) is dropped: turning an interface name into a scope id needs the OS.
+pub fn parse_bsd_addr(s: &str, v6: bool) -> Option<SocketAddr> {
+    let (host, port) = s.rsplit_once('.')?;
+    let port = match port {
+        "*" => 0,
+        p => p.parse().ok()?,
+    };
+    let ip: IpAddr = match host {
+        "*" if v6 => Ipv6Addr::UNSPECIFIED.into(),
+        "*" => Ipv4Addr::UNSPECIFIED.into(),
+        h if h.contains(':') => {
+            let h = h.split_once('%').map_or(h, |(addr, _zone)| addr);
+            h.parse::<Ipv6Addr>().ok()?.into()
+        }
+        h => h.parse::<Ipv4Addr>().ok()?.into(),
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+// --- BSD ps ---------------------------------------------------------------------------------------
+
+/// Whether a process is asleep in the kernel, from the `state` column of `ps -o state=` on macOS or
+/// FreeBSD (the first letter is the run state; the rest are flags such as `s` or `+`):
+/// `S` sleeping, `I` idle (asleep for more than about 20 seconds), `D` (FreeBSD) or `U` (macOS)
+/// uninterruptible wait, `L` (FreeBSD) waiting for a lock -> blocked; `R` running, `T` stopped,
+/// `Z` zombie -> not blocked. Empty text (no such process) or another letter -> None.
+pub fn bsd_ps_blocked(state: &str) -> Option<bool> {
+    match state.trim().chars().next()? {
+        'S' | 'I' | 'D' | 'U' | 'L' => Some(true),
+        'R' | 'T' | 'Z' => Some(false),
+        _ => None,
+    }
+}
+
+// --- Windows ----------------------------------------------------------------------------------------
+
+/// The port of a `MIB_TCPROW2`/`MIB_TCP6ROW2` port word: network byte order in the low 16 bits
+/// of a DWORD read on a little-endian machine (Windows runs on no other), upper bits undefined.
+pub fn windows_port(dw: u32) -> u16 {
+    u16::from_be_bytes([dw as u8, (dw >> 8) as u8])
+}
+
+/// The address of a `MIB_TCPROW2` IPv4 address word (network byte order in memory, read as a
+/// little-endian DWORD).
+pub fn windows_ipv4(dw: u32) -> Ipv4Addr {
+    Ipv4Addr::from(dw.to_le_bytes())
+}
+
+impl TcpState {
+    /// The state in `TCP_INFO_v0.State` (`SIO_TCP_INFO`), the `TCPSTATE` enum of `mstcpip.h`:
+    /// 0 CLOSED, 1 LISTEN, 2 SYN_SENT, 3 SYN_RCVD, 4 ESTABLISHED, 5 FIN_WAIT_1, 6 FIN_WAIT_2,
+    /// 7 CLOSE_WAIT, 8 CLOSING, 9 LAST_ACK, 10 TIME_WAIT. Not the `MIB_TCP_STATE` numbering of
+    /// GetTcpTable2 (1 CLOSED ... 12 DELETE_TCB), which `names::tcp_state(Os::Windows, n)` covers.
+    pub fn from_windows_tcpstate(n: i32) -> Option<TcpState> {
+        Some(match n {
+            0 => TcpState::Closed,
+            1 => TcpState::Listen,
+            2 => TcpState::SynSent,
+            3 => TcpState::SynRecv,
+            4 => TcpState::Established,
+            5 => TcpState::FinWait1,
+            6 => TcpState::FinWait2,
+            7 => TcpState::CloseWait,
+            8 => TcpState::Closing,
+            9 => TcpState::LastAck,
+            10 => TcpState::TimeWait,
+            _ => return None,
+        })
+    }
+}
+
+/// Names of the NTSTATUS codes a Windows process commonly ends with (`ntstatus.h`).
+static NTSTATUS: &[(u32, &str)] = &[
+    (0x4000_0015, "STATUS_FATAL_APP_EXIT"), // the CRT's abort() when it does not __fastfail
+    (0x8000_0003, "STATUS_BREAKPOINT"),
+    (0xC000_0005, "STATUS_ACCESS_VIOLATION"),
+    (0xC000_001D, "STATUS_ILLEGAL_INSTRUCTION"),
+    (0xC000_0094, "STATUS_INTEGER_DIVIDE_BY_ZERO"),
+    (0xC000_00FD, "STATUS_STACK_OVERFLOW"),
+    (0xC000_013A, "STATUS_CONTROL_C_EXIT"), // the default handler of CTRL_C/CTRL_BREAK
+    (0xC000_0374, "STATUS_HEAP_CORRUPTION"),
+    (0xC000_0409, "STATUS_STACK_BUFFER_OVERRUN"), // __fastfail, which Rust's abort() uses
+];
+
+/// The name of a well-known NTSTATUS exit code.
+pub fn ntstatus_name(code: u32) -> Option<&'static str> {
+    NTSTATUS.iter().find(|&&(c, _)| c == code).map(|&(_, n)| n)
+}
+
+/// How a Windows process ended, from its exit code: "exit 0", "exit STATUS_CONTROL_C_EXIT".
+/// A code in the NTSTATUS error or warning range without a name prints in hex ("exit 0xC0000142"),
+/// never as a bare large decimal. Note that std's `Child::kill` is `TerminateProcess(h, 1)`, so a
+/// hard kill reads "exit 1", indistinguishable from `exit(1)`: only the runner knows it killed.
+pub fn windows_exit_description(code: u32) -> String {
+    match ntstatus_name(code) {
+        Some(name) => format!("exit {name}"),
+        None if code >= 0x8000_0000 => format!("exit 0x{code:08X}"),
+        None => format!("exit {code}"),
+    }
+}
+
+// --- Unix signals -------------------------------------------------------------------------------------
+
+/// Signal numbers of Linux (`asm-generic/signal.h`, x86 and arm) and of macOS and FreeBSD
+/// (`sys/signal.h`, the 4.4BSD numbering both kept); they differ for SIGBUS.
+static LINUX_SIGNALS: &[(i32, &str)] = &[
+    (1, "SIGHUP"),
+    (2, "SIGINT"),
+    (3, "SIGQUIT"),
+    (4, "SIGILL"),
+    (5, "SIGTRAP"),
+    (6, "SIGABRT"),
+    (7, "SIGBUS"),
+    (8, "SIGFPE"),
+    (9, "SIGKILL"),
+    (11, "SIGSEGV"),
+    (13, "SIGPIPE"),
+    (14, "SIGALRM"),
+    (15, "SIGTERM"),
+];
+static BSD_SIGNALS: &[(i32, &str)] = &[
+    (1, "SIGHUP"),
+    (2, "SIGINT"),
+    (3, "SIGQUIT"),
+    (4, "SIGILL"),
+    (5, "SIGTRAP"),
+    (6, "SIGABRT"),
+    (8, "SIGFPE"),
+    (9, "SIGKILL"),
+    (10, "SIGBUS"),
+    (11, "SIGSEGV"),
+    (13, "SIGPIPE"),
+    (14, "SIGALRM"),
+    (15, "SIGTERM"),
+];
+
+/// The name of a signal that ended a process ("SIGKILL"), or "SIG#n" for one outside the table.
+pub fn signal_name(os: Os, sig: i32) -> String {
+    let table = match os {
+        Os::Linux => LINUX_SIGNALS,
+        Os::Macos | Os::Freebsd => BSD_SIGNALS,
+        Os::Windows => &[],
+    };
+    match table.iter().find(|&&(n, _)| n == sig) {
+        Some(&(_, name)) => name.into(),
+        None => format!("SIG#{sig}"),
+    }
+}
+
+// --- knobs ----------------------------------------------------------------------------------------------
+
+/// A timeout in whole seconds, rounded up, for the options that take seconds (macOS
+/// TCP_RXT_CONNDROPTIME, FreeBSD TCP_MAXUNACKTIME, Windows TCP_MAXRT): rounding down could turn a
+/// short timeout into 0, which means "the system default" to all three.
+pub fn whole_seconds_up(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    // `netstat -anW -p tcp` on macOS 14, trimmed. Trailing blanks are as netstat pads them.
+    const MACOS: &str = "\
+Active Internet connections (including servers)
+Proto Recv-Q Send-Q  Local Address                                 Foreign Address                               (state)    
+tcp4       0      0  127.0.0.1.8080                                127.0.0.1.50000                               ESTABLISHED
+tcp4       5      0  127.0.0.1.50000                               127.0.0.1.8080                                CLOSE_WAIT 
+tcp4       0     12  192.168.1.20.50123                            17.57.144.20.5223                             FIN_WAIT_1 
+tcp6       0      0  ::1.8080                                      ::1.50001                                     TIME_WAIT  
+tcp46      0      0  *.8080                                        *.*                                           LISTEN     
+tcp6       0      0  fe80::1%lo0.631                               *.*                                           LISTEN     
+tcp4       0      0  *.22                                          *.*                                           LISTEN     
+tcp4       0      0  127.0.0.1.50002                               127.0.0.1.9                                   SYN_SENT   
+tcp4       0      0  127.0.0.1.8081                                127.0.0.1.50003                               TIME_WAIT  
+";
+
+    // `netstat -anW -p tcp` on FreeBSD 14, trimmed: toe lines, a T/TCP star, a bare state number
+    // and the trailer netstat prints when the table changed while it was read.
+    const FREEBSD: &str = "\
+Active Internet connections (including servers)
+Proto Recv-Q Send-Q Local Address                                 Foreign Address                               (state)    
+tcp4       0      0 127.0.0.1.8080                                127.0.0.1.50000                               TIME_WAIT  
+tcp6       0      0 ::1.8080                                      ::1.50001                                     FIN_WAIT_2 
+tcp46      0      0 *.8080                                        *.*                                           LISTEN     
+tcp4       0      0 *.22                                          *.*                                           LISTEN     
+tcp6       0      0 *.22                                          *.*                                           LISTEN     
+tcp4       0      0 10.0.2.15.22                                  10.0.2.2.61234                                SYN_RCVD*
+toe4       0      3 10.0.2.15.443                                 10.0.2.2.61235                                LAST_ACK   
+tcp4      17      0 127.0.0.1.50004                               127.0.0.1.8080                                8
+tcp6       0      0 ::ffff:127.0.0.1.8082                         ::ffff:127.0.0.1.50005                        CLOSING    
+tcp        0      0 *.*                                           *.*                                           CLOSED     
+Some tcp sockets may have been deleted.
+";
+
+    #[test]
+    fn bsd_state_names_map_to_portable_states() {
+        let table = [
+            ("CLOSED", TcpState::Closed),
+            ("LISTEN", TcpState::Listen),
+            ("SYN_SENT", TcpState::SynSent),
+            ("SYN_RCVD", TcpState::SynRecv),
+            ("ESTABLISHED", TcpState::Established),
+            ("CLOSE_WAIT", TcpState::CloseWait),
+            ("FIN_WAIT_1", TcpState::FinWait1),
+            ("CLOSING", TcpState::Closing),
+            ("LAST_ACK", TcpState::LastAck),
+            ("FIN_WAIT_2", TcpState::FinWait2),
+            ("TIME_WAIT", TcpState::TimeWait),
+        ];
+        for (i, (name, st)) in table.into_iter().enumerate() {
+            assert_eq!(TcpState::from_bsd_netstat(name), Some(st), "{name}");
+            // The order of tcpstates[] is the TCPS_* numbering, printed as a number when unnamed.
+            assert_eq!(TcpState::from_bsd_netstat(&i.to_string()), Some(st), "{i}");
+        }
+        assert_eq!(
+            TcpState::from_bsd_netstat("SYN_RCVD*"),
+            Some(TcpState::SynRecv)
+        );
+        for bad in ["", "11", "-1", "SYN_RECV", "FIN_WAIT1", "established", "*"] {
+            assert_eq!(TcpState::from_bsd_netstat(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_macos_netstat() {
+        let t = parse_bsd_netstat(MACOS);
+        assert_eq!(t.len(), 9, "{t:#?}");
+        assert_eq!(
+            t[0],
+            TcpEntry {
+                local: addr("127.0.0.1:8080"),
+                remote: addr("127.0.0.1:50000"),
+                state: TcpState::Established,
+                send_queue: 0,
+                recv_queue: 0,
+            }
+        );
+        assert_eq!(t[1].recv_queue, 5);
+        assert_eq!(t[1].state, TcpState::CloseWait);
+        assert_eq!(t[2].send_queue, 12);
+        assert_eq!(t[2].remote, addr("17.57.144.20:5223"));
+        assert_eq!(t[2].state, TcpState::FinWait1);
+        assert_eq!(t[3].local, addr("[::1]:8080"));
+        assert_eq!(t[3].remote, addr("[::1]:50001"));
+        assert_eq!(t[3].state, TcpState::TimeWait);
+        // tcp46: a dual-stack listener is an IPv6 socket on the unspecified address.
+        assert_eq!(t[4].local, addr("[::]:8080"));
+        assert_eq!(t[4].remote, addr("[::]:0"));
+        assert_eq!(t[4].state, TcpState::Listen);
+        assert_eq!(t[5].local, addr("[fe80::1]:631"));
+        assert_eq!(t[6].local, addr("0.0.0.0:22"));
+        assert_eq!(t[6].remote, addr("0.0.0.0:0"));
+        assert_eq!(t[7].state, TcpState::SynSent);
+        assert_eq!(t[8].state, TcpState::TimeWait);
+        assert_eq!(t[8].local, addr("127.0.0.1:8081"));
+    }
+
+    #[test]
+    fn parses_freebsd_netstat() {
+        let t = parse_bsd_netstat(FREEBSD);
+        assert_eq!(t.len(), 9, "{t:#?}");
+        assert_eq!(t[0].local, addr("127.0.0.1:8080"));
+        assert_eq!(t[0].remote, addr("127.0.0.1:50000"));
+        assert_eq!(t[0].state, TcpState::TimeWait);
+        assert_eq!(t[1].local, addr("[::1]:8080"));
+        assert_eq!(t[1].state, TcpState::FinWait2);
+        assert_eq!(t[2].local, addr("[::]:8080"));
+        assert_eq!(t[2].state, TcpState::Listen);
+        assert_eq!(t[3].local, addr("0.0.0.0:22"));
+        assert_eq!(t[4].local, addr("[::]:22"));
+        assert_eq!(t[5].state, TcpState::SynRecv);
+        assert_eq!(t[5].remote, addr("10.0.2.2:61234"));
+        assert_eq!(t[6].state, TcpState::LastAck);
+        assert_eq!(t[6].send_queue, 3);
+        assert_eq!(t[7].state, TcpState::LastAck, "8 is TCPS_LAST_ACK");
+        assert_eq!(t[7].recv_queue, 17);
+        assert_eq!(t[8].local, addr("[::ffff:127.0.0.1]:8082"));
+        assert_eq!(t[8].state, TcpState::Closing);
+    }
+
+    #[test]
+    fn bsd_addresses() {
+        assert_eq!(
+            parse_bsd_addr("127.0.0.1.80", false),
+            Some(addr("127.0.0.1:80"))
+        );
+        assert_eq!(parse_bsd_addr("*.80", false), Some(addr("0.0.0.0:80")));
+        assert_eq!(parse_bsd_addr("*.80", true), Some(addr("[::]:80")));
+        assert_eq!(parse_bsd_addr("*.*", true), Some(addr("[::]:0")));
+        assert_eq!(parse_bsd_addr("::.80", true), Some(addr("[::]:80")));
+        assert_eq!(
+            parse_bsd_addr("fe80::1%em0.22", true),
+            Some(addr("[fe80::1]:22"))
+        );
+        for bad in [
+            "",
+            "127.0.0.1",
+            "127.0.0.1.",
+            "127.0.0.1.http",
+            "1.2.3.65536",
+            "x.80",
+        ] {
+            assert_eq!(parse_bsd_addr(bad, false), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bsd_ps_states() {
+        for (s, want) in [
+            ("S+", Some(true)),
+            ("Ss", Some(true)),
+            ("I ", Some(true)),
+            ("D", Some(true)),
+            ("U", Some(true)),
+            ("L", Some(true)),
+            ("R+", Some(false)),
+            ("T", Some(false)),
+            ("Z", Some(false)),
+            ("", None),
+            ("\n", None),
+            ("W", None),
+        ] {
+            assert_eq!(bsd_ps_blocked(s), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn windows_port_words_are_network_order_in_the_low_half() {
+        // Port 8080 = 0x1F90 is stored as bytes 1F 90 00 00: the DWORD reads 0x0000_901F.
+        assert_eq!(windows_port(0x0000_901F), 8080);
+        assert_eq!(windows_port(0x0000_5000), 80);
+        assert_eq!(windows_port(0x0000_0100), 1);
+        assert_eq!(windows_port(0x0000_FFFF), 65535);
+        // The upper half is undefined and ignored.
+        assert_eq!(windows_port(0xABCD_901F), 8080);
+        assert_eq!(windows_port(u32::from_le_bytes([0xC3, 0x50, 0, 0])), 50000);
+    }
+
+    #[test]
+    fn windows_ipv4_words_are_network_order_in_memory() {
+        assert_eq!(windows_ipv4(0x0100_007F), Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            windows_ipv4(u32::from_le_bytes([192, 168, 1, 20])),
+            Ipv4Addr::new(192, 168, 1, 20)
+        );
+    }
+
+    #[test]
+    fn windows_tcpstate_numbering() {
+        let want = [
+            TcpState::Closed,
+            TcpState::Listen,
+            TcpState::SynSent,
+            TcpState::SynRecv,
+            TcpState::Established,
+            TcpState::FinWait1,
+            TcpState::FinWait2,
+            TcpState::CloseWait,
+            TcpState::Closing,
+            TcpState::LastAck,
+            TcpState::TimeWait,
+        ];
+        for (n, st) in want.into_iter().enumerate() {
+            assert_eq!(TcpState::from_windows_tcpstate(n as i32), Some(st), "{n}");
+        }
+        // TCPSTATE_MAX (11) and anything else is not a state.
+        for n in [-1, 11, 12] {
+            assert_eq!(TcpState::from_windows_tcpstate(n), None, "{n}");
+        }
+        // The same state is one more in MIB_TCP_STATE (GetTcpTable2), up to TIME_WAIT.
+        for n in 0..=10 {
+            assert_eq!(
+                TcpState::from_windows_tcpstate(n),
+                names::tcp_state(Os::Windows, n + 1),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn windows_exit_codes_are_named() {
+        assert_eq!(windows_exit_description(0), "exit 0");
+        assert_eq!(windows_exit_description(1), "exit 1");
+        assert_eq!(windows_exit_description(101), "exit 101");
+        assert_eq!(
+            windows_exit_description(0xC000_0409),
+            "exit STATUS_STACK_BUFFER_OVERRUN"
+        );
+        assert_eq!(
+            windows_exit_description(0xC000_013A),
+            "exit STATUS_CONTROL_C_EXIT"
+        );
+        assert_eq!(
+            windows_exit_description(0xC000_0005),
+            "exit STATUS_ACCESS_VIOLATION"
+        );
+        assert_eq!(windows_exit_description(0xC000_0142), "exit 0xC0000142");
+        assert_eq!(ntstatus_name(0xC000_00FD), Some("STATUS_STACK_OVERFLOW"));
+        assert_eq!(ntstatus_name(0), None);
+        // ExitStatus::code() gives the DWORD as an i32; the backend casts it back.
+        assert_eq!(
+            windows_exit_description(-1073740791i32 as u32),
+            "exit STATUS_STACK_BUFFER_OVERRUN"
+        );
+    }
+
+    #[test]
+    fn signal_numbers_per_os() {
+        assert_eq!(signal_name(Os::Linux, 9), "SIGKILL");
+        assert_eq!(signal_name(Os::Linux, 7), "SIGBUS");
+        assert_eq!(signal_name(Os::Linux, 13), "SIGPIPE");
+        assert_eq!(signal_name(Os::Linux, 10), "SIG#10"); // SIGUSR1, not in the table
+        for os in [Os::Macos, Os::Freebsd] {
+            assert_eq!(signal_name(os, 10), "SIGBUS");
+            assert_eq!(signal_name(os, 7), "SIG#7"); // SIGEMT
+            assert_eq!(signal_name(os, 13), "SIGPIPE");
+            assert_eq!(signal_name(os, 15), "SIGTERM");
+        }
+        assert_eq!(signal_name(Os::Windows, 9), "SIG#9");
+        // Both tables name the same signals.
+        fn names(t: &[(i32, &'static str)]) -> Vec<&'static str> {
+            let mut v: Vec<_> = t.iter().map(|&(_, n)| n).collect();
+            v.sort();
+            v
+        }
+        assert_eq!(names(LINUX_SIGNALS), names(BSD_SIGNALS));
+    }
+
+    #[test]
+    fn seconds_round_up() {
+        assert_eq!(whole_seconds_up(Duration::ZERO), 0);
+        assert_eq!(whole_seconds_up(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds_up(Duration::from_millis(1000)), 1);
+        assert_eq!(whole_seconds_up(Duration::from_millis(1001)), 2);
+        assert_eq!(whole_seconds_up(Duration::from_secs(30)), 30);
+    }
+}

@@ -1,0 +1,211 @@
+//! The POSIX half shared by the Linux, macOS and FreeBSD backends: signals, descriptors, poll(2),
+//! passing a socket to a child process. Each of those backends includes this file as its `unix`
+//! module and re-exports what it does not do differently.
+
+use crate::parse;
+use socket2::Socket;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
+
+pub fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+// --- processes -----------------------------------------------------------------------------------
+
+pub fn terminate(pid: u32) -> io::Result<()> {
+    cvt(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }).map(drop)
+}
+
+pub fn exit_description(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exit {code}");
+    }
+    match (status.signal(), crate::CURRENT_OS) {
+        (Some(sig), Some(os)) => format!("signal {}", parse::signal_name(os, sig)),
+        (Some(sig), None) => format!("signal SIG#{sig}"),
+        (None, _) => "unknown".into(),
+    }
+}
+
+// --- knobs -----------------------------------------------------------------------------------------
+
+pub fn sigpipe_default() -> io::Result<()> {
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub fn set_fd_limit(limit: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: limit as libc::rlim_t,
+        rlim_max: limit as libc::rlim_t,
+    };
+    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }).map(drop)
+}
+
+/// POLLRDHUP (the peer shut down its sending side) exists on Linux and, since 14.0, FreeBSD; macOS
+/// has no such event, so there the bit is 0: never asked for, never reported.
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+const POLLRDHUP: libc::c_short = libc::POLLRDHUP;
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+const POLLRDHUP: libc::c_short = 0;
+
+pub fn poll(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
+    let mut pfd = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLOUT | POLLRDHUP | libc::POLLPRI,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    cvt(unsafe { libc::poll(&mut pfd, 1, ms) })?;
+    let table = [
+        (libc::POLLIN, "IN"),
+        (libc::POLLPRI, "PRI"),
+        (libc::POLLOUT, "OUT"),
+        (POLLRDHUP, "RDHUP"),
+        (libc::POLLERR, "ERR"),
+        (libc::POLLHUP, "HUP"),
+        (libc::POLLNVAL, "NVAL"),
+    ];
+    Ok(table
+        .iter()
+        .filter(|(bit, _)| pfd.revents & bit != 0)
+        .map(|(_, n)| *n)
+        .collect())
+}
+
+pub fn spawn_inheriting(s: &Socket, cmd: &mut Command) -> io::Result<Child> {
+    let fd: RawFd = s.as_raw_fd();
+    cmd.arg(fd.to_string());
+    // Clear close-on-exec only in the child, so no other concurrently spawned process inherits it.
+    unsafe {
+        cmd.pre_exec(move || {
+            let flags = cvt(libc::fcntl(fd, libc::F_GETFD))?;
+            cvt(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC))?;
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+pub fn adopt_inherited(raw: &str) -> io::Result<Socket> {
+    let fd: RawFd = raw
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "not a descriptor number"))?;
+    cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    Ok(unsafe { Socket::from_raw_fd(fd) })
+}
+
+/// Block until standard input is closed by every writer, without reading from it (it may be
+/// shared with a parent agent that reads its commands from the same pipe).
+#[cfg(target_os = "linux")]
+pub fn wait_stdin_hangup() {
+    // events = 0: only POLLHUP/POLLERR wake us, so unread commands in the pipe do not.
+    let mut pfd = libc::pollfd {
+        fd: 0,
+        events: 0,
+        revents: 0,
+    };
+    loop {
+        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if r > 0 || (r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted) {
+            return;
+        }
+    }
+}
+
+/// Block until standard input is closed by every writer, without reading from it.
+///
+/// poll(2) with no events cannot do this on the BSDs: macOS translates poll into kqueue filters and
+/// registers none for `events = 0`, so nothing would ever wake the call. A kqueue read filter with
+/// EV_CLEAR wakes on each change (new data, or the last writer closing) without consuming the data,
+/// and reports the close as EV_EOF.
+#[cfg(not(target_os = "linux"))]
+pub fn wait_stdin_hangup() {
+    let kq = unsafe { libc::kqueue() };
+    if kq < 0 {
+        return;
+    }
+    let kq = unsafe { std::os::fd::OwnedFd::from_raw_fd(kq) };
+    let mut change: libc::kevent = unsafe { std::mem::zeroed() };
+    change.ident = 0;
+    change.filter = libc::EVFILT_READ;
+    change.flags = libc::EV_ADD | libc::EV_CLEAR;
+    let registered = unsafe {
+        libc::kevent(
+            kq.as_raw_fd(),
+            &change,
+            1,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if registered < 0 {
+        return;
+    }
+    loop {
+        let mut event: libc::kevent = unsafe { std::mem::zeroed() };
+        let n = unsafe {
+            libc::kevent(
+                kq.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                &mut event,
+                1,
+                std::ptr::null(),
+            )
+        };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n < 0 || event.flags & (libc::EV_EOF | libc::EV_ERROR) != 0 {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The signal tables of parse.rs agree with this OS's libc.
+    #[test]
+    fn signal_table_matches_libc() {
+        let os = crate::CURRENT_OS.expect("a Unix backend knows its OS");
+        for (sig, name) in [
+            (libc::SIGHUP, "SIGHUP"),
+            (libc::SIGINT, "SIGINT"),
+            (libc::SIGQUIT, "SIGQUIT"),
+            (libc::SIGILL, "SIGILL"),
+            (libc::SIGTRAP, "SIGTRAP"),
+            (libc::SIGABRT, "SIGABRT"),
+            (libc::SIGBUS, "SIGBUS"),
+            (libc::SIGFPE, "SIGFPE"),
+            (libc::SIGKILL, "SIGKILL"),
+            (libc::SIGSEGV, "SIGSEGV"),
+            (libc::SIGPIPE, "SIGPIPE"),
+            (libc::SIGALRM, "SIGALRM"),
+            (libc::SIGTERM, "SIGTERM"),
+        ] {
+            assert_eq!(parse::signal_name(os, sig), name);
+        }
+    }
+
+    #[test]
+    fn describes_a_killed_child() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(exit_description(status), "signal SIGKILL");
+    }
+}

@@ -1,0 +1,362 @@
+//! Windows backend: GetTcpTable2/GetTcp6Table2 for the TCP table, SIO_TCP_INFO for a socket's
+//! state, TCP_MAXRT for the user timeout, WSAPoll, CTRL_BREAK for graceful termination, and a
+//! thread watching the runner so agents never outlive it. No isolation, no capture, no SIGPIPE,
+//! no descriptor limit, no socket inheritance (reasons below).
+
+#[path = "no_capture.rs"]
+mod no_capture;
+
+pub use no_capture::Capture;
+
+use crate::{names, parse, Os, TcpEntry, TcpState, Unavailable};
+use socket2::Socket;
+use std::ffi::c_void;
+use std::io;
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::windows::io::{AsRawHandle, AsRawSocket};
+use std::os::windows::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
+use windows_sys::Win32::Foundation::{
+    ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_PARAMETER, ERROR_NOT_SUPPORTED, FILETIME, HANDLE,
+    NO_ERROR,
+};
+use windows_sys::Win32::NetworkManagement::IpHelper::{
+    GetTcp6Table2, GetTcpTable2, MIB_TCP6ROW2, MIB_TCP6TABLE2, MIB_TCPROW2, MIB_TCPTABLE2,
+};
+use windows_sys::Win32::Networking::WinSock::{
+    setsockopt, TCP_INFO_v0, WSAGetLastError, WSAIoctl, WSAPoll, IPPROTO_TCP, POLLERR, POLLHUP,
+    POLLNVAL, POLLRDBAND, POLLRDNORM, POLLWRNORM, SIO_TCP_INFO, SOCKET, SOCKET_ERROR, TCP_MAXRT,
+    WSAPOLLFD,
+};
+use windows_sys::Win32::System::Console::{GenerateConsoleCtrlEvent, CTRL_BREAK_EVENT};
+use windows_sys::Win32::System::Pipes::PeekNamedPipe;
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, GetProcessTimes, OpenProcess, TerminateProcess, WaitForSingleObject,
+    CREATE_NEW_PROCESS_GROUP, INFINITE, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
+};
+
+fn unsupported<T>(why: &str) -> io::Result<T> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, why.to_owned()))
+}
+
+/// The error of the last failed Winsock call.
+fn wsa_error() -> io::Error {
+    io::Error::from_raw_os_error(unsafe { WSAGetLastError() })
+}
+
+fn raw(s: &Socket) -> SOCKET {
+    s.as_raw_socket() as SOCKET
+}
+
+const CAPTURE_UNAVAILABLE: &str = "packet capture is not implemented on Windows \
+     (it would need pktmon or the WinDivert driver, as Administrator)";
+
+// --- TCP table -------------------------------------------------------------------------------
+
+/// Call an IP Helper table function until the buffer is large enough (the table may grow between
+/// the size query and the read). The buffer is u64-aligned, enough for the table structs.
+fn ip_helper_table(get: impl Fn(*mut c_void, *mut u32) -> u32) -> io::Result<Option<Vec<u64>>> {
+    let mut buf: Vec<u64> = Vec::new();
+    let mut size = 0u32;
+    loop {
+        match get(buf.as_mut_ptr().cast(), &mut size) {
+            NO_ERROR => return Ok(Some(buf)),
+            ERROR_INSUFFICIENT_BUFFER => buf = vec![0; (size as usize).div_ceil(8)],
+            // GetTcp6Table2 on a machine without an IPv6 stack.
+            ERROR_NOT_SUPPORTED => return Ok(None),
+            e => return Err(io::Error::from_raw_os_error(e as i32)),
+        }
+    }
+}
+
+pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
+    // Windows does not report queue sizes in these tables: they stay 0 (see TcpEntry).
+    let mut out = Vec::new();
+    if let Some(buf) = ip_helper_table(|p, size| unsafe { GetTcpTable2(p.cast(), size, 0) })? {
+        let table = buf.as_ptr().cast::<MIB_TCPTABLE2>();
+        // SAFETY: the call filled the buffer with a header and dwNumEntries rows.
+        let rows: &[MIB_TCPROW2] = unsafe {
+            let n = (*table).dwNumEntries as usize;
+            std::slice::from_raw_parts(std::ptr::addr_of!((*table).table).cast(), n)
+        };
+        out.extend(rows.iter().filter_map(|r| {
+            Some(TcpEntry {
+                local: SocketAddrV4::new(
+                    parse::windows_ipv4(r.dwLocalAddr),
+                    parse::windows_port(r.dwLocalPort),
+                )
+                .into(),
+                remote: SocketAddrV4::new(
+                    parse::windows_ipv4(r.dwRemoteAddr),
+                    parse::windows_port(r.dwRemotePort),
+                )
+                .into(),
+                state: names::tcp_state(Os::Windows, r.dwState as i32)?,
+                send_queue: 0,
+                recv_queue: 0,
+            })
+        }));
+    }
+    if let Some(buf) = ip_helper_table(|p, size| unsafe { GetTcp6Table2(p.cast(), size, 0) })? {
+        let table = buf.as_ptr().cast::<MIB_TCP6TABLE2>();
+        // SAFETY: as above.
+        let rows: &[MIB_TCP6ROW2] = unsafe {
+            let n = (*table).dwNumEntries as usize;
+            std::slice::from_raw_parts(std::ptr::addr_of!((*table).table).cast(), n)
+        };
+        out.extend(rows.iter().filter_map(|r| {
+            let v6 = |a: windows_sys::Win32::Networking::WinSock::IN6_ADDR, port, scope| {
+                // SAFETY: both union views cover the same 16 bytes.
+                let ip = Ipv6Addr::from(unsafe { a.u.Byte });
+                SocketAddr::from(SocketAddrV6::new(ip, parse::windows_port(port), 0, scope))
+            };
+            Some(TcpEntry {
+                local: v6(r.LocalAddr, r.dwLocalPort, r.dwLocalScopeId),
+                remote: v6(r.RemoteAddr, r.dwRemotePort, r.dwRemoteScopeId),
+                state: names::tcp_state(Os::Windows, r.State)?,
+                send_queue: 0,
+                recv_queue: 0,
+            })
+        }));
+    }
+    Ok(out)
+}
+
+// --- isolation ---------------------------------------------------------------------------------
+
+pub fn isolate_thread() -> Result<(), Unavailable> {
+    Err(
+        "per-case network isolation is implemented only on Linux (network namespaces); \
+         Windows could use network compartments or Hyper-V containers, which is not implemented"
+            .into(),
+    )
+}
+
+// --- processes -----------------------------------------------------------------------------------
+
+/// The variable through which the runner tells an agent which process to outlive no longer than
+/// (see `watch_parent`).
+const WATCH_PID: &str = "SOCKCONFORM_WATCH_PID";
+
+pub fn prepare_agent(cmd: &mut Command) {
+    // Its own process group, so `terminate` can send CTRL_BREAK to this agent alone (the group id
+    // is the agent's pid). A side effect: CTRL_C is disabled in the new group; CTRL_BREAK is not.
+    cmd.creation_flags(CREATE_NEW_PROCESS_GROUP);
+    cmd.env(WATCH_PID, std::process::id().to_string());
+}
+
+/// In an agent: end this process as soon as the runner that started it ends.
+///
+/// Windows has no parent-death signal. A Job Object with KILL_ON_JOB_CLOSE would need the runner
+/// to keep a job handle and assign each agent to it after spawning (std cannot start a process
+/// inside a job, so the agent runs unassigned for a moment), while `prepare_agent` only sees the
+/// Command. So the runner passes its pid (`prepare_agent`), and a thread here waits on a handle of
+/// the runner process and then terminates this process with exit code 1, as a hard kill by std
+/// does. A pid is reused only after its process is gone: if the pid now names a process created
+/// after this one, the runner is gone already.
+pub fn watch_parent() {
+    let Some(pid) = std::env::var(WATCH_PID)
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return;
+    };
+    let runner = unsafe {
+        OpenProcess(
+            PROCESS_SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION,
+            0,
+            pid,
+        )
+    };
+    if runner.is_null() {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(ERROR_INVALID_PARAMETER as i32) {
+            die(); // no such process: the runner is gone
+        }
+        eprintln!("agent: cannot watch the runner (pid {pid}): {e}");
+        return;
+    }
+    match (created(runner), created(unsafe { GetCurrentProcess() })) {
+        (Some(r), Some(me)) if r > me => die(),
+        _ => {}
+    }
+    let runner = runner as usize;
+    std::thread::spawn(move || {
+        unsafe { WaitForSingleObject(runner as HANDLE, INFINITE) };
+        die();
+    });
+}
+
+/// The creation time of a process, in 100 ns units since 1601.
+fn created(process: HANDLE) -> Option<u64> {
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut c, mut e, mut k, mut u) = (zero, zero, zero, zero);
+    if unsafe { GetProcessTimes(process, &mut c, &mut e, &mut k, &mut u) } == 0 {
+        return None;
+    }
+    Some(u64::from(c.dwHighDateTime) << 32 | u64::from(c.dwLowDateTime))
+}
+
+fn die() -> ! {
+    unsafe {
+        TerminateProcess(GetCurrentProcess(), 1);
+    }
+    std::process::exit(1)
+}
+
+/// Graceful termination: CTRL_BREAK to the agent's process group (made by `prepare_agent`). With
+/// no handler installed (Rust installs none) the default one calls
+/// ExitProcess(STATUS_CONTROL_C_EXIT), so the agent exits with "exit STATUS_CONTROL_C_EXIT" after
+/// its DLLs detach, the counterpart of SIGTERM's default action. Console control events reach only
+/// processes attached to the caller's console: a runner without a console gets an error here.
+pub fn terminate(pid: u32) -> io::Result<()> {
+    if unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, pid) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Windows has no cheap per-process "asleep in a call" state: it would take the wait reason of
+/// each thread from NtQuerySystemInformation(SystemProcessInformation). Not implemented.
+pub fn is_blocked(_pid: u32) -> Option<bool> {
+    None
+}
+
+pub fn exit_description(status: ExitStatus) -> String {
+    match status.code() {
+        // The exit code is a DWORD; std hands it over as an i32.
+        Some(code) => parse::windows_exit_description(code as u32),
+        None => "unknown".into(),
+    }
+}
+
+// --- knobs -----------------------------------------------------------------------------------------
+
+/// TCP_MAXRT: seconds of retransmission (of data, and of the SYN while connecting) before the
+/// connection is dropped.
+pub fn set_user_timeout(s: &Socket, timeout: Duration) -> io::Result<()> {
+    let secs = u32::try_from(parse::whole_seconds_up(timeout))
+        .ok()
+        .filter(|&v| v != u32::MAX) // u32::MAX (-1) means "never time out"
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "user timeout too long"))?;
+    let r = unsafe {
+        setsockopt(
+            raw(s),
+            IPPROTO_TCP,
+            TCP_MAXRT,
+            (&secs as *const u32).cast(),
+            std::mem::size_of::<u32>() as i32,
+        )
+    };
+    if r == SOCKET_ERROR {
+        return Err(wsa_error());
+    }
+    Ok(())
+}
+
+/// Windows has no SIGPIPE: a send on a broken connection always fails with an error, so
+/// `nosignal` changes nothing.
+pub fn send(s: &Socket, buf: &[u8], _nosignal: bool) -> io::Result<usize> {
+    s.send(buf)
+}
+
+pub fn sigpipe_default() -> io::Result<()> {
+    unsupported("Windows has no SIGPIPE (a send on a broken connection fails with an error)")
+}
+
+pub fn set_fd_limit(_limit: u64) -> io::Result<()> {
+    unsupported("Windows has no per-process limit on open sockets to lower (no RLIMIT_NOFILE)")
+}
+
+pub fn poll(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
+    // WSAPoll refuses POLLPRI (WSAEINVAL); POLLRDNORM | POLLWRNORM is the POLLIN | POLLOUT of Unix.
+    let mut pfd = WSAPOLLFD {
+        fd: raw(s),
+        events: POLLRDNORM | POLLWRNORM,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    if unsafe { WSAPoll(&mut pfd, 1, ms) } == SOCKET_ERROR {
+        return Err(wsa_error());
+    }
+    let table = [
+        (POLLRDNORM, "IN"),
+        (POLLRDBAND, "PRI"),
+        (POLLWRNORM, "OUT"),
+        (POLLERR, "ERR"),
+        (POLLHUP, "HUP"),
+        (POLLNVAL, "NVAL"),
+    ];
+    Ok(table
+        .iter()
+        .filter(|(bit, _)| pfd.revents & bit != 0)
+        .map(|(_, n)| *n)
+        .collect())
+}
+
+/// SIO_TCP_INFO (Windows 10 1703 and later), version 0 of the structure.
+pub fn socket_state(s: &Socket) -> io::Result<TcpState> {
+    let version: u32 = 0;
+    let mut info = TCP_INFO_v0::default();
+    let mut returned = 0u32;
+    let r = unsafe {
+        WSAIoctl(
+            raw(s),
+            SIO_TCP_INFO,
+            (&version as *const u32).cast(),
+            std::mem::size_of::<u32>() as u32,
+            (&mut info as *mut TCP_INFO_v0).cast(),
+            std::mem::size_of::<TCP_INFO_v0>() as u32,
+            &mut returned,
+            std::ptr::null_mut(),
+            None,
+        )
+    };
+    if r == SOCKET_ERROR {
+        return Err(wsa_error());
+    }
+    TcpState::from_windows_tcpstate(info.State)
+        .ok_or_else(|| io::Error::other(format!("unknown TCPSTATE {}", info.State)))
+}
+
+pub fn spawn_inheriting(_s: &Socket, _cmd: &mut Command) -> io::Result<Child> {
+    unsupported(
+        "passing a socket to a child process is not implemented on Windows \
+         (it needs WSADuplicateSocket and a way to hand the WSAPROTOCOL_INFO to the child)",
+    )
+}
+
+pub fn adopt_inherited(_raw: &str) -> io::Result<Socket> {
+    unsupported(
+        "adopting an inherited socket is not implemented on Windows \
+         (it needs WSASocket with a WSAPROTOCOL_INFO from WSADuplicateSocket)",
+    )
+}
+
+/// Block until standard input is closed by every writer, without reading from it. Anonymous pipes
+/// have no readiness notification on Windows, so this asks PeekNamedPipe (which does not consume)
+/// every 20 ms; it fails with ERROR_BROKEN_PIPE once the last writer is gone.
+pub fn wait_stdin_hangup() {
+    let stdin = io::stdin().as_raw_handle() as HANDLE;
+    loop {
+        let mut available = 0u32;
+        let ok = unsafe {
+            PeekNamedPipe(
+                stdin,
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut(),
+                &mut available,
+                std::ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
