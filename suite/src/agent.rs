@@ -57,6 +57,10 @@ struct Agent {
     /// Descriptors opened to exhaust the limit, released by RestoreFds.
     filler: Vec<std::fs::File>,
     holders: Vec<std::process::Child>,
+    /// Connections opened or accepted in bulk (ConnectMany / AcceptAll), kept open.
+    many: Vec<Socket>,
+    /// Local ports of the previous ConnectMany.
+    previous_ports: Vec<u16>,
 }
 
 struct Done {
@@ -335,6 +339,130 @@ impl Agent {
                 std::process::exit(*code)
             }
             Op::Abort => std::process::abort(),
+            Op::SetKeepalive {
+                idle_s,
+                interval_s,
+                count,
+            } => ok_or(platforms::host::set_keepalive(
+                self.sock(slot)?,
+                Duration::from_secs(*idle_s),
+                Duration::from_secs(*interval_s),
+                *count,
+            ))
+            .into(),
+            Op::Echo => {
+                let mut s = self.sock(slot)?;
+                let mut buf = [0u8; 1024];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => break Outcome::Eof.into(),
+                        Ok(n) => {
+                            if let Err(e) = s.write_all(&buf[..n]) {
+                                break Outcome::from_error(&e).into();
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Outcome::from_error(&e).into(),
+                    }
+                }
+            }
+            Op::Heartbeat {
+                interval_ms,
+                timeout_ms,
+                rounds,
+            } => {
+                let mut s = self.sock(slot)?;
+                s.set_read_timeout(Some(Duration::from_millis(*timeout_ms)))?;
+                let mut pong = [0u8; 1];
+                let mut done = 0;
+                loop {
+                    if Some(done) == *rounds {
+                        break Outcome::Ok.into();
+                    }
+                    done += 1;
+                    if let Err(e) = knobs::send(s, b"p", true) {
+                        break Outcome::from_error(&e).into();
+                    }
+                    match s.read(&mut pong) {
+                        Ok(0) => break Outcome::Eof.into(),
+                        // The application's own period between pings (its behavior, not a wait
+                        // for a condition).
+                        Ok(_) => std::thread::sleep(Duration::from_millis(*interval_ms)),
+                        Err(e) => break Outcome::from_error(&e).into(),
+                    }
+                }
+            }
+            Op::ConnectMany { max, compare_ports } => {
+                let addr = need_addr()?;
+                let mut ports = Vec::new();
+                let mut then = None;
+                while ports.len() < *max {
+                    let s = match new_socket(&addr) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            then = Some(Box::new(Outcome::from_error(&e)));
+                            break;
+                        }
+                    };
+                    if let Err(e) = s.connect(&addr.into()) {
+                        then = Some(Box::new(Outcome::from_error(&e)));
+                        break;
+                    }
+                    ports.push(addr_of(s.local_addr()).map(|a| a.port()).unwrap_or(0));
+                    self.many.push(s);
+                }
+                let reused_ports = compare_ports.then(|| {
+                    ports
+                        .iter()
+                        .filter(|p| self.previous_ports.contains(p))
+                        .count()
+                });
+                let n = ports.len();
+                self.previous_ports = ports;
+                Outcome::Many {
+                    n,
+                    then,
+                    reused_ports,
+                }
+                .into()
+            }
+            Op::AcceptAll { max } => {
+                let listener = self.sock(slot)?;
+                // Stop when nothing more arrives within 2 s, so a client that gave up cannot hang us.
+                listener.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let mut n = 0;
+                let mut accepted = Vec::new();
+                let then = loop {
+                    if n == *max {
+                        break None;
+                    }
+                    match listener.accept() {
+                        Ok((s, _)) => {
+                            accepted.push(s);
+                            n += 1;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => break Some(Box::new(Outcome::from_error(&e))),
+                    }
+                };
+                self.many.extend(accepted);
+                Outcome::Many {
+                    n,
+                    then,
+                    reused_ports: None,
+                }
+                .into()
+            }
+            Op::RaiseFdLimit => ok_or(platforms::host::raise_fd_limit().map(drop)).into(),
+            Op::SetFdLimit { n } => ok_or(platforms::host::set_soft_fd_limit(*n)).into(),
+            Op::OnTerminate { ignore } => {
+                let what = if *ignore {
+                    platforms::host::OnTerminate::Ignore
+                } else {
+                    platforms::host::OnTerminate::CloseAndExit
+                };
+                ok_or(platforms::host::on_terminate(what)).into()
+            }
         })
     }
 }

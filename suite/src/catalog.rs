@@ -26,6 +26,17 @@ macro_rules! with_catalog {
             time_wait: [rebind_without_reuseaddr, rebind_with_reuseaddr],
             readiness: [poll_on_peer_fin, poll_on_peer_rst],
             limits: [accept_out_of_fds],
+            host_shutdown: [server_closes_on_sigterm, server_ignores_sigterm],
+            ports: [ephemeral_exhaustion, capacity_10k_idle, capacity_fd_limit],
+            host_crash: [
+                sending_user_timeout, sending_retries2_shortened, sending_platform_default,
+                idle_no_keepalive, idle_keepalive, idle_app_heartbeat, blocked_reader_with_read_timeout,
+                connect_syn_retries,
+            ],
+            host_reboot: [client_sends, idle_keepalive_meets_rst],
+            partition: [healed_before_user_timeout, healed_after_user_timeout],
+            unreachable: [while_sending, during_connect],
+            middlebox: [reset_established],
         }
     };
 }
@@ -103,7 +114,14 @@ mod tests {
                     _ => {}
                 }
             }
-            assert!(open.is_empty(), "{}: unfinished {open:?}", c.id());
+            // A started call may stay unfinished only where the peer host vanished under it (a
+            // crashed server's echo loop); the runner ends it at cleanup.
+            let faulted = c.steps.iter().any(|s| matches!(s, Step::Fault(_)));
+            assert!(
+                open.is_empty() || faulted,
+                "{}: unfinished {open:?}",
+                c.id()
+            );
         }
     }
 }

@@ -180,6 +180,7 @@ pub fn unmet_needs(case: &Case, cfg: &RunConfig) -> Option<String> {
         let r = match n {
             Need::Isolation => &cfg.isolation,
             Need::Capture => &cfg.capture,
+            Need::Lab => &cfg.lab,
         };
         r.as_ref().err().map(|why| format!("needs {n}: {why}"))
     })
@@ -210,6 +211,10 @@ struct CaseReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     wire: Option<Wire>,
     raw_timings: Vec<observe::RawTiming>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    measurements: Vec<(String, u64)>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    wire_raw: Vec<String>,
     elapsed_ms: u128,
     #[serde(skip)]
     diff: Option<String>,
@@ -396,6 +401,8 @@ fn compare(
         observation: None,
         wire: None,
         raw_timings: Vec::new(),
+        measurements: Vec::new(),
+        wire_raw: Vec::new(),
         elapsed_ms: 0,
         diff: None,
     };
@@ -408,6 +415,8 @@ fn compare(
     report.observation = Some(run.observation.clone());
     report.wire = Some(run.wire.clone());
     report.raw_timings = run.raw_timings.clone();
+    report.measurements = run.measurements.clone();
+    report.wire_raw = run.wire_raw.clone();
     report.elapsed_ms = run.elapsed.as_millis();
     if let Some(e) = &run.error {
         report.status = Status::Failed;

@@ -120,9 +120,36 @@ pub fn wire_events(segs: &[Segment], labels: &BTreeMap<u16, String>, bulk: bool)
     };
     let mut out: Vec<String> = Vec::new();
     let mut last_bulk_dir: Option<String> = None;
+    // The next sequence number each sender has used up to, to recognize probes: an ACK without
+    // data whose sequence number is one below it (keepalive and zero-window probes).
+    let mut next_seq: BTreeMap<(u16, u16), u32> = BTreeMap::new();
+    let mut unnamed: BTreeMap<String, usize> = BTreeMap::new();
     for s in segs {
-        let Some(ev) = s.event() else { continue };
+        let key = (s.src.port(), s.dst.port());
         let dir = format!("{} > {}", name(s.src.port()), name(s.dst.port()));
+        let end = s
+            .seq
+            .wrapping_add(s.payload as u32 + u32::from(s.syn) + u32::from(s.fin));
+        let known = next_seq.get(&key).copied();
+        if known.is_none_or(|n| end.wrapping_sub(n) as i32 > 0) {
+            next_seq.insert(key, end);
+        }
+        let is_probe =
+            s.event().is_none() && s.payload == 0 && known == Some(s.seq.wrapping_add(1));
+        if is_probe {
+            // Zero-window probes in bulk cases come as often as the timer says: not stable.
+            let ev = format!("{dir}: probe (ACK below the next sequence number)");
+            if !(bulk && out.last() == Some(&ev)) {
+                out.push(ev);
+            }
+            continue;
+        }
+        let Some(ev) = s.event() else { continue };
+        // Connections the case opens in bulk have no name of their own: count them instead.
+        if !labels.contains_key(&s.src.port()) || !labels.contains_key(&s.dst.port()) {
+            *unnamed.entry(format!("{dir}: {ev}")).or_insert(0usize) += 1;
+            continue;
+        }
         if bulk && s.payload > 0 && !s.syn && !s.rst {
             // Whether the last bytes share a segment with the FIN is not stable either: split them.
             if last_bulk_dir.as_deref() != Some(dir.as_str()) {
@@ -138,7 +165,92 @@ pub fn wire_events(segs: &[Segment], labels: &BTreeMap<u16, String>, bulk: bool)
         last_bulk_dir = None;
         out.push(format!("{dir}: {ev}"));
     }
+    for (ev, n) in unnamed {
+        out.push(format!("{ev} (x{n}, connections opened in bulk)"));
+    }
     out
+}
+
+/// Every segment as one line with its time since the capture started (for the JSON results only:
+/// times are not stable enough for a snapshot).
+pub fn raw_wire(segs: &[Segment], labels: &BTreeMap<u16, String>) -> Vec<String> {
+    let name = |port: u16| {
+        labels
+            .get(&port)
+            .cloned()
+            .unwrap_or_else(|| format!("port {port}"))
+    };
+    segs.iter()
+        .map(|s| {
+            format!(
+                "{:>10.3} ms {} > {} {} seq={} ack={} win={} len={}",
+                s.at.as_secs_f64() * 1000.0,
+                name(s.src.port()),
+                name(s.dst.port()),
+                s.flags(),
+                s.seq,
+                s.ack_no,
+                s.window,
+                s.payload
+            )
+        })
+        .collect()
+}
+
+/// How many of the data segments sent from `port` repeat a sequence number already sent.
+pub fn retransmissions(segs: &[Segment], port: u16) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    segs.iter()
+        .filter(|s| s.src.port() == port && s.payload > 0)
+        .filter(|s| !seen.insert(s.seq))
+        .count()
+}
+
+/// The retransmission schedule of the data sent from `port`: how many times the first
+/// retransmitted segment was sent again, and each interval as a power-of-two multiple of the first
+/// (the exponential backoff), with the first interval as a bucket. Raw times would not be stable.
+pub fn retransmission_schedule(segs: &[Segment], port: u16) -> Option<String> {
+    let first = segs
+        .iter()
+        .find(|s| s.src.port() == port && s.payload > 0 && retransmissions_of(segs, s) > 0)?;
+    let times: Vec<std::time::Duration> = segs
+        .iter()
+        .filter(|s| s.src.port() == port && s.payload > 0 && s.seq == first.seq)
+        .map(|s| s.at)
+        .collect();
+    let gaps: Vec<f64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    let base = *gaps.first()?;
+    let multiples: Vec<String> = gaps
+        .iter()
+        .map(|g| format!("{}x", 2f64.powf((g / base).log2().round()).round() as u64))
+        .collect();
+    Some(format!(
+        "{} retransmission(s) of the same data; intervals {} the first, which took {}",
+        gaps.len(),
+        multiples.join(", "),
+        absolute_bucket((base * 1e6) as u64)
+    ))
+}
+
+fn retransmissions_of(segs: &[Segment], s: &Segment) -> usize {
+    segs.iter()
+        .filter(|o| o.src == s.src && o.payload > 0 && o.seq == s.seq)
+        .count()
+        .saturating_sub(1)
+}
+
+/// A bucket for kernel memory per connection.
+pub fn memory_bucket(bytes: u64) -> &'static str {
+    match bytes {
+        0..=1023 => "under 1 KiB",
+        1024..=4095 => "1 KiB to 4 KiB",
+        4096..=8191 => "4 KiB to 8 KiB",
+        8192..=16383 => "8 KiB to 16 KiB",
+        _ => "16 KiB or more",
+    }
 }
 
 /// A short signature of what happened, for the summary table: the notable outcomes in order
@@ -241,17 +353,53 @@ mod tests {
     #[test]
     fn wire_events_name_endpoints_and_drop_pure_acks() {
         let labels = BTreeMap::from([(80, "server".to_string()), (5000, "client".to_string())]);
+        // Sequence numbers as on the wire: the SYN takes one, so the ACK and data that follow it
+        // start at 1 (a pure ACK one below the next number would be a probe).
+        let mut ack = seg(5000, 80, "A", 0);
+        ack.seq = 1;
+        let mut data = seg(5000, 80, "PA", 5);
+        data.seq = 1;
         let segs = [
             seg(5000, 80, "S", 0),
             seg(80, 5000, "SA", 0),
-            seg(5000, 80, "A", 0),
-            seg(5000, 80, "PA", 5),
+            ack,
+            data,
             seg(80, 5000, "RA", 0),
         ];
         let ev = wire_events(&segs, &labels, false);
         assert_eq!(ev[0], "client > server: SYN");
         assert_eq!(ev.len(), 4, "{ev:?}");
         assert!(ev[3].starts_with("server > client: RST"), "{ev:?}");
+    }
+
+    #[test]
+    fn probes_and_retransmissions_are_recognized() {
+        let labels = BTreeMap::from([(80, "server".to_string()), (5000, "client".to_string())]);
+        let mut a = seg(5000, 80, "PA", 5);
+        a.seq = 100;
+        let mut probe = seg(5000, 80, "A", 0);
+        probe.seq = 104;
+        let mut pure_ack = seg(5000, 80, "A", 0);
+        pure_ack.seq = 105;
+        let ev = wire_events(&[a.clone(), probe, pure_ack], &labels, false);
+        assert_eq!(
+            ev,
+            [
+                "client > server: data 5",
+                "client > server: probe (ACK below the next sequence number)"
+            ]
+        );
+        let mut r = Vec::new();
+        for ms in [0u64, 200, 600, 1400] {
+            let mut x = a.clone();
+            x.at = std::time::Duration::from_millis(ms);
+            r.push(x);
+        }
+        assert_eq!(retransmissions(&r, 5000), 3);
+        assert_eq!(
+            retransmission_schedule(&r, 5000).unwrap(),
+            "3 retransmission(s) of the same data; intervals 1x, 2x, 4x the first, which took 100 ms to 1 s"
+        );
     }
 
     #[test]

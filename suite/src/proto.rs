@@ -44,6 +44,13 @@ pub enum Outcome {
     Died {
         how: String,
     },
+    /// Many connections: how many succeeded, what stopped them, and (when asked) how many of their
+    /// local ports the previous batch had used already.
+    Many {
+        n: usize,
+        then: Option<Box<Outcome>>,
+        reused_ports: Option<usize>,
+    },
 }
 
 impl Outcome {
@@ -67,6 +74,23 @@ impl fmt::Display for Outcome {
             Outcome::Events { events } => write!(f, "events({})", events.join("|")),
             Outcome::State { state } => write!(f, "state({state})"),
             Outcome::Died { how } => write!(f, "process died ({how})"),
+            Outcome::Many {
+                n,
+                then,
+                reused_ports,
+            } => {
+                write!(f, "ok({n} connections)")?;
+                if let Some(then) = then {
+                    write!(f, ", then {then}")?;
+                }
+                if let Some(r) = reused_ports {
+                    write!(
+                        f,
+                        "; {r} of {n} local ports were in use toward the previous listener"
+                    )?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -7,7 +7,8 @@
 
 use crate::observe::{self, Observation, RawTiming, Wire};
 use crate::proto::{Outcome, Reply, Request};
-use crate::script::{Action, Case, Op, Port, Side, Step, Target, TcpState};
+use crate::script::{Action, Case, Fact, Fault, Op, Port, Side, Step, Target, TcpState, Topology};
+use platforms::lab::{Host, Lab};
 use platforms::{Capture, TcpEntry};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -50,6 +51,8 @@ pub struct RunConfig {
     pub isolation: Result<(), String>,
     /// Ok: the wire is captured. Err: why not.
     pub capture: Result<(), String>,
+    /// Ok: the fault lab can be built. Err: why not.
+    pub lab: Result<(), String>,
 }
 
 impl RunConfig {
@@ -60,10 +63,15 @@ impl RunConfig {
             Ok(()) => platforms::probe_capture(),
             Err(why) => Err(format!("needs an isolated case namespace: {why}")),
         };
+        let lab = match &isolation {
+            Ok(()) => platforms::lab::probe(),
+            Err(why) => Err(format!("needs network namespaces: {why}")),
+        };
         RunConfig {
             agent_exe,
             isolation,
             capture,
+            lab,
         }
     }
 }
@@ -74,6 +82,10 @@ pub struct CaseRun {
     pub observation: Observation,
     pub wire: Wire,
     pub raw_timings: Vec<RawTiming>,
+    /// Raw measurements behind the snapshot's buckets (bytes, counts), for the JSON results.
+    pub measurements: Vec<(String, u64)>,
+    /// Every captured segment with its time since the capture started, for the JSON results.
+    pub wire_raw: Vec<String>,
     /// Set when the run itself failed (an agent hung or broke protocol): the observation is partial.
     pub error: Option<String>,
     pub elapsed: Duration,
@@ -96,6 +108,8 @@ pub fn run_case(case: &Case, cfg: &RunConfig) -> CaseRun {
                         reason: "the runner panicked".into(),
                     },
                     raw_timings: Vec::new(),
+                    measurements: Vec::new(),
+                    wire_raw: Vec::new(),
                     error: Some(format!("runner panicked: {msg}")),
                     elapsed: Duration::ZERO,
                 }
@@ -106,17 +120,22 @@ pub fn run_case(case: &Case, cfg: &RunConfig) -> CaseRun {
 fn run_here(case: &Case, cfg: &RunConfig) -> CaseRun {
     let started = Instant::now();
     let mut run = Run::new(case, cfg);
-    let result = run.setup(cfg).and_then(|()| run.walk(case));
+    let result = run.setup(case, cfg).and_then(|()| run.walk(case));
     // Let in-flight closes finish before the capture stops, so the last FIN/ACK exchange is stable.
     if result.is_ok() {
         run.settle();
     }
+    let mut wire_raw = Vec::new();
     let wire = match run.capture.take() {
         Some(c) => {
             let segs = c.stop();
-            Wire::Captured {
-                events: observe::wire_events(&segs, &run.endpoint_labels(), case.is_bulk()),
+            let labels = run.endpoint_labels();
+            wire_raw = observe::raw_wire(&segs, &labels);
+            let mut events = observe::wire_events(&segs, &labels, case.is_bulk());
+            if let Some(port) = run.client_ports.get("conn") {
+                events.extend(observe::retransmission_schedule(&segs, *port));
             }
+            Wire::Captured { events }
         }
         None => Wire::NotCaptured {
             reason: run.no_capture_reason.clone(),
@@ -134,6 +153,8 @@ fn run_here(case: &Case, cfg: &RunConfig) -> CaseRun {
         observation: std::mem::replace(&mut run.obs, Observation::new(case)),
         wire,
         raw_timings: std::mem::take(&mut run.raw),
+        measurements: std::mem::take(&mut run.measurements),
+        wire_raw,
         error,
         elapsed: started.elapsed(),
     }
@@ -156,12 +177,15 @@ struct AgentProc {
 }
 
 impl AgentProc {
-    fn spawn(side: Side, exe: &PathBuf) -> Result<AgentProc, String> {
+    fn spawn(side: Side, exe: &PathBuf, net: &Net) -> Result<AgentProc, String> {
         let mut cmd = Command::new(exe);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        platforms::prepare_agent(&mut cmd);
+        match net {
+            Net::Lab(lab) => lab.prepare(host_of(side), &mut cmd),
+            Net::Local { .. } => platforms::prepare_agent(&mut cmd),
+        }
         let mut child = cmd.spawn().map_err(|e| {
             format!(
                 "cannot start agent {}: {e} (build it with `cargo build`)",
@@ -267,7 +291,25 @@ impl AgentProc {
     }
 }
 
+/// Where the case's endpoints live.
+enum Net {
+    /// Loopback, in the case thread's own namespace when `isolated`, else the host's.
+    Local { isolated: bool },
+    /// The three-host fault lab (tied to the case thread that built it).
+    Lab(Box<Lab>),
+}
+
+fn host_of(side: Side) -> Host {
+    match side {
+        Side::Client => Host::Client,
+        Side::Server => Host::Server,
+    }
+}
+
 struct Run {
+    net: Net,
+    measurements: Vec<(String, u64)>,
+    memory_mark: Option<u64>,
     obs: Observation,
     raw: Vec<RawTiming>,
     agents: BTreeMap<Side, AgentProc>,
@@ -289,6 +331,9 @@ struct Run {
 impl Run {
     fn new(case: &Case, cfg: &RunConfig) -> Run {
         Run {
+            net: Net::Local { isolated: false },
+            measurements: Vec::new(),
+            memory_mark: None,
             obs: Observation::new(case),
             raw: Vec::new(),
             agents: BTreeMap::new(),
@@ -305,19 +350,30 @@ impl Run {
         }
     }
 
-    fn setup(&mut self, cfg: &RunConfig) -> Result<(), String> {
-        if cfg.isolation.is_ok() {
-            platforms::isolate_thread()?;
-            if cfg.capture.is_ok() {
-                match Capture::start() {
-                    Ok(c) => self.capture = Some(c),
-                    Err(e) => self.no_capture_reason = format!("capture failed to start: {e}"),
-                }
+    fn setup(&mut self, case: &Case, cfg: &RunConfig) -> Result<(), String> {
+        let capture = match case.topology {
+            Topology::Lab => {
+                let lab = Lab::build()?;
+                self.host = Host::Server.addr();
+                let capture = lab.capture(Host::Client);
+                self.net = Net::Lab(Box::new(lab));
+                Some(capture)
             }
+            Topology::Loopback if cfg.isolation.is_ok() => {
+                platforms::isolate_thread()?;
+                self.net = Net::Local { isolated: true };
+                cfg.capture.is_ok().then(Capture::start)
+            }
+            Topology::Loopback => None,
+        };
+        match capture {
+            Some(Ok(c)) => self.capture = Some(c),
+            Some(Err(e)) => self.no_capture_reason = format!("capture failed to start: {e}"),
+            None => {}
         }
         for side in [Side::Client, Side::Server] {
-            self.agents
-                .insert(side, AgentProc::spawn(side, &cfg.agent_exe)?);
+            let agent = AgentProc::spawn(side, &cfg.agent_exe, &self.net)?;
+            self.agents.insert(side, agent);
         }
         Ok(())
     }
@@ -415,7 +471,7 @@ impl Run {
                 let end = Instant::now() + AWAIT_DEADLINE;
                 let &(c, s) = self.conns.get("conn").ok_or("no connection to watch")?;
                 loop {
-                    let t = self.table()?;
+                    let t = self.table(*side)?;
                     match find(&t, *side, c, s) {
                         None => break,
                         Some(e) if e.recv_queue > 0 => break,
@@ -428,6 +484,96 @@ impl Run {
                         Some(_) => std::thread::sleep(Duration::from_millis(1)),
                     }
                 }
+            }
+            Step::Fault(fault) => self.fault(*fault, deadline)?,
+            Step::Sysctl(side, key, value) => {
+                match &self.net {
+                    Net::Lab(lab) => lab
+                        .sysctl(host_of(*side), key, value)
+                        .map_err(|e| e.to_string())?,
+                    Net::Local { isolated: true } => {
+                        platforms::host::set_net_sysctl_here(key, value)
+                            .map_err(|e| e.to_string())?
+                    }
+                    Net::Local { isolated: false } => return Err(
+                        "refusing to change a sysctl of the host itself (the case needs isolation)"
+                            .into(),
+                    ),
+                }
+                self.obs
+                    .step(format!("runner: {side} host sysctl {key} = {value}"));
+            }
+            Step::ShutdownHost { grace_ms } => {
+                let a = self.agent(Side::Server);
+                platforms::terminate(a.child.id())
+                    .map_err(|e| format!("cannot terminate the server: {e}"))?;
+                let grace = Duration::from_millis(*grace_ms);
+                let line = match a.wait_end(Instant::now() + grace) {
+                    Ok(how) => format!("runner: host shutdown: SIGTERM to the server -> process died ({how}) within the grace period ({grace_ms} ms)"),
+                    Err(_) => {
+                        a.child.kill().map_err(|e| format!("cannot kill the server: {e}"))?;
+                        let how = a.wait_end(deadline)?;
+                        format!("runner: host shutdown: SIGTERM to the server; still running after the grace period ({grace_ms} ms); hard kill -> process died ({how})")
+                    }
+                };
+                self.obs.step(line);
+            }
+            Step::AwaitRetransmits(n) => {
+                let port = self.client_ports.get("conn").copied();
+                let seen = match (&self.capture, port) {
+                    (Some(c), Some(port)) => c.wait_for(deadline, |segs| {
+                        observe::retransmissions(segs, port) >= *n as usize
+                    }),
+                    _ => false,
+                };
+                if !seen {
+                    self.obs.step(format!(
+                        "runner: did not observe {n} retransmission(s) of the client's data"
+                    ));
+                }
+            }
+            Step::AwaitSyns(n) => {
+                let seen = match &self.capture {
+                    Some(c) => c.wait_for(deadline, |segs| {
+                        segs.iter()
+                            .filter(|s| s.syn && !s.ack && s.dst.ip() == self.host)
+                            .count()
+                            >= *n as usize
+                    }),
+                    None => false,
+                };
+                if !seen {
+                    self.obs.step(format!(
+                        "runner: did not observe {n} SYN(s) from the client"
+                    ));
+                }
+            }
+            Step::Fact(fact) => {
+                let r = match fact {
+                    Fact::RetransmissionDefault => platforms::host::retransmission_default(),
+                    Fact::KeepaliveDefault => platforms::host::keepalive_default(),
+                    Fact::SynRetriesDefault => platforms::host::syn_retries_default(),
+                };
+                self.obs.step(match r {
+                    Ok(text) => format!("fact (read, not waited for): {text}"),
+                    Err(e) => format!("fact: unavailable ({e})"),
+                });
+            }
+            Step::MemoryMark => self.memory_mark = platforms::host::tcp_socket_slab_bytes().ok(),
+            Step::MemoryPerConnection(n) => {
+                let now = platforms::host::tcp_socket_slab_bytes().ok();
+                let line = match (self.memory_mark, now) {
+                    (Some(before), Some(after)) => {
+                        let per = after.saturating_sub(before) / (*n).max(1) as u64;
+                        self.measurements.push(("kernel_bytes_per_connection".into(), per));
+                        format!(
+                            "kernel memory per connection (both ends, TCP slab caches): {}",
+                            observe::memory_bucket(per)
+                        )
+                    }
+                    _ => "kernel memory per connection: unavailable (cannot read the slab caches here)".into(),
+                };
+                self.obs.step(line);
             }
             Step::AwaitState(side, states) => {
                 let end = Instant::now() + AWAIT_DEADLINE;
@@ -449,6 +595,39 @@ impl Run {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn fault(&mut self, fault: Fault, deadline: Instant) -> Result<(), String> {
+        use platforms::lab::Fault as F;
+        let Net::Lab(lab) = &mut self.net else {
+            return Err("faults need the lab topology".into());
+        };
+        let (f, words) = match fault {
+            Fault::Crash => (F::Crash, "the server host crashes (answers nothing)"),
+            Fault::Reboot => (
+                F::Reboot,
+                "the server host reboots (its state vanishes without a packet)",
+            ),
+            Fault::Partition => (F::Partition, "the router forwards nothing (partition)"),
+            Fault::Heal => (F::Heal, "the network heals"),
+            Fault::Unreachable => (
+                F::Unreachable,
+                "the router answers ICMP host unreachable for the server",
+            ),
+            Fault::MiddleboxReset => (
+                F::MiddleboxReset,
+                "the router answers the connection with forged RSTs",
+            ),
+        };
+        lab.inject(f)
+            .map_err(|e| format!("cannot inject {fault:?}: {e}"))?;
+        let mut line = format!("runner: fault: {words}");
+        if fault == Fault::Reboot {
+            let how = self.agent(Side::Server).wait_end(deadline)?;
+            line += &format!(" -> the server process died ({how})");
+        }
+        self.obs.step(line);
         Ok(())
     }
 
@@ -482,7 +661,15 @@ impl Run {
             Op::Connect {
                 to: Target::Listener,
                 ..
+            }
+            | Op::ConnectMany {
+                compare_ports: true,
+                ..
             } => Some(self.listener.ok_or("no listener to connect to")?),
+            Op::ConnectMany {
+                compare_ports: false,
+                ..
+            } => Some(*self.listeners.first().ok_or("no listener to connect to")?),
             Op::Connect {
                 to: Target::ClosedPort,
                 ..
@@ -542,8 +729,18 @@ impl Run {
         Ok(addr)
     }
 
-    fn table(&self) -> Result<Vec<TcpEntry>, String> {
-        platforms::tcp_table().map_err(|e| format!("cannot read the TCP table: {e}"))
+    /// The TCP table that holds `side`'s sockets (one table for both on loopback).
+    fn table(&self, side: Side) -> Result<Vec<TcpEntry>, String> {
+        match &self.net {
+            Net::Lab(lab) => lab.tcp_table(host_of(side)),
+            Net::Local { .. } => platforms::tcp_table(),
+        }
+        .map_err(|e| format!("cannot read the TCP table: {e}"))
+    }
+
+    /// Both sides' tables, client first.
+    fn tables(&self) -> Result<[Vec<TcpEntry>; 2], String> {
+        Ok([self.table(Side::Client)?, self.table(Side::Server)?])
     }
 
     /// The state of one end of a client connection; a socket the kernel no longer has is CLOSED.
@@ -552,23 +749,28 @@ impl Run {
             .conns
             .get(slot)
             .ok_or_else(|| format!("no connection in slot {slot}"))?;
-        let t = self.table()?;
+        let t = self.table(side)?;
         Ok(find(&t, side, c, s)
             .map(|e| e.state)
             .unwrap_or(TcpState::Closed))
     }
 
     /// Wait (bounded) until no socket of the case is in a transient state; return the table.
-    fn settle(&self) -> Vec<TcpEntry> {
+    fn settle(&self) -> [Vec<TcpEntry>; 2] {
         let end = Instant::now() + SETTLE_DEADLINE;
         loop {
-            let t = self.table().unwrap_or_default();
+            let t = self.tables().unwrap_or_default();
             let ours = |e: &&TcpEntry| {
                 self.conns.values().any(|&(c, s)| {
                     (e.local == c && e.remote == s) || (e.local == s && e.remote == c)
                 })
             };
-            if !t.iter().filter(ours).any(|e| e.state.is_transient()) || Instant::now() > end {
+            let transient = t
+                .iter()
+                .flatten()
+                .filter(ours)
+                .any(|e| e.state.is_transient());
+            if !transient || Instant::now() > end {
                 return t;
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -576,10 +778,10 @@ impl Run {
     }
 
     fn checkpoint(&self, name: &str) -> Result<String, String> {
-        let t = self.settle();
+        let [tc, ts] = self.settle();
         let mut parts = Vec::new();
         for (slot, &(c, s)) in &self.conns {
-            let end = |side| match find(&t, side, c, s) {
+            let end = |side| match find(if side == Side::Client { &tc } else { &ts }, side, c, s) {
                 None => "CLOSED".to_string(),
                 Some(e) => {
                     let mut w = e.state.name().to_string();
@@ -607,7 +809,7 @@ impl Run {
             ));
         }
         if let Some(l) = self.previous_listener {
-            let listening = t
+            let listening = ts
                 .iter()
                 .any(|e| e.local == l && e.state == TcpState::Listen);
             parts.push(format!(

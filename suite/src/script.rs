@@ -125,6 +125,43 @@ pub enum Op {
     },
     /// Die by abort().
     Abort,
+    /// Keepalive on with idle time, probe interval (seconds) and probe count.
+    SetKeepalive {
+        idle_s: u64,
+        interval_s: u64,
+        count: u32,
+    },
+    /// Answer every byte received with the same byte, until end of stream or an error (the server
+    /// side of an application heartbeat).
+    Echo,
+    /// An application heartbeat: send one byte and expect it back within `timeout_ms`, every
+    /// `interval_ms`, until a round fails (the outcome is the failure) or `rounds` succeeded.
+    Heartbeat {
+        interval_ms: u64,
+        timeout_ms: u64,
+        rounds: Option<u32>,
+    },
+    /// Open connections until `max` or the first error: to the case's first listener, or with
+    /// `compare_ports` to the newest one, then also reporting how many local ports the previous
+    /// ConnectMany had used already (the four-tuple question).
+    ConnectMany {
+        max: usize,
+        compare_ports: bool,
+    },
+    /// Accept from this listener until `max` connections, or until none arrives for 2 s.
+    AcceptAll {
+        max: usize,
+    },
+    /// Raise the descriptor limit to the hard limit.
+    RaiseFdLimit,
+    /// Set the soft descriptor limit.
+    SetFdLimit {
+        n: u64,
+    },
+    /// What the process does on a termination request: ignore it, or close its sockets and exit 0.
+    OnTerminate {
+        ignore: bool,
+    },
 }
 
 impl Op {
@@ -136,7 +173,7 @@ impl Op {
     /// The socket slot an op uses when the script names none.
     fn default_slot(&self) -> &'static str {
         match self {
-            Op::Listen { .. } => "listener",
+            Op::Listen { .. } | Op::AcceptAll { .. } => "listener",
             _ => "conn",
         }
     }
@@ -200,6 +237,48 @@ impl fmt::Display for Op {
             Op::SpawnHolder => f.write_str("spawn child inheriting the socket"),
             Op::Exit { code } => write!(f, "exit({code}) with sockets open"),
             Op::Abort => f.write_str("abort()"),
+            Op::SetKeepalive {
+                idle_s,
+                interval_s,
+                count,
+            } => {
+                write!(
+                    f,
+                    "keepalive on (idle {idle_s} s, interval {interval_s} s, {count} probes)"
+                )
+            }
+            Op::Echo => f.write_str("echo every byte"),
+            Op::Heartbeat {
+                interval_ms,
+                timeout_ms,
+                rounds,
+            } => {
+                write!(
+                    f,
+                    "heartbeat every {interval_ms} ms, answer within {timeout_ms} ms"
+                )?;
+                match rounds {
+                    Some(n) => write!(f, ", {n} rounds"),
+                    None => f.write_str(", until it fails"),
+                }
+            }
+            Op::ConnectMany {
+                max,
+                compare_ports: false,
+            } => {
+                write!(f, "connect up to {max} times to the first listener")
+            }
+            Op::ConnectMany {
+                max,
+                compare_ports: true,
+            } => {
+                write!(f, "connect up to {max} times to the newest listener")
+            }
+            Op::AcceptAll { max } => write!(f, "accept up to {max}"),
+            Op::RaiseFdLimit => f.write_str("raise descriptor limit to the hard limit"),
+            Op::SetFdLimit { n } => write!(f, "descriptor limit {n}"),
+            Op::OnTerminate { ignore: true } => f.write_str("ignore SIGTERM"),
+            Op::OnTerminate { ignore: false } => f.write_str("on SIGTERM close sockets and exit 0"),
         }
     }
 }
@@ -248,6 +327,58 @@ pub enum Step {
     AwaitState(Side, &'static [TcpState]),
     /// Wait (with a deadline) until data waits unread in the side's receive queue, or its end is gone.
     AwaitUnread(Side),
+    /// Inject a fault into the lab (lab cases only).
+    Fault(Fault),
+    /// Set a sysctl in the network namespace of one side's host (isolated or lab cases only; the
+    /// host machine's own settings are never touched).
+    Sysctl(Side, &'static str, &'static str),
+    /// Shut the server's host down: SIGTERM to its processes, wait up to the grace period for them
+    /// to end, then SIGKILL whatever is left.
+    ShutdownHost { grace_ms: u64 },
+    /// Wait (with a deadline) until the capture shows the client's data retransmitted this often.
+    AwaitRetransmits(u32),
+    /// Wait (with a deadline) until the capture shows this many SYNs from the client.
+    AwaitSyns(u32),
+    /// Record a platform default as a fact (read from the kernel, not waited for).
+    Fact(Fact),
+    /// Remember the kernel memory held by TCP sockets now.
+    MemoryMark,
+    /// Record the kernel memory per connection since MemoryMark, for this many connections.
+    MemoryPerConnection(usize),
+}
+
+/// Faults below the application, injected by the lab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The server host answers nothing at all.
+    Crash,
+    /// The server host loses all connection state without a packet, then answers again.
+    Reboot,
+    /// The router forwards nothing in either direction.
+    Partition,
+    /// Undo a partition.
+    Heal,
+    /// The router answers packets for the server with ICMP host unreachable.
+    Unreachable,
+    /// The router answers the connection's packets with a forged RST.
+    MiddleboxReset,
+}
+
+/// Kernel defaults a case records as facts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fact {
+    RetransmissionDefault,
+    KeepaliveDefault,
+    SynRetriesDefault,
+}
+
+/// Where a case's endpoints live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// Both agents on loopback (in the case's own namespace when isolation is available).
+    Loopback,
+    /// Client, router and server hosts joined by veth links (the fault lab).
+    Lab,
 }
 
 /// What a case needs from the run; probed at run time, and a case whose needs are not met is skipped
@@ -258,6 +389,8 @@ pub enum Need {
     Isolation,
     /// Packet capture (root or CAP_NET_RAW).
     Capture,
+    /// The fault lab: client, router and server hosts (root, the `ip` and `nft` tools).
+    Lab,
 }
 
 impl fmt::Display for Need {
@@ -265,6 +398,7 @@ impl fmt::Display for Need {
         f.write_str(match self {
             Need::Isolation => "isolation",
             Need::Capture => "capture",
+            Need::Lab => "lab",
         })
     }
 }
@@ -277,6 +411,7 @@ pub struct Case {
     /// One line, "Verify: ...".
     pub intent: &'static str,
     pub needs: &'static [Need],
+    pub topology: Topology,
     pub steps: Vec<Step>,
 }
 
@@ -288,8 +423,16 @@ impl Case {
             name: "",
             intent,
             needs: &[],
+            topology: Topology::Loopback,
             steps,
         }
+    }
+
+    /// Run the case in the fault lab (which needs the lab and capture).
+    pub fn in_lab(mut self) -> Case {
+        self.topology = Topology::Lab;
+        self.needs = &[Need::Lab, Need::Capture];
+        self
     }
 
     /// Declare what the case needs from the run.

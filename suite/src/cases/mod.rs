@@ -4,10 +4,17 @@
 pub mod after_close;
 pub mod close;
 pub mod connect;
+pub mod host_crash;
+pub mod host_reboot;
+pub mod host_shutdown;
 pub mod limits;
 pub mod linger;
+pub mod middlebox;
+pub mod partition;
+pub mod ports;
 pub mod process_exit;
 pub mod readiness;
 pub mod shutdown;
 pub mod time_wait;
 pub mod timeouts;
+pub mod unreachable;

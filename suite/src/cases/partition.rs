@@ -1,0 +1,38 @@
+//! A partition between the hosts, healed before or after the client's user timeout.
+
+use crate::script::ops::*;
+use crate::script::*;
+
+pub fn healed_before_user_timeout() -> Case {
+    Case::new(
+        "Verify: a partition healed after the first retransmission, well within a 3 s user timeout: the connection survives and the data arrives.",
+        after_connect([
+            client(Op::SetUserTimeout { ms: 3000 }),
+            Step::Fault(Fault::Partition),
+            client(write(5)),
+            Step::AwaitRetransmits(1),
+            Step::Fault(Fault::Heal),
+            server(read(100)),
+            Step::Checkpoint("after_heal"),
+        ]),
+    )
+    .in_lab()
+}
+
+pub fn healed_after_user_timeout() -> Case {
+    Case::new(
+        "Verify: a partition healed only after the client's 2 s user timeout: the client has given up (ETIMEDOUT); what the server, which saw nothing, meets when it sends.",
+        after_connect([
+            client(Op::SetUserTimeout { ms: 2000 }),
+            Step::Fault(Fault::Partition),
+            client(write(5)),
+            client(read(100)).timed_vs("user timeout", 2000),
+            Step::Fault(Fault::Heal),
+            Step::Checkpoint("healed"),
+            server(write(5)),
+            Step::AwaitState(Side::Server, &[TcpState::Closed]),
+            server(read(100)),
+        ]),
+    )
+    .in_lab()
+}
