@@ -1,0 +1,476 @@
+//! What each platform observed: the committed snapshots (`snapshots/<os>/`), replaced per case by a
+//! CI run's artifacts when given (`results.json`, then pending `.snap.new` files, then the
+//! artifact's `.snap` files).
+
+use super::DiffError;
+use crate::observe::{Observation, Wire};
+use crate::script::Case;
+use crate::snapshot;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One platform's result for one case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// Nothing recorded for this platform.
+    NotRun,
+    Observed(Seen),
+    /// The run skipped the case; the reason as recorded.
+    Skipped(String),
+    /// The run failed (the runner's error); what it saw is not compared.
+    Failed(String),
+}
+
+impl Cell {
+    pub fn seen(&self) -> Option<&Seen> {
+        match self {
+            Cell::Observed(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// An observation with its wire events (None when the platform did not capture the wire).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub observation: Observation,
+    pub wire: Option<Vec<String>>,
+    /// Where it came from when that is not the committed snapshot, or what the run said of it.
+    pub note: Option<String>,
+}
+
+impl Seen {
+    /// The short summary shown in the matrix cell: `observe::signature`, plus what it leaves out
+    /// that tells platforms apart here: the error that ends a repeated operation
+    /// ("ok(10 connections), then error(AddrNotAvailable, ...)") and, for a case that only records
+    /// facts, the facts.
+    pub fn signature(&self) -> String {
+        let wire = match &self.wire {
+            Some(events) => Wire::Captured {
+                events: events.clone(),
+            },
+            None => Wire::NotCaptured {
+                reason: String::new(),
+            },
+        };
+        let base = crate::observe::signature(&self.observation, &wire);
+        let mut parts: Vec<String> = if base == "all ok" {
+            Vec::new()
+        } else {
+            base.split(", ").map(str::to_string).collect()
+        };
+        for step in &self.observation.steps {
+            let Some((_, outcome)) = step.split_once(" -> ") else {
+                continue;
+            };
+            if !outcome.starts_with("ok(") {
+                continue;
+            }
+            if let Some((_, rest)) = outcome.split_once("then error(") {
+                let kind = rest.split([',', ')']).next().unwrap_or(rest).to_string();
+                if !parts.contains(&kind) {
+                    parts.push(kind);
+                }
+            }
+        }
+        if parts.is_empty() {
+            let facts: Vec<&str> = self
+                .observation
+                .steps
+                .iter()
+                .filter_map(|s| {
+                    s.strip_prefix("fact (read, not waited for): ")
+                        .map(|f| f.split(':').next().unwrap_or(f))
+                        .or_else(|| {
+                            s.starts_with("fact: unavailable")
+                                .then_some("fact unavailable")
+                        })
+                })
+                .collect();
+            if !facts.is_empty() {
+                return facts.join("; ");
+            }
+            return base;
+        }
+        parts.join(", ")
+    }
+}
+
+/// Everything known about one platform.
+#[derive(Clone, Debug, Default)]
+pub struct PlatformData {
+    pub name: String,
+    /// Where its cells come from ("snapshots/linux", "artifact conform-macos", ...).
+    pub origin: String,
+    pub cells: BTreeMap<String, Cell>,
+    /// Snapshot files of this platform whose case is not in the catalog.
+    pub orphans: Vec<String>,
+}
+
+impl PlatformData {
+    pub fn cell(&self, case: &str) -> &Cell {
+        self.cells.get(case).unwrap_or(&Cell::NotRun)
+    }
+}
+
+#[derive(Deserialize)]
+struct WireBody {
+    wire: Vec<String>,
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path, body: &str) -> Result<T, DiffError> {
+    serde_json::from_str(body).map_err(|e| {
+        DiffError::input(
+            path,
+            format!("corrupt: the body is not an observation of ours ({e})"),
+        )
+    })
+}
+
+/// Read one case's pair of snapshot files under `dir` (a `snapshots/<os>` directory), with `ext`
+/// appended to each name ("" for accepted snapshots, ".new" for pending ones).
+fn read_pair(dir: &Path, case: &str, ext: &str) -> Result<Option<Seen>, DiffError> {
+    let (obs, wire) = snapshot::case_paths(dir, case);
+    let with = |p: PathBuf| {
+        let mut s = p.into_os_string();
+        s.push(ext);
+        PathBuf::from(s)
+    };
+    let (obs, wire) = (with(obs), with(wire));
+    let read = |p: &Path| snapshot::read_body(p).map_err(DiffError::from);
+    let Some(body) = read(&obs)? else {
+        return Ok(None);
+    };
+    let observation: Observation = parse_json(&obs, &body)?;
+    let wire = match read(&wire)? {
+        Some(body) => Some(parse_json::<WireBody>(&wire, &body)?.wire),
+        None => None,
+    };
+    Ok(Some(Seen {
+        observation,
+        wire,
+        note: None,
+    }))
+}
+
+/// Snapshot files under a platform directory whose case is not in the catalog.
+fn orphans(dir: &Path, known: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(families) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for fam in families.flatten() {
+        let Ok(files) = std::fs::read_dir(fam.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".snap") else {
+                continue;
+            };
+            if stem.ends_with(".wire") {
+                continue;
+            }
+            let id = format!("{}/{stem}", fam.file_name().to_string_lossy());
+            if !known.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The committed snapshots of one platform.
+pub fn committed(root: &Path, platform: &str, cases: &[Case]) -> Result<PlatformData, DiffError> {
+    let dir = snapshot::platform_dir(root, platform);
+    let mut data = PlatformData {
+        name: platform.to_string(),
+        origin: if dir.is_dir() {
+            format!("snapshots/{platform}")
+        } else {
+            "no snapshots".into()
+        },
+        ..Default::default()
+    };
+    if !dir.is_dir() {
+        return Ok(data);
+    }
+    let ids: Vec<String> = cases.iter().map(Case::id).collect();
+    for id in &ids {
+        if let Some(seen) = read_pair(&dir, id, "")? {
+            data.cells.insert(id.clone(), Cell::Observed(seen));
+        }
+    }
+    data.orphans = orphans(&dir, &ids);
+    Ok(data)
+}
+
+/// The platform directories present under `snapshots/`, besides the four always shown.
+pub fn extra_platforms(root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(root.join("snapshots"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !super::PLATFORMS.contains(&n.as_str()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `results.json` as written by `sockconform conform --json` (only the fields the diff uses).
+#[derive(Deserialize)]
+struct RunResults {
+    platform: String,
+    #[serde(default)]
+    cases: Vec<CaseResult>,
+}
+
+#[derive(Deserialize)]
+struct CaseResult {
+    case: String,
+    status: String,
+    #[serde(default)]
+    skip_reason: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    observation: Option<Observation>,
+    #[serde(default)]
+    wire: Option<Wire>,
+}
+
+/// One platform's downloaded CI artifact.
+#[derive(Debug)]
+pub struct Artifact {
+    pub platform: String,
+    pub dir: PathBuf,
+    pub data: PlatformData,
+}
+
+/// Read the artifacts under `dir`: either one artifact (it holds `results.json` or `snapshots/`)
+/// or one folder per platform (`conform-macos/`, ...).
+pub fn artifacts(dir: &Path, cases: &[Case]) -> Result<Vec<Artifact>, DiffError> {
+    if !dir.is_dir() {
+        return Err(DiffError::input(
+            dir,
+            "not a directory of CI artifacts".into(),
+        ));
+    }
+    let is_artifact = |d: &Path| d.join("results.json").is_file() || d.join("snapshots").is_dir();
+    let mut dirs: Vec<PathBuf> = if is_artifact(dir) {
+        vec![dir.to_path_buf()]
+    } else {
+        std::fs::read_dir(dir)
+            .map_err(|e| DiffError::input(dir, format!("unreadable: {e}")))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| is_artifact(p))
+            .collect()
+    };
+    dirs.sort();
+    if dirs.is_empty() {
+        return Err(DiffError::input(
+            dir,
+            "no artifact found (expected folders such as conform-macos/ holding results.json or snapshots/)".into(),
+        ));
+    }
+    let mut out: Vec<Artifact> = Vec::new();
+    for d in dirs {
+        let a = artifact(&d, cases)?;
+        if let Some(other) = out.iter().find(|o| o.platform == a.platform) {
+            return Err(DiffError::input(
+                &d,
+                format!(
+                    "a second artifact for {} (the first is {})",
+                    a.platform,
+                    other.dir.display()
+                ),
+            ));
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+fn artifact(dir: &Path, cases: &[Case]) -> Result<Artifact, DiffError> {
+    let results_path = dir.join("results.json");
+    let results: Option<RunResults> = if results_path.is_file() {
+        let text = std::fs::read_to_string(&results_path)
+            .map_err(|e| DiffError::input(&results_path, format!("unreadable: {e}")))?;
+        Some(serde_json::from_str(&text).map_err(|e| {
+            DiffError::input(
+                &results_path,
+                format!("corrupt: not the results of `sockconform conform --json` ({e})"),
+            )
+        })?)
+    } else {
+        None
+    };
+    let folder = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let platform = match &results {
+        Some(r) => r.platform.clone(),
+        None => {
+            let from_snapshots: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            match from_snapshots.as_slice() {
+                [one] => one.clone(),
+                _ => folder
+                    .strip_prefix("conform-")
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        DiffError::input(
+                            dir,
+                            "cannot tell the platform (no results.json, and not one snapshots/<os>/)"
+                                .into(),
+                        )
+                    })?,
+            }
+        }
+    };
+    let mut data = PlatformData {
+        name: platform.clone(),
+        origin: format!(
+            "artifact {folder}{}",
+            if results.is_some() {
+                " (results.json)"
+            } else {
+                ""
+            }
+        ),
+        ..Default::default()
+    };
+    let by_case: BTreeMap<&str, &CaseResult> = results
+        .iter()
+        .flat_map(|r| r.cases.iter())
+        .map(|c| (c.case.as_str(), c))
+        .collect();
+    let snaps = dir.join("snapshots").join(&platform);
+    for case in cases {
+        let id = case.id();
+        if let Some(r) = by_case.get(id.as_str()) {
+            match r.status.as_str() {
+                "skipped" => {
+                    let why = r
+                        .skip_reason
+                        .clone()
+                        .unwrap_or_else(|| "no reason recorded".into());
+                    data.cells.insert(id, Cell::Skipped(why));
+                    continue;
+                }
+                "failed" => {
+                    let why = r
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| "no error recorded".into());
+                    data.cells.insert(id, Cell::Failed(why));
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(obs) = &r.observation {
+                let wire = match &r.wire {
+                    Some(Wire::Captured { events }) => Some(events.clone()),
+                    _ => None,
+                };
+                let note = match r.status.as_str() {
+                    "changed" => Some("changed from the committed snapshot".to_string()),
+                    "new" => Some("no committed snapshot yet".to_string()),
+                    "unstable" => Some("unstable across repeated runs".to_string()),
+                    _ => None,
+                };
+                data.cells.insert(
+                    id,
+                    Cell::Observed(Seen {
+                        observation: obs.clone(),
+                        wire,
+                        note,
+                    }),
+                );
+                continue;
+            }
+        }
+        if let Some(mut seen) = read_pair(&snaps, &id, ".new")? {
+            seen.note = Some("pending snapshot from the artifact".into());
+            data.cells.insert(id, Cell::Observed(seen));
+        } else if let Some(seen) = read_pair(&snaps, &id, "")? {
+            data.cells.insert(id, Cell::Observed(seen));
+        }
+    }
+    Ok(Artifact {
+        platform,
+        dir: dir.to_path_buf(),
+        data,
+    })
+}
+
+/// Lay an artifact over the committed data of its platform: the artifact's cells win, and cases
+/// the artifact does not have keep their committed snapshot, marked as such.
+pub fn overlay(committed: PlatformData, artifact: Artifact) -> PlatformData {
+    let mut data = artifact.data;
+    for (id, cell) in committed.cells {
+        if data.cells.contains_key(&id) {
+            continue;
+        }
+        let cell = match cell {
+            Cell::Observed(mut seen) => {
+                seen.note = Some("committed snapshot (not in the artifact)".into());
+                Cell::Observed(seen)
+            }
+            other => other,
+        };
+        data.cells.insert(id, cell);
+    }
+    data.orphans = committed.orphans;
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(steps: &[&str]) -> Seen {
+        Seen {
+            observation: Observation {
+                case: "x/y".into(),
+                intent: String::new(),
+                steps: steps.iter().map(|s| s.to_string()).collect(),
+                timing: Vec::new(),
+            },
+            wire: None,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn signatures_add_the_error_ending_a_repetition_and_show_facts() {
+        let s = seen(&[
+            "server: listen(backlog 64) -> ok",
+            "client: connect up to 100 times -> ok(10 connections), then error(AddrNotAvailable, EADDRNOTAVAIL)",
+            "server listener3: listen(backlog 64) -> error(AddrInUse, EADDRINUSE)",
+        ]);
+        assert_eq!(s.signature(), "AddrInUse, AddrNotAvailable");
+        let s = seen(&[
+            "fact (read, not waited for): net.ipv4.tcp_retries2 = 15: gives up after about 924.6 s",
+            "fact (read, not waited for): keepalive idle 7200 s, interval 75 s, 9 probes",
+            "fact: unavailable (not supported here)",
+        ]);
+        assert_eq!(
+            s.signature(),
+            "net.ipv4.tcp_retries2 = 15; keepalive idle 7200 s, interval 75 s, 9 probes; fact unavailable"
+        );
+        assert_eq!(seen(&["client: connect -> ok"]).signature(), "all ok");
+        assert_eq!(seen(&["client: read(100) -> eof"]).signature(), "eof");
+    }
+}
