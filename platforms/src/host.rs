@@ -67,30 +67,16 @@ pub fn on_terminate(what: OnTerminate) -> io::Result<()> {
 
 /// Raise the soft descriptor limit to the hard limit; returns the new limit.
 pub fn raise_fd_limit() -> io::Result<u64> {
-    #[cfg(unix)]
-    {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        lim.rlim_cur = lim.rlim_max;
-        // rlim_t is u64 on Linux and macOS but i64 on FreeBSD: the cast is needed there.
-        #[allow(clippy::unnecessary_cast)]
-        let now = lim.rlim_cur as u64;
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(now)
-    }
-    #[cfg(not(unix))]
-    unsupported("a descriptor limit")
+    update_fd_limit(|_soft, hard| hard)
 }
 
 /// Set the soft descriptor limit (keeping the hard one).
 pub fn set_soft_fd_limit(n: u64) -> io::Result<()> {
+    update_fd_limit(|_soft, _hard| n).map(drop)
+}
+
+/// Read RLIMIT_NOFILE, set its soft value to `f(soft, hard)`, return the new soft value.
+fn update_fd_limit(f: impl FnOnce(u64, u64) -> u64) -> io::Result<u64> {
     #[cfg(unix)]
     {
         let mut lim = libc::rlimit {
@@ -100,15 +86,18 @@ pub fn set_soft_fd_limit(n: u64) -> io::Result<()> {
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        lim.rlim_cur = n as libc::rlim_t;
+        // rlim_t is u64 on Linux and macOS but i64 on FreeBSD: the casts are needed there.
+        #[allow(clippy::unnecessary_cast)]
+        let soft = f(lim.rlim_cur as u64, lim.rlim_max as u64);
+        lim.rlim_cur = soft as libc::rlim_t;
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(())
+        Ok(soft)
     }
     #[cfg(not(unix))]
     {
-        let _ = n;
+        let _ = f;
         unsupported("a descriptor limit")
     }
 }

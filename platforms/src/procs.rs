@@ -10,23 +10,11 @@ pub fn pids_with_env(key: &str, value: &str) -> Option<Vec<u32>> {
         return None;
     }
     let needle = format!("{key}={value}");
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
-            pids.push(pid);
-        }
-    }
-    Some(pids)
+    let has_tag = |pid: &u32| {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
+    };
+    Some(all_pids()?.into_iter().filter(has_tag).collect())
 }
 
 /// The identity of a process's network namespace ("net:[4026532]"), or None.
@@ -40,20 +28,21 @@ pub fn namespace_in_use(ns: &str) -> Option<bool> {
     if !cfg!(target_os = "linux") {
         return None;
     }
-    let mut found = false;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if net_namespace(pid).as_deref() == Some(ns) {
-            found = true;
-        }
-    }
-    Some(found)
+    Some(
+        all_pids()?
+            .into_iter()
+            .any(|pid| net_namespace(pid).as_deref() == Some(ns)),
+    )
+}
+
+/// Every pid in /proc.
+fn all_pids() -> Option<Vec<u32>> {
+    let dir = std::fs::read_dir("/proc").ok()?;
+    Some(
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect(),
+    )
 }
 
 /// Send the interrupt signal (what Ctrl-C sends) to one process.

@@ -54,20 +54,9 @@ fn usage_error(msg: &str) -> i32 {
     2
 }
 
-/// The repository root: the runner is started from it by cargo; SOCKCONFORM_ROOT overrides.
+/// The repository root (see `snapshot::find_repo_root`), else the current directory.
 fn repo_root() -> PathBuf {
-    if let Ok(p) = std::env::var("SOCKCONFORM_ROOT") {
-        return PathBuf::from(p);
-    }
-    let mut dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    loop {
-        if dir.join("snapshots").is_dir() && dir.join("Cargo.toml").is_file() {
-            return dir;
-        }
-        if !dir.pop() {
-            return PathBuf::from(".");
-        }
-    }
+    crate::snapshot::find_repo_root().unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// The agent binary next to this one.

@@ -162,21 +162,8 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-/// The repository root: SOCKCONFORM_ROOT, or the nearest directory at or above the current one
-/// with snapshots/ and Cargo.toml. None rather than a guess: import writes into it.
 fn repo_root() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("SOCKCONFORM_ROOT") {
-        return Some(PathBuf::from(p));
-    }
-    let mut dir = std::env::current_dir().ok()?;
-    loop {
-        if dir.join("snapshots").is_dir() && dir.join("Cargo.toml").is_file() {
-            return Some(dir);
-        }
-        if !dir.pop() {
-            return None;
-        }
-    }
+    crate::snapshot::find_repo_root()
 }
 
 fn check_artifacts_dir(dir: &Path) -> Result<(), ImportError> {

@@ -599,28 +599,18 @@ impl Run {
     }
 
     fn fault(&mut self, fault: Fault, deadline: Instant) -> Result<(), String> {
-        use platforms::lab::Fault as F;
         let Net::Lab(lab) = &mut self.net else {
             return Err("faults need the lab topology".into());
         };
-        let (f, words) = match fault {
-            Fault::Crash => (F::Crash, "the server host crashes (answers nothing)"),
-            Fault::Reboot => (
-                F::Reboot,
-                "the server host reboots (its state vanishes without a packet)",
-            ),
-            Fault::Partition => (F::Partition, "the router forwards nothing (partition)"),
-            Fault::Heal => (F::Heal, "the network heals"),
-            Fault::Unreachable => (
-                F::Unreachable,
-                "the router answers ICMP host unreachable for the server",
-            ),
-            Fault::MiddleboxReset => (
-                F::MiddleboxReset,
-                "the router answers the connection with forged RSTs",
-            ),
+        let words = match fault {
+            Fault::Crash => "the server host crashes (answers nothing)",
+            Fault::Reboot => "the server host reboots (its state vanishes without a packet)",
+            Fault::Partition => "the router forwards nothing (partition)",
+            Fault::Heal => "the network heals",
+            Fault::Unreachable => "the router answers ICMP host unreachable for the server",
+            Fault::MiddleboxReset => "the router answers the connection with forged RSTs",
         };
-        lab.inject(f)
+        lab.inject(fault)
             .map_err(|e| format!("cannot inject {fault:?}: {e}"))?;
         let mut line = format!("runner: fault: {words}");
         if fault == Fault::Reboot {

@@ -347,22 +347,8 @@ pub enum Step {
     MemoryPerConnection(usize),
 }
 
-/// Faults below the application, injected by the lab.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// The server host answers nothing at all.
-    Crash,
-    /// The server host loses all connection state without a packet, then answers again.
-    Reboot,
-    /// The router forwards nothing in either direction.
-    Partition,
-    /// Undo a partition.
-    Heal,
-    /// The router answers packets for the server with ICMP host unreachable.
-    Unreachable,
-    /// The router answers the connection's packets with a forged RST.
-    MiddleboxReset,
-}
+/// Faults below the application, injected by the lab (see `platforms::lab::Fault`).
+pub use platforms::lab::Fault;
 
 /// Kernel defaults a case records as facts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,24 @@ use std::path::{Path, PathBuf};
 /// The source file whose insta assertions own these snapshots (insta records it in the header).
 pub const ASSERTION_SOURCE: &str = "suite/tests/conform.rs";
 
+/// The repository root: SOCKCONFORM_ROOT, or the nearest directory at or above the current one
+/// that holds `snapshots/` and `Cargo.toml` (cargo starts the runner from the root). None rather
+/// than a guess, for callers that write into it.
+pub fn find_repo_root() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("SOCKCONFORM_ROOT") {
+        return Some(PathBuf::from(p));
+    }
+    let mut dir = std::env::current_dir().ok()?;
+    loop {
+        if dir.join("snapshots").is_dir() && dir.join("Cargo.toml").is_file() {
+            return Some(dir);
+        }
+        if !dir.pop() {
+            return None;
+        }
+    }
+}
+
 /// Where the snapshots of one platform live.
 pub fn platform_dir(root: &Path, os_dir: &str) -> PathBuf {
     root.join("snapshots").join(os_dir)

@@ -217,21 +217,9 @@ pub fn load_matrix(o: &Options) -> Result<matrix::Matrix, DiffError> {
     Ok(matrix::build(&cases, &data, &claims, origin))
 }
 
-/// The repository root: SOCKCONFORM_ROOT, else the nearest directory up from here that holds
-/// `snapshots/` and `Cargo.toml` (the runner is started from the root by cargo).
+/// The repository root (see `snapshot::find_repo_root`), else the current directory.
 fn repo_root() -> PathBuf {
-    if let Ok(p) = std::env::var("SOCKCONFORM_ROOT") {
-        return PathBuf::from(p);
-    }
-    let mut dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    loop {
-        if dir.join("snapshots").is_dir() && dir.join("Cargo.toml").is_file() {
-            return dir;
-        }
-        if !dir.pop() {
-            return PathBuf::from(".");
-        }
-    }
+    crate::snapshot::find_repo_root().unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// How a cell reads, for styling.
