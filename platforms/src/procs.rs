@@ -17,6 +17,24 @@ pub fn pids_with_env(key: &str, value: &str) -> Option<Vec<u32>> {
     Some(all_pids()?.into_iter().filter(has_tag).collect())
 }
 
+/// A process's command line, arguments joined by spaces, or None.
+pub fn command_line(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .map(String::from_utf8_lossy)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// Whether a process sleeps inside a socket call (its kernel wait channel is a socket wait),
+/// or None where this cannot be read.
+pub fn waiting_on_socket(pid: u32) -> Option<bool> {
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).ok()?;
+    Some(wchan.starts_with("sk_wait") || wchan == "wait_woken" || wchan.starts_with("inet_wait"))
+}
+
 /// The identity of a process's network namespace ("net:[4026532]"), or None.
 pub fn net_namespace(pid: u32) -> Option<String> {
     let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;

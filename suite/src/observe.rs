@@ -111,7 +111,12 @@ pub fn timing_line(label: &str, timing: Timing, us: u64) -> Option<String> {
 /// Reduce captured segments to portable wire events: "client > server: SYN". Pure ACKs are left
 /// out (their number depends on delayed-ACK timing). In bulk cases, consecutive data segments in one
 /// direction merge into one "data (bulk)" event because their segmentation is not stable.
-pub fn wire_events(segs: &[Segment], labels: &BTreeMap<u16, String>, bulk: bool) -> Vec<String> {
+pub fn wire_events(
+    segs: &[Segment],
+    labels: &BTreeMap<u16, String>,
+    bulk: bool,
+    retransmissions_vary: Option<&str>,
+) -> Vec<String> {
     let name = |port: u16| {
         labels
             .get(&port)
@@ -124,6 +129,7 @@ pub fn wire_events(segs: &[Segment], labels: &BTreeMap<u16, String>, bulk: bool)
     // data whose sequence number is one below it (keepalive and zero-window probes).
     let mut next_seq: BTreeMap<(u16, u16), u32> = BTreeMap::new();
     let mut unnamed: BTreeMap<String, usize> = BTreeMap::new();
+    let mut sent: std::collections::HashSet<(u16, u32)> = std::collections::HashSet::new();
     for s in segs {
         let key = (s.src.port(), s.dst.port());
         let dir = format!("{} > {}", name(s.src.port()), name(s.dst.port()));
@@ -145,6 +151,16 @@ pub fn wire_events(segs: &[Segment], labels: &BTreeMap<u16, String>, bulk: bool)
             continue;
         }
         let Some(ev) = s.event() else { continue };
+        // Where the count of retransmissions is not stable, the first one stands for all.
+        if let Some(why) = retransmissions_vary {
+            if s.payload > 0 && !sent.insert((s.src.port(), s.seq)) {
+                let line = format!("{dir}: {ev} retransmitted, a varying number of times ({why})");
+                if !out.contains(&line) {
+                    out.push(line);
+                }
+                continue;
+            }
+        }
         // Connections the case opens in bulk have no name of their own: count them instead.
         if !labels.contains_key(&s.src.port()) || !labels.contains_key(&s.dst.port()) {
             *unnamed.entry(format!("{dir}: {ev}")).or_insert(0usize) += 1;
@@ -366,7 +382,7 @@ mod tests {
             data,
             seg(80, 5000, "RA", 0),
         ];
-        let ev = wire_events(&segs, &labels, false);
+        let ev = wire_events(&segs, &labels, false, None);
         assert_eq!(ev[0], "client > server: SYN");
         assert_eq!(ev.len(), 4, "{ev:?}");
         assert!(ev[3].starts_with("server > client: RST"), "{ev:?}");
@@ -381,7 +397,7 @@ mod tests {
         probe.seq = 104;
         let mut pure_ack = seg(5000, 80, "A", 0);
         pure_ack.seq = 105;
-        let ev = wire_events(&[a.clone(), probe, pure_ack], &labels, false);
+        let ev = wire_events(&[a.clone(), probe, pure_ack], &labels, false, None);
         assert_eq!(
             ev,
             [
@@ -403,6 +419,24 @@ mod tests {
     }
 
     #[test]
+    fn a_varying_retransmission_count_is_named_not_counted() {
+        let labels = BTreeMap::from([(80, "server".to_string()), (5000, "client".to_string())]);
+        let mut a = seg(5000, 80, "PA", 5);
+        a.seq = 100;
+        let three = [a.clone(), a.clone(), a.clone()];
+        let four = [a.clone(), a.clone(), a.clone(), a];
+        let why = Some("the rate limit decides");
+        assert_eq!(
+            wire_events(&three, &labels, false, why),
+            wire_events(&four, &labels, false, why)
+        );
+        assert_eq!(
+            wire_events(&three, &labels, false, why),
+            ["client > server: data 5", "client > server: data 5 retransmitted, a varying number of times (the rate limit decides)"]
+        );
+    }
+
+    #[test]
     fn bulk_data_merges_per_direction() {
         let labels = BTreeMap::from([(80, "server".to_string()), (5000, "client".to_string())]);
         let segs = [
@@ -412,7 +446,7 @@ mod tests {
             seg(5000, 80, "PA", 7),
             seg(5000, 80, "FPA", 9),
         ];
-        let ev = wire_events(&segs, &labels, true);
+        let ev = wire_events(&segs, &labels, true, None);
         assert_eq!(
             ev,
             [

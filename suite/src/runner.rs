@@ -131,8 +131,9 @@ fn run_here(case: &Case, cfg: &RunConfig) -> CaseRun {
             let segs = c.stop();
             let labels = run.endpoint_labels();
             wire_raw = observe::raw_wire(&segs, &labels);
-            let mut events = observe::wire_events(&segs, &labels, case.is_bulk());
-            if let Some(port) = run.client_ports.get("conn") {
+            let vary = case.retransmissions_vary;
+            let mut events = observe::wire_events(&segs, &labels, case.is_bulk(), vary);
+            if let (Some(port), None) = (run.client_ports.get("conn"), vary) {
                 events.extend(observe::retransmission_schedule(&segs, *port));
             }
             Wire::Captured { events }

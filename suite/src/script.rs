@@ -398,6 +398,9 @@ pub struct Case {
     pub intent: &'static str,
     pub needs: &'static [Need],
     pub topology: Topology,
+    /// Why the number of retransmissions is not stable in this case, if it is not: the wire then
+    /// records that the data was retransmitted and why the count varies, not the count itself.
+    pub retransmissions_vary: Option<&'static str>,
     pub steps: Vec<Step>,
 }
 
@@ -410,8 +413,15 @@ impl Case {
             intent,
             needs: &[],
             topology: Topology::Loopback,
+            retransmissions_vary: None,
             steps,
         }
+    }
+
+    /// Declare that the retransmission count races with something outside the kernel under test.
+    pub fn retransmissions_vary(mut self, why: &'static str) -> Case {
+        self.retransmissions_vary = Some(why);
+        self
     }
 
     /// Run the case in the fault lab (which needs the lab and capture).

@@ -15,6 +15,9 @@ pub fn while_sending() -> Case {
         ]),
     )
     .in_lab()
+    // Each ICMP reverts the RTO backoff (RFC 6069), so retransmissions come at the base RTO until
+    // the router's ICMP rate limit (a burst, then one per second) withholds one.
+    .retransmissions_vary("every ICMP reverts the backoff; the router's ICMP rate limit decides how many")
 }
 
 pub fn during_connect() -> Case {
