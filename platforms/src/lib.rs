@@ -126,6 +126,15 @@ pub fn prepare_agent(cmd: &mut Command) {
     sys::prepare_agent(cmd)
 }
 
+/// Called first thing by an agent, before anything else opens a descriptor: close every
+/// descriptor it inherited beyond stdin, stdout and stderr, except `keep` (the socket a holder was
+/// handed). A shell or CI runner may leave descriptors open without close-on-exec; they would
+/// pass through the runner into every agent, and a count the agent reports (connections until
+/// EMFILE) would then depend on who started the run rather than on the platform.
+pub fn close_inherited_descriptors(keep: Option<&str>) {
+    sys::close_inherited_descriptors(keep)
+}
+
 /// Called first thing by an agent: make sure it does not outlive the runner that started it, on
 /// platforms where `prepare_agent` cannot arrange that by itself. Linux and FreeBSD: nothing to do
 /// (the kernel's parent-death signal). macOS: a thread waits in kqueue for the runner to exit.

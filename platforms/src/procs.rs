@@ -82,3 +82,30 @@ pub fn interrupt(pid: u32) -> io::Result<()> {
         )))
     }
 }
+
+/// Start `cmd` with `n` extra open descriptors that lack close-on-exec, as a careless shell or CI
+/// runner leaves them, so a test can check that nothing the agents report depends on them.
+/// Returns false where descriptors are not inherited this way (Windows): nothing was changed.
+pub fn leak_descriptors_into(cmd: &mut std::process::Command, n: usize) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: dup is async-signal-safe; a duplicate never carries close-on-exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for _ in 0..n {
+                    if libc::dup(2) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        true
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (cmd, n);
+        false
+    }
+}

@@ -76,6 +76,25 @@ fn a_normal_run_leaves_no_process_behind() {
 }
 
 #[test]
+fn descriptors_leaked_by_whoever_started_the_run_do_not_shift_a_count() {
+    // capacity_fd_limit counts connections until EMFILE under a limit of 1000: every descriptor
+    // the agent inherited would take one connection off the count (CI once saw 997, a shell 995).
+    let tag = format!("t-fds-{}", std::process::id());
+    let mut cmd = runner(&tag, &["conform", "--filter", "ports/capacity_fd_limit"]);
+    if !platforms::procs::leak_descriptors_into(&mut cmd, 7) {
+        eprintln!("skipped: descriptors are not inherited by number on this platform");
+        return;
+    }
+    let o = cmd.output().unwrap();
+    if text(&o).contains("1 skipped") {
+        eprintln!("skipped: {}", text(&o));
+        return;
+    }
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("1 passed"), "{}", text(&o));
+}
+
+#[test]
 fn a_hung_agent_is_reported_with_its_stderr_and_the_run_goes_on() {
     let tag = format!("t-hang-{}", std::process::id());
     let o = runner(

@@ -12,8 +12,8 @@ mod unix;
 pub use bsd::{is_blocked, tcp_table};
 pub use no_capture::Capture;
 pub use unix::{
-    adopt_inherited, exit_description, poll, set_fd_limit, sigpipe_default, spawn_inheriting,
-    terminate, wait_stdin_hangup,
+    adopt_inherited, close_inherited_descriptors, exit_description, poll, set_fd_limit,
+    sigpipe_default, spawn_inheriting, terminate, wait_stdin_hangup,
 };
 
 use crate::{names, Os, TcpState, Unavailable};

@@ -97,6 +97,35 @@ pub fn spawn_inheriting(s: &Socket, cmd: &mut Command) -> io::Result<Child> {
     cmd.spawn()
 }
 
+/// Close every descriptor above stderr except `keep` (see `crate::close_inherited_descriptors`).
+/// Linux (5.9+) and FreeBSD (13+) close a whole range in one call; elsewhere, or when the kernel
+/// lacks close_range, each descriptor below the table size is closed in turn.
+pub fn close_inherited_descriptors(keep: Option<&str>) {
+    let keep: Option<RawFd> = keep.and_then(|k| k.parse().ok()).filter(|k| *k > 2);
+    let ranges = match keep {
+        Some(k) => vec![(3, k - 1), (k + 1, RawFd::MAX)],
+        None => vec![(3, RawFd::MAX)],
+    };
+    for (low, high) in ranges.into_iter().filter(|(low, high)| low <= high) {
+        if close_range(low, high).is_err() {
+            let table = unsafe { libc::getdtablesize() }.min(1 << 20);
+            for fd in low..=high.min(table - 1) {
+                unsafe { libc::close(fd) };
+            }
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+fn close_range(low: RawFd, high: RawFd) -> io::Result<()> {
+    cvt(unsafe { libc::close_range(low as libc::c_uint, high as libc::c_uint, 0) }).map(drop)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+fn close_range(_low: RawFd, _high: RawFd) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 pub fn adopt_inherited(raw: &str) -> io::Result<Socket> {
     let fd: RawFd = raw
         .parse()

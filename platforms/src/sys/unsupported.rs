@@ -35,6 +35,9 @@ pub fn isolate_thread() -> Result<(), Unavailable> {
 pub fn prepare_agent(_cmd: &mut Command) {}
 
 /// Nothing watches the runner here: an agent may outlive a runner that crashed.
+/// Nothing to do: no descriptor limit is set or counted on this platform.
+pub fn close_inherited_descriptors(_keep: Option<&str>) {}
+
 pub fn watch_parent() {}
 
 pub fn terminate(_pid: u32) -> io::Result<()> {

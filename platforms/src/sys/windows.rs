@@ -146,6 +146,10 @@ pub fn prepare_agent(cmd: &mut Command) {
     cmd.env(WATCH_PID, std::process::id().to_string());
 }
 
+/// Nothing to do: sockets here are handles, not numbered descriptors under RLIMIT_NOFILE, so a
+/// handle inherited from the shell does not shift any count an agent reports.
+pub fn close_inherited_descriptors(_keep: Option<&str>) {}
+
 /// In an agent: end this process as soon as the runner that started it ends.
 ///
 /// Windows has no parent-death signal. A Job Object with KILL_ON_JOB_CLOSE would need the runner

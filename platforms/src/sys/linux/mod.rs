@@ -10,8 +10,8 @@ pub use capture::Capture;
 mod unix;
 
 pub use unix::{
-    adopt_inherited, exit_description, poll, set_fd_limit, sigpipe_default, spawn_inheriting,
-    terminate, wait_stdin_hangup,
+    adopt_inherited, close_inherited_descriptors, exit_description, poll, set_fd_limit,
+    sigpipe_default, spawn_inheriting, terminate, wait_stdin_hangup,
 };
 
 use crate::{names, Os, TcpEntry, TcpState, Unavailable};
