@@ -165,6 +165,30 @@ impl Agent {
                     peer: None,
                 }
             }
+            Op::ListenDualStack { v6only } => {
+                let addr = need_addr()?;
+                let s = new_socket(&addr)?;
+                let listened = match v6only {
+                    Some(on) => s.set_only_v6(*on),
+                    None => Ok(()),
+                }
+                .and_then(|_| s.bind(&addr.into()))
+                .and_then(|_| s.listen(128))
+                .and_then(|_| s.only_v6());
+                let on = match listened {
+                    Ok(on) => on,
+                    Err(e) => return Ok(Outcome::from_error(&e).into()),
+                };
+                let local = addr_of(s.local_addr());
+                self.slots.insert(slot.into(), s);
+                Done {
+                    outcome: Outcome::OkWith {
+                        note: format!("IPV6_V6ONLY {}", if on { "on" } else { "off" }),
+                    },
+                    local,
+                    peer: None,
+                }
+            }
             Op::Connect { timeout_ms, .. } => {
                 let addr = need_addr()?;
                 let s = new_socket(&addr)?;

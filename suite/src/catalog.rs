@@ -22,6 +22,7 @@ macro_rules! with_catalog {
                 reader_blocked_when_rst_arrives,
             ],
             connect: [closed_port, backlog_full_not_accepting, reset_before_accept],
+            ipv6: [orderly_idle, killed_with_unread_data, closed_port, dual_stack_default, dual_stack_v6only],
             timeouts: [read_timeout_idle, write_timeout_peer_not_reading],
             time_wait: [rebind_without_reuseaddr, rebind_with_reuseaddr],
             readiness: [poll_on_peer_fin, poll_on_peer_rst],
@@ -120,6 +121,32 @@ mod tests {
             assert!(
                 open.is_empty() || faulted,
                 "{}: unfinished {open:?}",
+                c.id()
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_and_wildcard_listeners_declare_what_they_need() {
+        use crate::script::{Need, Op, Step, Topology};
+        for c in all() {
+            assert!(
+                !c.ipv6 || c.needs.contains(&Need::Ipv6),
+                "{}: an IPv6 case needs ipv6",
+                c.id()
+            );
+            assert!(!c.ipv6 || c.topology == Topology::Loopback, "{}", c.id());
+            // A listener on [::] outside the case's own namespace would listen on the host.
+            let wildcard = c
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::Do(a) if matches!(a.op, Op::ListenDualStack { .. })));
+            assert!(
+                !wildcard
+                    || [Need::Isolation, Need::Ipv6]
+                        .iter()
+                        .all(|n| c.needs.contains(n)),
+                "{}: a [::] listener needs ipv6 and isolation",
                 c.id()
             );
         }

@@ -170,6 +170,7 @@ pub fn unmet_needs(case: &Case, cfg: &RunConfig) -> Option<String> {
             Need::Isolation => &cfg.isolation,
             Need::Capture => &cfg.capture,
             Need::Lab => &cfg.lab,
+            Need::Ipv6 => &cfg.ipv6,
         };
         r.as_ref().err().map(|why| format!("needs {n}: {why}"))
     })

@@ -51,6 +51,10 @@ pub enum Outcome {
         then: Option<Box<Outcome>>,
         reused_ports: Option<usize>,
     },
+    /// Success, with what the call found in effect ("IPV6_V6ONLY off").
+    OkWith {
+        note: String,
+    },
 }
 
 impl Outcome {
@@ -66,6 +70,7 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Ok => f.write_str("ok"),
+            Outcome::OkWith { note } => write!(f, "ok ({note})"),
             Outcome::Bytes { n } => write!(f, "ok({n})"),
             Outcome::Eof => f.write_str("eof"),
             Outcome::Error { kind, code } => write!(f, "error({kind}, {code})"),

@@ -12,7 +12,7 @@ use platforms::lab::{Host, Lab};
 use platforms::{Capture, TcpEntry};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -53,6 +53,8 @@ pub struct RunConfig {
     pub capture: Result<(), String>,
     /// Ok: the fault lab can be built. Err: why not.
     pub lab: Result<(), String>,
+    /// Ok: ::1 can be bound where loopback cases run (their own namespace when isolated).
+    pub ipv6: Result<(), String>,
 }
 
 impl RunConfig {
@@ -67,13 +69,30 @@ impl RunConfig {
             Ok(()) => platforms::lab::probe(),
             Err(why) => Err(format!("needs network namespaces: {why}")),
         };
+        let ipv6 = probe_ipv6(isolation.is_ok());
         RunConfig {
             agent_exe,
             isolation,
             capture,
             lab,
+            ipv6,
         }
     }
+}
+
+/// Bind ::1 where loopback cases will run: in a fresh namespace of its own when cases are
+/// isolated (its loopback comes up with ::1 unless the kernel has IPv6 off), else on this host.
+fn probe_ipv6(isolated: bool) -> Result<(), String> {
+    std::thread::spawn(move || {
+        if isolated {
+            platforms::isolate_thread()?;
+        }
+        std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0))
+            .map(drop)
+            .map_err(|e| format!("cannot bind [::1]: {e}"))
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the IPv6 probe thread panicked".into()))
 }
 
 /// Everything one run of one case produced.
@@ -316,7 +335,7 @@ struct Run {
     agents: BTreeMap<Side, AgentProc>,
     capture: Option<Capture>,
     no_capture_reason: String,
-    /// The address every socket of the case uses (127.0.0.1).
+    /// The address every socket of the case uses (127.0.0.1, ::1 for IPv6 cases, or the lab's).
     host: IpAddr,
     listener: Option<SocketAddr>,
     previous_listener: Option<SocketAddr>,
@@ -340,7 +359,11 @@ impl Run {
             agents: BTreeMap::new(),
             capture: None,
             no_capture_reason: cfg.capture.clone().err().unwrap_or_default(),
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            host: if case.ipv6 {
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            } else {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            },
             listener: None,
             previous_listener: None,
             closed_port: None,
@@ -649,6 +672,14 @@ impl Run {
                 Port::Any => SocketAddr::new(self.host, 0),
                 Port::Previous => self.previous_listener.ok_or("no previous listener")?,
             }),
+            Op::ListenDualStack { .. } => Some(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0)),
+            Op::Connect {
+                to: Target::ListenerOverIpv4,
+                ..
+            } => {
+                let port = self.listener.ok_or("no listener to connect to")?.port();
+                Some(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port))
+            }
             Op::Connect {
                 to: Target::Listener,
                 ..
@@ -676,8 +707,9 @@ impl Run {
     }
 
     fn finish(&mut self, n: usize, a: &Action, reply: Reply) {
+        let mut outcome = reply.outcome.to_string();
         match (&a.op, a.side) {
-            (Op::Listen { .. }, _) => {
+            (Op::Listen { .. } | Op::ListenDualStack { .. }, _) => {
                 if let Some(l) = reply.local {
                     self.listener = Some(l);
                     self.previous_listener = Some(l);
@@ -692,13 +724,19 @@ impl Run {
                     self.conns.insert(a.slot, (local, peer));
                 }
             }
+            (Op::Accept, Side::Server) => {
+                // How a dual-stack listener presents an IPv4 client (its address only; the port
+                // is the client's ephemeral one).
+                if let Some(ip) = reply.peer.map(|p| p.ip()).filter(is_ipv4_mapped) {
+                    outcome += &format!(" (peer {ip}, IPv4-mapped)");
+                }
+            }
             _ => {}
         }
         if a.op == Op::Close && a.slot == "listener" {
             self.listener = None;
         }
-        self.obs
-            .step(format!("{}: {} -> {}", who(a), a.op, reply.outcome));
+        self.obs.step(format!("{}: {} -> {outcome}", who(a), a.op));
         let label = format!("{n}. {}: {}", who(a), a.op);
         if let Some(line) = observe::timing_line(&label, a.timing, reply.elapsed_us) {
             self.obs.timing.push(line);
@@ -753,7 +791,9 @@ impl Run {
             let t = self.tables().unwrap_or_default();
             let ours = |e: &&TcpEntry| {
                 self.conns.values().any(|&(c, s)| {
-                    (e.local == c && e.remote == s) || (e.local == s && e.remote == c)
+                    let (l, r) = (canonical(e.local), canonical(e.remote));
+                    (l == canonical(c) && r == canonical(s))
+                        || (l == canonical(s) && r == canonical(c))
                 })
             };
             let transient = t
@@ -860,8 +900,20 @@ fn find(t: &[TcpEntry], side: Side, client: SocketAddr, server: SocketAddr) -> O
         Side::Client => (client, server),
         Side::Server => (server, client),
     };
-    t.iter()
-        .find(|e| e.local == local && e.remote == remote && e.state != TcpState::Listen)
+    let (local, remote) = (canonical(local), canonical(remote));
+    t.iter().find(|e| {
+        canonical(e.local) == local && canonical(e.remote) == remote && e.state != TcpState::Listen
+    })
+}
+
+/// An address with an IPv4-mapped IPv6 address (::ffff:a.b.c.d) written as the IPv4 one, so the
+/// two ends of an IPv4 connection to a dual-stack listener compare equal.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+fn is_ipv4_mapped(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
 }
 
 fn who(a: &Action) -> String {

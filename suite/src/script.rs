@@ -43,6 +43,9 @@ pub enum Target {
     Listener,
     /// A port on which nothing listens (the runner makes one free before the step).
     ClosedPort,
+    /// The server's listener through its IPv4 loopback address (127.0.0.1), whatever family the
+    /// listener has: an IPv4 connect to a `[::]` listener asks whether it is dual-stack.
+    ListenerOverIpv4,
 }
 
 /// shutdown(2) directions.
@@ -62,6 +65,11 @@ pub enum Op {
         backlog: i32,
         port: Port,
         reuse_addr: bool,
+    },
+    /// Listen on the IPv6 wildcard `[::]` with IPV6_V6ONLY set as given, or left at the platform's
+    /// default (None); the outcome names the value in effect.
+    ListenDualStack {
+        v6only: Option<bool>,
     },
     Connect {
         to: Target,
@@ -173,7 +181,7 @@ impl Op {
     /// The socket slot an op uses when the script names none.
     fn default_slot(&self) -> &'static str {
         match self {
-            Op::Listen { .. } | Op::AcceptAll { .. } => "listener",
+            Op::Listen { .. } | Op::ListenDualStack { .. } | Op::AcceptAll { .. } => "listener",
             _ => "conn",
         }
     }
@@ -197,10 +205,19 @@ impl fmt::Display for Op {
                 }
                 f.write_str(")")
             }
+            Op::ListenDualStack { v6only: None } => {
+                f.write_str("listen on [::] (IPV6_V6ONLY left at its default)")
+            }
+            Op::ListenDualStack { v6only: Some(v) } => {
+                write!(f, "listen on [::] with IPV6_V6ONLY {}", on_off(*v))
+            }
             Op::Connect { to, timeout_ms } => {
                 f.write_str(match to {
                     Target::Listener => "connect",
                     Target::ClosedPort => "connect(closed port)",
+                    Target::ListenerOverIpv4 => {
+                        "connect to the listener's port over IPv4 (127.0.0.1)"
+                    }
                 })?;
                 match timeout_ms {
                     Some(ms) => write!(f, " with timeout {ms} ms"),
@@ -377,6 +394,8 @@ pub enum Need {
     Capture,
     /// The fault lab: client, router and server hosts (root, the `ip` and `nft` tools).
     Lab,
+    /// An IPv6 loopback address (::1) where the case runs.
+    Ipv6,
 }
 
 impl fmt::Display for Need {
@@ -385,6 +404,7 @@ impl fmt::Display for Need {
             Need::Isolation => "isolation",
             Need::Capture => "capture",
             Need::Lab => "lab",
+            Need::Ipv6 => "ipv6",
         })
     }
 }
@@ -401,6 +421,8 @@ pub struct Case {
     /// Why the number of retransmissions is not stable in this case, if it is not: the wire then
     /// records that the data was retransmitted and why the count varies, not the count itself.
     pub retransmissions_vary: Option<&'static str>,
+    /// Every socket of the case uses ::1 instead of 127.0.0.1 (loopback cases only).
+    pub ipv6: bool,
     pub steps: Vec<Step>,
 }
 
@@ -414,8 +436,18 @@ impl Case {
             needs: &[],
             topology: Topology::Loopback,
             retransmissions_vary: None,
+            ipv6: false,
             steps,
         }
+    }
+
+    /// The same script over IPv6 loopback (::1), with its own intent. It needs IPv6; a `needs`
+    /// after it replaces that list (name Ipv6 there too).
+    pub fn over_ipv6(mut self, intent: &'static str) -> Case {
+        self.intent = intent;
+        self.ipv6 = true;
+        self.needs = &[Need::Ipv6];
+        self
     }
 
     /// Declare that the retransmission count races with something outside the kernel under test.

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod host_crash;
 pub mod host_reboot;
 pub mod host_shutdown;
+pub mod ipv6;
 pub mod limits;
 pub mod linger;
 pub mod middlebox;
