@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str = "usage:
   cargo xtask conform [--filter TEXT]... [--bless] [--repeat N] [--json PATH] [--jobs N]
   cargo xtask list [--markdown] [--check-readme]
+  cargo xtask explore [--cases N] [--seed N]
 
 conform   run the catalog on this machine and compare with snapshots/<os>/
   --filter TEXT   only cases whose id starts with TEXT (a family: close), whose name contains
@@ -25,7 +26,10 @@ conform   run the catalog on this machine and compare with snapshots/<os>/
   --jobs N        cases run at once (default: all; they spend their time waiting)
 list      print the catalog with intents and required capabilities
   --markdown      as the Markdown table of the README
-  --check-readme  fail if README.md's catalog differs from the catalog in the code";
+  --check-readme  fail if README.md's catalog differs from the catalog in the code
+explore   generate scripts, run each twice over IPv4 and once over IPv6, shrink any divergence
+  --cases N       how many scripts (default 32)
+  --seed N        the generator's seed, to reproduce an exploration";
 
 /// Entry point; returns the exit code (0 ok, 1 behavior changed or a case failed, 2 bad input).
 pub fn main(args: &[String]) -> i32 {
@@ -37,6 +41,7 @@ pub fn main(args: &[String]) -> i32 {
         Some("list") => list(&args[1..]),
         Some("diff") => crate::diff::main(&args[1..]),
         Some("import") => crate::import::main(&args[1..]),
+        Some("explore") => crate::explore::main(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             if args.is_empty() {

@@ -7,12 +7,14 @@
 //! - `runner`: runs one case against two agents, with checkpoints, capture, deadlines and cleanup.
 //! - `observe`: turns a run into a normalized observation (the snapshot text).
 //! - `snapshot`: snapshot files in insta's format; `cli`: `conform` and `list`.
+//! - `explore`: generated scripts, run for divergences and shrunk by proptest.
 
 pub mod agent;
 pub mod cases;
 pub mod catalog;
 pub mod cli;
 pub mod diff;
+pub mod explore;
 pub mod import;
 pub mod observe;
 pub mod proto;

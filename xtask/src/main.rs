@@ -11,14 +11,14 @@ fn cargo() -> Command {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("conform" | "list" | "diff" | "import") => {}
+        Some("conform" | "list" | "diff" | "import" | "explore") => {}
         Some("-h" | "--help") | None => {
-            println!("usage: cargo xtask conform|list|diff|import [...]   (--help after a command for its flags)");
+            println!("usage: cargo xtask conform|list|diff|import|explore [...]   (--help after a command for its flags)");
             exit(if args.is_empty() { 2 } else { 0 })
         }
         Some(other) => {
             eprintln!(
-                "error: unknown xtask command {other:?} (commands: conform, list, diff, import)"
+                "error: unknown xtask command {other:?} (commands: conform, list, diff, import, explore)"
             );
             exit(2)
         }
