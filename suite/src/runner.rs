@@ -147,6 +147,8 @@ fn run_here(case: &Case, cfg: &RunConfig) -> CaseRun {
     let mut wire_raw = Vec::new();
     let wire = match run.capture.take() {
         Some(c) => {
+            // Read before stop: the case's traffic is over, so no drop can come after this.
+            let dropped = c.dropped();
             let segs = c.stop();
             let labels = run.endpoint_labels();
             wire_raw = observe::raw_wire(&segs, &labels);
@@ -155,7 +157,17 @@ fn run_here(case: &Case, cfg: &RunConfig) -> CaseRun {
             if let (Some(port), None) = (run.client_ports.get("conn"), vary) {
                 events.extend(observe::retransmission_schedule(&segs, *port));
             }
-            Wire::Captured { events }
+            if dropped > 0 {
+                // A partial wire is not an observation of the platform: neither compared nor
+                // written, like a run without capture (the segments still go to the JSON).
+                Wire::NotCaptured {
+                    reason: format!(
+                        "incomplete: the kernel dropped {dropped} captured packet(s) (capture buffer full)"
+                    ),
+                }
+            } else {
+                Wire::Captured { events }
+            }
         }
         None => Wire::NotCaptured {
             reason: run.no_capture_reason.clone(),
