@@ -759,13 +759,16 @@ impl Run {
         });
     }
 
-    /// A port on which nothing listens: bind one, read its number, close it. Inside an isolated
-    /// namespace nothing else can take it before the connect.
+    /// A port on which nothing listens: bind one, read its number, close it. It is taken below
+    /// every platform's default ephemeral range (Linux 32768+, the others 49152+), so the
+    /// client's own ephemeral port can never be it: a connect to one's own address and port is
+    /// a TCP self-connect, which succeeds (`--repeat 20` met it once with a bind(0) port).
     fn make_closed_port(&mut self) -> Result<SocketAddr, String> {
-        let l = std::net::TcpListener::bind(SocketAddr::new(self.host, 0))
-            .map_err(|e| e.to_string())?;
-        let addr = l.local_addr().map_err(|e| e.to_string())?;
-        drop(l);
+        let free = (23_000..23_500).find_map(|port| {
+            let l = std::net::TcpListener::bind(SocketAddr::new(self.host, port)).ok()?;
+            l.local_addr().ok()
+        });
+        let addr = free.ok_or("no free port in 23000..23500 to serve as the closed port")?;
         self.closed_port = Some(addr);
         Ok(addr)
     }
