@@ -188,6 +188,37 @@ fn read_proc_sys(key: &str) -> io::Result<String> {
         .to_string())
 }
 
+/// Bytes received and not yet read on this socket, as the socket itself reports them (FIONREAD):
+/// the one receive-queue figure every platform gives, where tables may not (Windows never does).
+pub fn unread_bytes(s: &Socket) -> io::Result<usize> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through the pointer.
+        if unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n.max(0) as usize)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::io::AsRawSocket;
+        use windows_sys::Win32::Networking::WinSock::{ioctlsocket, WSAGetLastError, FIONREAD};
+        let mut n: u32 = 0;
+        // SAFETY: FIONREAD writes one u32 through the pointer.
+        if unsafe { ioctlsocket(s.as_raw_socket() as usize, FIONREAD, &mut n) } != 0 {
+            return Err(io::Error::from_raw_os_error(unsafe { WSAGetLastError() }));
+        }
+        Ok(n as usize)
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = s;
+        unsupported("FIONREAD")
+    }
+}
+
 /// Bytes of kernel memory held in the slab caches of TCP sockets (the socket, its inode and its
 /// request socket), summed over the whole machine. Compare two readings around an action to get
 /// the memory it took; other activity on the machine adds noise, small against thousands of sockets.

@@ -5,6 +5,7 @@
 //! answers "unavailable: why" for every capability instead of a silent wrong answer.
 
 pub mod host;
+pub mod id;
 pub mod lab;
 pub mod names;
 pub mod parse;
@@ -47,9 +48,21 @@ pub const CURRENT_OS: Option<Os> = if cfg!(target_os = "linux") {
     None
 };
 
-/// The directory of this platform's snapshots (`snapshots/<dir>/`).
-pub fn os_dir() -> &'static str {
-    std::env::consts::OS
+/// This run's platform id (`linux-6.18`, `gvisor-20221219`, `macos-15`...; see `id`): it names
+/// the snapshot folder `snapshots/<id>/`, `results.json`, the CI artifact and the matrix column.
+pub fn platform_id() -> &'static str {
+    &platform().0
+}
+
+/// The raw text the platform id was read from (the full kernel release, the OS build), shown in
+/// metadata and never compared.
+pub fn platform_detail() -> &'static str {
+    &platform().1
+}
+
+fn platform() -> &'static (String, String) {
+    static P: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    P.get_or_init(id::detect_parts)
 }
 
 /// A file anyone can open, to spend descriptors with.

@@ -342,6 +342,22 @@ impl Agent {
                     Err(e) => Outcome::from_error(&e).into(),
                 }
             }
+            Op::AwaitUnread { wait_ms } => {
+                let sock = self.sock(slot)?;
+                let end = Instant::now() + Duration::from_millis(*wait_ms);
+                let mut pause = Duration::from_micros(200);
+                loop {
+                    match platforms::host::unread_bytes(sock) {
+                        Ok(n) if n > 0 => break Outcome::Bytes { n }.into(),
+                        Ok(_) if Instant::now() >= end => break Outcome::Bytes { n: 0 }.into(),
+                        Ok(_) => {
+                            std::thread::sleep(pause);
+                            pause = (pause * 2).min(Duration::from_millis(10));
+                        }
+                        Err(e) => break Outcome::from_error(&e).into(),
+                    }
+                }
+            }
             Op::State => match knobs::socket_state(self.sock(slot)?) {
                 Ok(st) => Outcome::State {
                     state: st.name().into(),

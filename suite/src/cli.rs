@@ -77,6 +77,11 @@ pub struct ConformOptions {
     pub repeat: u32,
     pub json: Option<PathBuf>,
     pub jobs: Option<usize>,
+    /// Write results.json and the pending snapshots into this folder, laid out as a CI artifact,
+    /// instead of into the checkout.
+    pub artifact: Option<PathBuf>,
+    /// Run on these stacks (`host`, `gvisor`, `linux-6.1`...) instead of only here.
+    pub on: Vec<String>,
 }
 
 impl ConformOptions {
@@ -103,6 +108,13 @@ impl ConformOptions {
                         .ok_or("--repeat takes a whole number of at least 1")?
                 }
                 "--json" => o.json = Some(PathBuf::from(value("--json")?)),
+                "--artifact" => o.artifact = Some(PathBuf::from(value("--artifact")?)),
+                "--on" => {
+                    for stack in value("--on")?.split(',').filter(|s| !s.is_empty()) {
+                        crate::stacks::Stack::parse(stack)?;
+                        o.on.push(stack.to_string());
+                    }
+                }
                 "--jobs" => {
                     o.jobs = Some(
                         value("--jobs")?
@@ -211,16 +223,27 @@ struct CaseReport {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     wire_raw: Vec<String>,
     elapsed_ms: u128,
+    /// Set when this platform has no snapshots yet and the observation differs from the nearest
+    /// recorded platform's (named here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    differs_from: Option<String>,
     #[serde(skip)]
     diff: Option<String>,
 }
 
 #[derive(Serialize)]
 struct RunReport<'a> {
+    /// The platform id (`linux-6.18`): names the snapshot folder and the matrix column.
     platform: &'a str,
+    /// The raw release the id came from (the full kernel release, the OS build); never compared.
+    platform_detail: &'a str,
+    /// The platform whose snapshots this run was compared with (itself, or the nearest).
+    compared_with: &'a str,
     os: String,
     isolation: String,
     capture: String,
+    lab: String,
+    tcp_table: String,
     repeat: u32,
     wall_ms: u128,
     sum_of_case_ms: u128,
@@ -234,7 +257,42 @@ fn capability_text(r: &Result<(), String>) -> String {
     }
 }
 
+/// Which snapshots a run compares with, and where it writes.
+pub struct Baseline {
+    /// This run's platform id.
+    pub id: String,
+    /// The platform whose snapshots are compared: `id` itself, or the nearest recorded platform
+    /// of the same stack when `id` has none yet.
+    pub compared: String,
+    /// Where this run's pending (or, with --bless, accepted) snapshots go: `snapshots/<id>/` of
+    /// the checkout, or of the artifact folder.
+    pub write_dir: PathBuf,
+    pub compared_dir: PathBuf,
+}
+
+impl Baseline {
+    pub fn choose(root: &Path, id: &str, artifact: Option<&Path>) -> Baseline {
+        let recorded = snapshot::recorded_platforms(root);
+        let refs: Vec<&str> = recorded.iter().map(String::as_str).collect();
+        let compared = platforms::id::nearest(id, &refs).unwrap_or(id).to_string();
+        Baseline {
+            id: id.to_string(),
+            write_dir: snapshot::platform_dir(artifact.unwrap_or(root), id),
+            compared_dir: snapshot::platform_dir(root, &compared),
+            compared,
+        }
+    }
+
+    /// Compared with another platform's snapshots: differences are shown, not failures.
+    pub fn is_fallback(&self) -> bool {
+        self.compared != self.id
+    }
+}
+
 pub fn conform(o: &ConformOptions) -> i32 {
+    if !o.on.is_empty() {
+        return crate::stacks::conform_on(o);
+    }
     let cases = match select(catalog::all(), &o.filters) {
         Ok(c) => c,
         Err(e) => {
@@ -243,11 +301,20 @@ pub fn conform(o: &ConformOptions) -> i32 {
         }
     };
     let root = repo_root();
-    let platform = snapshot::platform_dir(&root, platforms::os_dir());
+    let base = Baseline::choose(&root, platforms::platform_id(), o.artifact.as_deref());
+    if let Some(dir) = &o.artifact {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!(
+                "error: cannot create the artifact folder {}: {e}",
+                dir.display()
+            );
+            return 2;
+        }
+    }
     // Read every snapshot first: a corrupt one is bad input, reported before anything runs.
     let mut stored = BTreeMap::new();
     for c in &cases {
-        let (obs_path, wire_path) = snapshot::case_paths(&platform, &c.id());
+        let (obs_path, wire_path) = snapshot::case_paths(&base.compared_dir, &c.id());
         let read = |p: &Path| snapshot::read_body(p);
         match (read(&obs_path), read(&wire_path)) {
             (Ok(a), Ok(b)) => {
@@ -268,13 +335,21 @@ pub fn conform(o: &ConformOptions) -> i32 {
         return 2;
     }
     println!(
-        "sockconform: {} case(s) on {} ({}); isolation {}; capture {}",
+        "sockconform: {} case(s) on {} ({}; {}); isolation {}; capture {}; TCP table {}",
         cases.len(),
-        platforms::os_dir(),
+        base.id,
         os_info::get(),
+        platforms::platform_detail(),
         capability_text(&cfg.isolation),
-        capability_text(&cfg.capture)
+        capability_text(&cfg.capture),
+        cfg.table.describe()
     );
+    if base.is_fallback() {
+        println!(
+            "no snapshots of {} yet: comparing with the nearest recorded platform, snapshots/{}/; differences are shown, not failures (`--bless` records {} under snapshots/{}/)",
+            base.id, base.compared, base.id, base.id
+        );
+    }
     let started = Instant::now();
     let mut reports: Vec<CaseReport> = Vec::new();
     let mut first: BTreeMap<String, CaseRun> = BTreeMap::new();
@@ -286,7 +361,7 @@ pub fn conform(o: &ConformOptions) -> i32 {
         for (case, run) in cases.iter().zip(runs) {
             let id = case.id();
             if round == 1 {
-                let report = compare(case, &run, &stored[&id], &platform, o.bless, &cfg);
+                let report = compare(case, &run, &stored[&id], &base, o.bless, &cfg);
                 reports.push(report);
                 if let Some(run) = run {
                     first.insert(id, run);
@@ -317,7 +392,7 @@ pub fn conform(o: &ConformOptions) -> i32 {
         }
     }
     let wall = started.elapsed();
-    summarize(&reports, wall, o, &cfg)
+    summarize(&reports, wall, o, &cfg, &base)
 }
 
 /// Run every case (in parallel up to `jobs`), calling `done` as each finishes; returns the runs in
@@ -382,7 +457,7 @@ fn compare(
     case: &Case,
     run: &Option<CaseRun>,
     stored: &Stored,
-    platform: &Path,
+    base: &Baseline,
     bless: bool,
     cfg: &RunConfig,
 ) -> CaseReport {
@@ -399,6 +474,7 @@ fn compare(
         measurements: Vec::new(),
         wire_raw: Vec::new(),
         elapsed_ms: 0,
+        differs_from: None,
         diff: None,
     };
     let Some(run) = run else {
@@ -418,15 +494,30 @@ fn compare(
         report.error = Some(e.clone());
         return report;
     }
-    let (obs_path, wire_path) = snapshot::case_paths(platform, &id);
-    let mut pairs = vec![(obs_path, Some(run.observation.render()), &stored.0)];
+    let (obs_path, wire_path) = snapshot::case_paths(&base.write_dir, &id);
+    let (old_obs, old_wire) = snapshot::case_paths(&base.compared_dir, &id);
+    let mut pairs = vec![(obs_path, old_obs, Some(run.observation.render()), &stored.0)];
     // A run that could not capture compares what it observed and leaves the wire snapshot alone.
-    pairs.push((wire_path, run.wire.render(&id), &stored.1));
+    pairs.push((wire_path, old_wire, run.wire.render(&id), &stored.1));
     let mut diffs = Vec::new();
-    for (path, new, old) in pairs {
+    for (path, old_path, new, old) in pairs {
         let Some(new) = new else { continue };
         match old {
-            Some(old) if *old == new => continue,
+            // Another platform's snapshot: this platform has none of its own, so every case is
+            // new here; what differs from the nearest platform is shown, never a failure.
+            Some(old) if base.is_fallback() => {
+                report.status = Status::New;
+                if *old != new {
+                    report.differs_from = Some(base.compared.clone());
+                    diffs.push(format!(
+                        "{} (of {})\n{}",
+                        old_path.display(),
+                        base.compared,
+                        snapshot::diff(old, &new)
+                    ));
+                }
+            }
+            Some(old) if *old == new && !base.is_fallback() => continue,
             Some(old) => {
                 report.status = Status::Changed;
                 diffs.push(format!("{}\n{}", path.display(), snapshot::diff(old, &new)));
@@ -453,7 +544,13 @@ fn compare(
     report
 }
 
-fn summarize(reports: &[CaseReport], wall: Duration, o: &ConformOptions, cfg: &RunConfig) -> i32 {
+fn summarize(
+    reports: &[CaseReport],
+    wall: Duration,
+    o: &ConformOptions,
+    cfg: &RunConfig,
+    base: &Baseline,
+) -> i32 {
     let mut reports_fixed: Vec<&CaseReport> = reports.iter().collect();
     reports_fixed.sort_by(|a, b| a.case.cmp(&b.case));
     let w_case = reports
@@ -523,12 +620,27 @@ fn summarize(reports: &[CaseReport], wall: Duration, o: &ConformOptions, cfg: &R
     if o.repeat > 1 && count(Status::Unstable) == 0 {
         println!("all {} runs observed the same for every case", o.repeat);
     }
-    if let Some(path) = &o.json {
+    if base.is_fallback() {
+        let differ = reports.iter().filter(|r| r.differs_from.is_some()).count();
+        println!(
+            "{differ} case(s) differ from {} (the nearest recorded platform): shown above, not a failure",
+            base.compared
+        );
+    }
+    let json = o
+        .json
+        .clone()
+        .or_else(|| o.artifact.as_ref().map(|a| a.join("results.json")));
+    if let Some(path) = &json {
         let report = RunReport {
-            platform: platforms::os_dir(),
+            platform: &base.id,
+            platform_detail: platforms::platform_detail(),
+            compared_with: &base.compared,
             os: os_info::get().to_string(),
             isolation: capability_text(&cfg.isolation),
             capture: capability_text(&cfg.capture),
+            lab: capability_text(&cfg.lab),
+            tcp_table: cfg.table.describe(),
             repeat: o.repeat,
             wall_ms: wall.as_millis(),
             sum_of_case_ms: sum,
@@ -546,9 +658,9 @@ fn summarize(reports: &[CaseReport], wall: Duration, o: &ConformOptions, cfg: &R
     if o.bless {
         if changed + new > 0 {
             println!(
-                "accepted the observations of {} case(s) into snapshots/{}/",
+                "accepted the observations of {} case(s) into {}/",
                 changed + new,
-                platforms::os_dir()
+                base.write_dir.display()
             );
         }
         return i32::from(count(Status::Failed) + count(Status::Unstable) > 0);

@@ -21,3 +21,5 @@ pub mod proto;
 pub mod runner;
 pub mod script;
 pub mod snapshot;
+pub mod stacks;
+pub mod visibility;

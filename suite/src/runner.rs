@@ -8,6 +8,7 @@
 use crate::observe::{self, Observation, RawTiming, Wire};
 use crate::proto::{Outcome, Reply, Request};
 use crate::script::{Action, Case, Fact, Fault, Op, Port, Side, Step, Target, TcpState, Topology};
+use crate::visibility::TableView;
 use platforms::lab::{Host, Lab};
 use platforms::{Capture, TcpEntry};
 use std::collections::BTreeMap;
@@ -55,6 +56,8 @@ pub struct RunConfig {
     pub lab: Result<(), String>,
     /// Ok: ::1 can be bound where loopback cases run (their own namespace when isolated).
     pub ipv6: Result<(), String>,
+    /// What the TCP table of this platform can show (probed, not assumed).
+    pub table: TableView,
 }
 
 impl RunConfig {
@@ -70,12 +73,14 @@ impl RunConfig {
             Err(why) => Err(format!("needs network namespaces: {why}")),
         };
         let ipv6 = probe_ipv6(isolation.is_ok());
+        let table = TableView::probe(isolation.is_ok());
         RunConfig {
             agent_exe,
             isolation,
             capture,
             lab,
             ipv6,
+            table,
         }
     }
 }
@@ -358,6 +363,8 @@ struct Run {
     /// Every client socket's port by slot, connected or not (for naming wire endpoints).
     client_ports: BTreeMap<&'static str, u16>,
     bulk: bool,
+    /// What this platform's table can show.
+    view: TableView,
 }
 
 impl Run {
@@ -383,6 +390,7 @@ impl Run {
             listeners: Vec::new(),
             client_ports: BTreeMap::new(),
             bulk: case.is_bulk(),
+            view: cfg.table.clone(),
         }
     }
 
@@ -504,21 +512,26 @@ impl Run {
                 self.obs.step(line);
             }
             Step::AwaitUnread(side) => {
-                let end = Instant::now() + AWAIT_DEADLINE;
-                let &(c, s) = self.conns.get("conn").ok_or("no connection to watch")?;
-                loop {
-                    let t = self.table(*side)?;
-                    match find(&t, *side, c, s) {
-                        None => break,
-                        Some(e) if e.recv_queue > 0 => break,
-                        Some(_) if Instant::now() > end => {
-                            self.obs.step(format!(
-                                "runner: no data reached the {side} within {AWAIT_DEADLINE:?}"
-                            ));
-                            break;
-                        }
-                        Some(_) => std::thread::sleep(Duration::from_millis(1)),
-                    }
+                // Ask the socket itself (FIONREAD), which every platform answers; kernel tables
+                // may show no receive queue at all (Windows, gVisor).
+                let req = Request {
+                    slot: "conn".into(),
+                    op: Op::AwaitUnread {
+                        wait_ms: AWAIT_DEADLINE.as_millis() as u64,
+                    },
+                    addr: None,
+                };
+                let agent = self.agent(*side);
+                agent.send(&req)?;
+                let reply = agent.receive(Instant::now() + AWAIT_DEADLINE + step_deadline())?;
+                match reply.outcome {
+                    Outcome::Bytes { n } if n > 0 => {}
+                    Outcome::Bytes { .. } => self.obs.step(format!(
+                        "runner: no data reached the {side} within {AWAIT_DEADLINE:?}"
+                    )),
+                    other => self.obs.step(format!(
+                        "runner: cannot see the {side}'s unread data here (FIONREAD -> {other}); not waited for"
+                    )),
                 }
             }
             Step::Fault(fault) => self.fault(*fault, deadline)?,
@@ -612,6 +625,16 @@ impl Run {
                 self.obs.step(line);
             }
             Step::AwaitState(side, states) => {
+                // A wait for states this table never lists cannot be performed: say so at once
+                // instead of timing out.
+                if states.iter().all(|s| self.view.unlisted.contains(s)) {
+                    let want: Vec<_> = states.iter().map(|s| state_word(*s)).collect();
+                    self.obs.step(format!(
+                        "runner: cannot wait for the {side} end to reach {}: this platform's table does not list it",
+                        want.join(" or ")
+                    ));
+                    return Ok(());
+                }
                 let end = Instant::now() + AWAIT_DEADLINE;
                 loop {
                     let st = self.end_state(*side, "conn")?;
@@ -828,12 +851,13 @@ impl Run {
         let mut parts = Vec::new();
         for (slot, &(c, s)) in &self.conns {
             let end = |side| match find(if side == Side::Client { &tc } else { &ts }, side, c, s) {
-                None => "CLOSED".to_string(),
+                None => self.view.absent_word(),
                 Some(e) => {
                     let mut w = e.state.name().to_string();
                     // The kernel's receive-queue figure (Linux: rcv_nxt - copied_seq, so a received FIN
                     // counts as 1), shown as the kernel reports it; bulk cases hide the unstable size.
-                    if e.recv_queue > 0 {
+                    // A table whose queues are not real shows none rather than a false 0.
+                    if e.recv_queue > 0 && self.view.recv_queue {
                         w += &if self.bulk {
                             " rx_queue>0".to_string()
                         } else {
@@ -857,7 +881,7 @@ impl Run {
         if let Some(l) = self.previous_listener {
             let listening = ts
                 .iter()
-                .any(|e| e.local == l && e.state == TcpState::Listen);
+                .any(|e| canonical(e.local) == canonical(l) && e.state == TcpState::Listen);
             parts.push(format!(
                 "listener {}",
                 if listening { "LISTEN" } else { "CLOSED" }
@@ -922,7 +946,8 @@ fn find(t: &[TcpEntry], side: Side, client: SocketAddr, server: SocketAddr) -> O
 }
 
 /// An address with an IPv4-mapped IPv6 address (::ffff:a.b.c.d) written as the IPv4 one, so the
-/// two ends of an IPv4 connection to a dual-stack listener compare equal.
+/// two ends of an IPv4 connection to a dual-stack listener compare equal; without IPv6 flow info
+/// and scope id, which tables fill in differently (Wine reported scope 4096 for ::1).
 fn canonical(a: SocketAddr) -> SocketAddr {
     SocketAddr::new(a.ip().to_canonical(), a.port())
 }

@@ -125,6 +125,12 @@ pub enum Op {
     },
     /// The socket's TCP state as its own kernel reports it (TCP_INFO).
     State,
+    /// Wait (at most `wait_ms`) until the socket holds received, unread bytes, as the socket
+    /// itself reports them (FIONREAD); replies with the count. Sent by the runner for
+    /// `Step::AwaitUnread`, whose success is not part of the observation.
+    AwaitUnread {
+        wait_ms: u64,
+    },
     /// Start a child process that inherits the socket and holds it until the runner releases it.
     SpawnHolder,
     /// Exit normally with the socket still open.
@@ -251,6 +257,7 @@ impl fmt::Display for Op {
             Op::RestoreFds => f.write_str("restore descriptor limit"),
             Op::Poll { timeout_ms } => write!(f, "poll({timeout_ms} ms)"),
             Op::State => f.write_str("TCP_INFO state"),
+            Op::AwaitUnread { wait_ms } => write!(f, "await unread data ({wait_ms} ms)"),
             Op::SpawnHolder => f.write_str("spawn child inheriting the socket"),
             Op::Exit { code } => write!(f, "exit({code}) with sockets open"),
             Op::Abort => f.write_str("abort()"),

@@ -95,15 +95,56 @@ pub fn split_body(text: &str) -> Option<&str> {
     Some(&rest[end..])
 }
 
-/// Metadata recorded in the header; never compared.
-pub fn header_info() -> String {
+/// Metadata recorded in the header (never compared): the OS as `os_info` names it, and the
+/// platform id with the raw release it came from (on Linux `os_info` says only "Debian 12").
+pub fn header_meta() -> std::collections::BTreeMap<&'static str, String> {
     let info = os_info::get();
-    format!(
-        "info:\n  os: \"{}\"\n  version: \"{}\"\n  arch: \"{}\"\n",
-        info.os_type(),
-        info.version(),
-        info.architecture().unwrap_or("unknown")
-    )
+    std::collections::BTreeMap::from([
+        ("os", info.os_type().to_string()),
+        ("version", info.version().to_string()),
+        ("arch", info.architecture().unwrap_or("unknown").to_string()),
+        ("platform", platforms::platform_id().to_string()),
+        ("kernel", platforms::platform_detail().to_string()),
+    ])
+}
+
+/// The header's `info:` block, keys in the order insta writes a map (sorted).
+pub fn header_info() -> String {
+    let mut s = String::from("info:\n");
+    for (k, v) in header_meta() {
+        s += &format!("  {k}: {v:?}\n");
+    }
+    s
+}
+
+/// The platforms with snapshots in this checkout: every folder of `snapshots/` named by a
+/// platform id that holds at least one accepted snapshot (pending `.snap.new` files alone are not
+/// a record).
+pub fn recorded_platforms(root: &Path) -> Vec<String> {
+    fn holds_snapshot(dir: &Path) -> bool {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let p = e.path();
+                if p.is_dir() {
+                    holds_snapshot(&p)
+                } else {
+                    p.extension().is_some_and(|x| x == "snap")
+                }
+            })
+    }
+    let mut ids: Vec<String> = std::fs::read_dir(root.join("snapshots"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| holds_snapshot(&e.path()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| platforms::id::is_platform_id(n))
+        .collect();
+    ids.sort();
+    ids
 }
 
 fn file_text(body: &str) -> String {
@@ -175,6 +216,23 @@ mod tests {
         assert_eq!(read_body(&dir.join("missing.snap")).unwrap(), None);
         write_accepted(&p, "{\"ok\": true}").unwrap();
         assert_eq!(read_body(&p).unwrap().unwrap(), "{\"ok\": true}\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_folders_with_accepted_snapshots_are_recorded_platforms() {
+        let dir = std::env::temp_dir().join(format!("sc-recorded-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (p, file) in [
+            ("snapshots/linux-6.18/close", "a.snap"),
+            ("snapshots/linux-6.1/close", "a.snap.new"),
+            ("snapshots/notaplatform/close", "a.snap"),
+            ("snapshots/gvisor/x", "b.wire.snap"),
+        ] {
+            std::fs::create_dir_all(dir.join(p)).unwrap();
+            std::fs::write(dir.join(p).join(file), "").unwrap();
+        }
+        assert_eq!(recorded_platforms(&dir), ["gvisor", "linux-6.18"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

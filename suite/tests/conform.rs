@@ -28,13 +28,26 @@ fn check_case(family: &str, name: &str) {
         run.error.unwrap()
     );
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = suite::snapshot::platform_dir(&root, platforms::os_dir()).join(family);
-    let info = os_info::get();
-    let meta = std::collections::BTreeMap::from([
-        ("os", info.os_type().to_string()),
-        ("version", info.version().to_string()),
-        ("arch", info.architecture().unwrap_or("unknown").to_string()),
-    ]);
+    let base = suite::cli::Baseline::choose(&root, platforms::platform_id(), None);
+    if base.is_fallback() || !base.compared_dir.is_dir() {
+        // No snapshots of this platform yet (a new kernel release on a CI runner): show how it
+        // differs from the nearest recorded platform, but do not fail for that alone.
+        // `cargo xtask conform --bless` records this platform under its own id.
+        let (old, _) = suite::snapshot::case_paths(&base.compared_dir, &id);
+        let new = run.observation.render();
+        match suite::snapshot::read_body(&old) {
+            Ok(Some(old)) if old != new => eprintln!(
+                "{id}: no snapshots of {} yet; differs from {}:\n{}",
+                base.id,
+                base.compared,
+                suite::snapshot::diff(&old, &new)
+            ),
+            _ => eprintln!("{id}: no snapshots of {} yet; not compared", base.id),
+        }
+        return;
+    }
+    let dir = base.compared_dir.join(family);
+    let meta = suite::snapshot::header_meta();
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(dir);
     settings.set_prepend_module_to_snapshot(false);

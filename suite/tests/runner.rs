@@ -213,7 +213,7 @@ fn a_corrupt_snapshot_is_named_and_exits_2() {
     let dir = std::env::temp_dir().join(format!("sc-corrupt-{}", std::process::id()));
     let snap = dir
         .join("snapshots")
-        .join(platforms::os_dir())
+        .join(platforms::platform_id())
         .join("close");
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::write(dir.join("Cargo.toml"), "").unwrap();
