@@ -1,33 +1,36 @@
 //! `sockconform import`: bring another platform's CI results into this checkout for review.
 //!
-//! CI uploads one artifact per platform (`conform-<os>`: `results.json` plus the pending snapshots
-//! `snapshots/<os>/<family>/*.snap.new` its run wrote). `cargo xtask import ARTIFACTS_DIR` copies
-//! those pending files into `snapshots/<platform>/` of this checkout, byte for byte, so
+//! CI uploads one artifact per platform (`conform-<platform-id>`: `results.json` plus the pending
+//! snapshots `snapshots/<platform-id>/<family>/*.snap.new` its run wrote), and a stack run on this
+//! machine (gVisor, a QEMU guest) hands back the same folder. `cargo xtask import ARTIFACTS_DIR`
+//! copies those pending files into `snapshots/<platform-id>/` of this checkout, byte for byte, so
 //! `cargo insta review` offers them to accept or reject; `--accept` writes them as accepted `.snap`
 //! files instead.
 //!
 //! Import only moves files a real run wrote; it never makes or edits an observation. So it refuses,
 //! before writing anything:
-//! - an artifact whose `results.json` names no known platform, or two artifacts naming the same one
-//!   (the platform comes from `results.json`, never from a folder name);
-//! - a pending file whose path or header names another platform, that maps to no family, or whose
-//!   case the run's `results.json` does not report as new, changed, unstable or failed;
+//! - an artifact whose `results.json` names no platform id (`platforms::id::is_platform_id`), or two
+//!   artifacts naming the same one (the platform comes from `results.json`, never from a folder
+//!   name);
+//! - a pending file outside `snapshots/<platform-id>/<family>/`, whose path or header names another
+//!   platform, or whose case the run's `results.json` does not report as new, changed, unstable or
+//!   failed;
 //! - a pending file that is not a snapshot with a JSON body (named in the error).
 
 use crate::snapshot;
+use platforms::id::{is_platform_id, stack_of, STACKS};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-/// The platforms, named as their snapshot directories (`std::env::consts::OS`).
-pub const PLATFORMS: [&str; 4] = ["linux", "macos", "windows", "freebsd"];
-
 const USAGE: &str = "usage: cargo xtask import ARTIFACTS_DIR [--accept]
 
-Copy the pending snapshots of CI artifacts (one folder per artifact, each with a results.json, as
-`gh run download RUN_ID -D ARTIFACTS_DIR` lays them out) into snapshots/<platform>/ for
-`cargo insta review`. The platform is the one results.json names.
+Copy the pending snapshots of CI artifacts or stack runs (one folder per artifact, each with a
+results.json, as `gh run download RUN_ID -D ARTIFACTS_DIR` lays them out) into
+snapshots/<platform-id>/ for `cargo insta review`. The platform is the id results.json names
+(linux-6.18, gvisor-20221219, macos-15, ...); its pending files must sit in
+snapshots/<that id>/<family>/.
   --accept   write them as accepted .snap files instead of pending .snap.new files";
 
 /// What a case's status in results.json must be for the run to have written a pending file for it.
@@ -96,6 +99,8 @@ struct Run {
     dir: PathBuf,
     platform: String,
     os: String,
+    /// results.json's `platform_detail` (the full kernel release...), if any; shown only.
+    detail: Option<String>,
     /// Case id to status (new, changed, passed, ...).
     status: BTreeMap<String, String>,
 }
@@ -249,8 +254,14 @@ pub fn import(
 }
 
 fn report(out: &mut dyn Write, a: &Artifact, i: &Imported, accept: bool) -> std::io::Result<()> {
+    let detail = a
+        .run
+        .detail
+        .as_deref()
+        .map(|d| format!(", {d}"))
+        .unwrap_or_default();
     let head = format!(
-        "{} ({}, from {})",
+        "{} ({}{detail}, from {})",
         a.run.platform,
         a.run.os,
         a.run.dir.display()
@@ -316,7 +327,7 @@ fn find_artifacts(dir: &Path) -> Result<Found, ImportError> {
     }
     if found.is_empty() {
         return refuse(format!(
-            "no artifact in {} holds a results.json (expected {}/conform-<os>/results.json, as \
+            "no artifact in {} holds a results.json (expected {}/conform-<platform-id>/results.json, as \
              `gh run download RUN_ID -D {}` lays them out)",
             dir.display(),
             dir.display(),
@@ -384,12 +395,13 @@ fn read_results(dir: &Path) -> Result<Run, ImportError> {
         ))
     })?;
     let platform = match json.get("platform").and_then(|p| p.as_str()) {
-        Some(p) if PLATFORMS.contains(&p) => p.to_string(),
+        Some(p) if is_platform_id(p) => p.to_string(),
         Some(p) => {
             return refuse(format!(
-                "{} names the platform {p:?}, which is not one of {}",
+                "{} names the platform {p:?}, which is not a platform id (a stack, one of {}, \
+                 optionally followed by -release, e.g. linux-6.18)",
                 results.display(),
-                PLATFORMS.join(", ")
+                STACKS.join(", ")
             ))
         }
         None => {
@@ -404,6 +416,12 @@ fn read_results(dir: &Path) -> Result<Run, ImportError> {
         .and_then(|o| o.as_str())
         .unwrap_or("os unknown")
         .to_string();
+    let detail = json
+        .get("platform_detail")
+        .and_then(|d| d.as_str())
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
     let Some(cases) = json.get("cases").and_then(|c| c.as_array()) else {
         return refuse(format!(
             "{} has no \"cases\" list: not written by `cargo xtask conform --json`",
@@ -421,6 +439,7 @@ fn read_results(dir: &Path) -> Result<Run, ImportError> {
         dir: dir.to_path_buf(),
         platform,
         os,
+        detail,
         status,
     })
 }
@@ -458,26 +477,28 @@ fn map_pending(run: &Run, source: &Path, root: &Path) -> Result<Pending, ImportE
         })
         .collect();
     let shown = source.display();
+    let misplaced = || {
+        refuse(format!(
+            "{shown}: a pending snapshot must sit in its family's folder under the platform's \
+             (snapshots/{platform}/<family>/<case>.snap.new)"
+        ))
+    };
     let [prefix @ .., family, file] = parts.as_slice() else {
-        return refuse(format!(
-            "{shown}: a pending snapshot must sit in its family's folder (snapshots/{platform}/<family>/<case>.snap.new)"
-        ));
+        return misplaced();
     };
     if let Some(other) = prefix
         .iter()
         .copied()
         .chain([*family])
-        .find(|c| PLATFORMS.contains(c) && *c != platform)
+        .find(|c| is_platform_id(c) && *c != platform)
     {
         return refuse(format!(
             "{shown}: its path says platform {other:?}, but {} says this run was on {platform:?}",
             dir.join("results.json").display()
         ));
     }
-    if PLATFORMS.contains(family) || *family == "snapshots" {
-        return refuse(format!(
-            "{shown}: a pending snapshot must sit in its family's folder (snapshots/{platform}/<family>/<case>.snap.new)"
-        ));
+    if prefix != ["snapshots", platform] || is_platform_id(family) {
+        return misplaced();
     }
     let stem = file.strip_suffix(".snap.new").unwrap_or(file);
     let name = stem.strip_suffix(".wire").unwrap_or(stem);
@@ -505,10 +526,19 @@ fn map_pending(run: &Run, source: &Path, root: &Path) -> Result<Pending, ImportE
         Err(e) => return refuse(format!("{e} (nothing was imported)")),
     };
     let bytes = std::fs::read(source).or_else(|e| refuse(format!("cannot read {shown}: {e}")))?;
-    if let Some(os) = header_os(&String::from_utf8_lossy(&bytes)) {
+    let text = String::from_utf8_lossy(&bytes);
+    if let Some(os) = header_value(&text, "os") {
         if !os_matches(&os, platform) {
             return refuse(format!(
                 "{shown}: its header says it was recorded on {os:?}, not on {platform}"
+            ));
+        }
+    }
+    if let Some(other) = header_value(&text, "platform") {
+        if other != platform {
+            return refuse(format!(
+                "{shown}: its header says platform {other:?}, but {} says this run was on {platform:?}",
+                dir.join("results.json").display()
             ));
         }
     }
@@ -522,24 +552,21 @@ fn map_pending(run: &Run, source: &Path, root: &Path) -> Result<Pending, ImportE
     })
 }
 
-/// The `os:` recorded in a snapshot's header (`info: os: "..."`), if any.
-fn header_os(text: &str) -> Option<String> {
-    let body = snapshot::split_body(text)?;
-    let header = &text[..text.len() - body.len()];
-    header.lines().find_map(|l| {
-        let v = l.trim_start().strip_prefix("os:")?.trim();
-        Some(v.trim_matches('"').to_string())
-    })
+/// A value recorded in a snapshot's header (`info: os: "..."`, `platform: "linux-6.18"`), if any.
+fn header_value(text: &str, key: &str) -> Option<String> {
+    crate::diff::load::header_value(text, key)
 }
 
-/// Whether an `os_info` OS name fits a platform directory (Linux has many names: its distributions).
+/// Whether an `os_info` OS name fits a platform id's stack. Linux has many names (its
+/// distributions), and so has gVisor: inside it os_info reads the image's distribution ("Debian").
 fn os_matches(os: &str, platform: &str) -> bool {
     const NAMED: [(&str, &str); 3] = [
         ("macos", "Mac OS"),
         ("windows", "Windows"),
         ("freebsd", "FreeBSD"),
     ];
-    match NAMED.iter().find(|(p, _)| *p == platform) {
+    let stack = stack_of(platform).unwrap_or(platform);
+    match NAMED.iter().find(|(p, _)| *p == stack) {
         Some((_, name)) => os == *name,
         None => !NAMED.iter().any(|(_, name)| os == *name),
     }
@@ -638,6 +665,13 @@ mod tests {
         )
     }
 
+    /// A snapshot whose header names its platform and kernel, as runs write them from now on.
+    fn snap_on(os: &str, platform: &str, body: &str) -> String {
+        format!(
+            "---\nsource: suite/tests/conform.rs\ninfo:\n  arch: \"x86_64\"\n  kernel: \"4.4.0\"\n  os: \"{os}\"\n  platform: \"{platform}\"\n  version: \"12\"\n---\n{body}\n"
+        )
+    }
+
     fn results(platform: &str, cases: &[(&str, &str)]) -> String {
         let cases: Vec<serde_json::Value> = cases
             .iter()
@@ -660,17 +694,17 @@ mod tests {
         let f = Fixture { dir };
         f.put("repo/Cargo.toml", "[package]\n");
         f.put(
-            "repo/snapshots/linux/close/orderly_idle.snap",
+            "repo/snapshots/linux-6.18/close/orderly_idle.snap",
             &snap("Debian", r#"{"case": "close/orderly_idle", "linux": true}"#),
         );
         f.put(
-            "repo/snapshots/windows/connect/closed_port.snap",
+            "repo/snapshots/windows-10.0.26100/connect/closed_port.snap",
             &snap("Windows", r#"{"case": "connect/closed_port", "old": true}"#),
         );
         f.put(
-            "artifacts/conform-macos/results.json",
+            "artifacts/conform-macos-15/results.json",
             &results(
-                "macos",
+                "macos-15",
                 &[
                     ("close/orderly_idle", "new"),
                     ("connect/closed_port", "passed"),
@@ -678,19 +712,19 @@ mod tests {
             ),
         );
         f.put(
-            "artifacts/conform-macos/snapshots/macos/close/orderly_idle.snap.new",
+            "artifacts/conform-macos-15/snapshots/macos-15/close/orderly_idle.snap.new",
             &snap("Mac OS", r#"{"case": "close/orderly_idle", "macos": true}"#),
         );
         f.put(
-            "artifacts/conform-macos/snapshots/macos/close/orderly_idle.wire.snap.new",
+            "artifacts/conform-macos-15/snapshots/macos-15/close/orderly_idle.wire.snap.new",
             &snap("Mac OS", r#"{"wire": ["SYN"]}"#),
         );
         f.put(
-            "artifacts/conform-windows/results.json",
-            &results("windows", &[("connect/closed_port", "changed")]),
+            "artifacts/conform-windows-10.0.26100/results.json",
+            &results("windows-10.0.26100", &[("connect/closed_port", "changed")]),
         );
         f.put(
-            "artifacts/conform-windows/snapshots/windows/connect/closed_port.snap.new",
+            "artifacts/conform-windows-10.0.26100/snapshots/windows-10.0.26100/connect/closed_port.snap.new",
             &snap("Windows", r#"{"case": "connect/closed_port", "new": true}"#),
         );
         f.put(
@@ -740,8 +774,8 @@ mod tests {
     }
 
     const BEFORE: [&str; 2] = [
-        "snapshots/linux/close/orderly_idle.snap",
-        "snapshots/windows/connect/closed_port.snap",
+        "snapshots/linux-6.18/close/orderly_idle.snap",
+        "snapshots/windows-10.0.26100/connect/closed_port.snap",
     ];
 
     #[test]
@@ -752,35 +786,41 @@ mod tests {
         assert_eq!(
             snapshot_files(&f),
             [
-                "snapshots/linux/close/orderly_idle.snap",
-                "snapshots/macos/close/orderly_idle.snap.new",
-                "snapshots/macos/close/orderly_idle.wire.snap.new",
-                "snapshots/windows/connect/closed_port.snap",
-                "snapshots/windows/connect/closed_port.snap.new",
+                "snapshots/linux-6.18/close/orderly_idle.snap",
+                "snapshots/macos-15/close/orderly_idle.snap.new",
+                "snapshots/macos-15/close/orderly_idle.wire.snap.new",
+                "snapshots/windows-10.0.26100/connect/closed_port.snap",
+                "snapshots/windows-10.0.26100/connect/closed_port.snap.new",
             ]
         );
         let src = f
             .artifacts()
-            .join("conform-macos/snapshots/macos/close/orderly_idle.snap.new");
-        let dst = f.root().join("snapshots/macos/close/orderly_idle.snap.new");
+            .join("conform-macos-15/snapshots/macos-15/close/orderly_idle.snap.new");
+        let dst = f
+            .root()
+            .join("snapshots/macos-15/close/orderly_idle.snap.new");
         assert_eq!(std::fs::read(src).unwrap(), std::fs::read(dst).unwrap());
-        let mac = done.iter().find(|i| i.platform == "macos").unwrap();
+        let mac = done.iter().find(|i| i.platform == "macos-15").unwrap();
         assert_eq!((mac.written.len(), mac.new, mac.changed), (2, 2, 0));
-        let win = done.iter().find(|i| i.platform == "windows").unwrap();
+        let win = done
+            .iter()
+            .find(|i| i.platform == "windows-10.0.26100")
+            .unwrap();
         assert_eq!((win.written.len(), win.new, win.changed), (1, 0, 1));
         // The accepted Windows snapshot is untouched until reviewed.
         assert!(std::fs::read_to_string(
-            f.root().join("snapshots/windows/connect/closed_port.snap")
+            f.root()
+                .join("snapshots/windows-10.0.26100/connect/closed_port.snap")
         )
         .unwrap()
         .contains("\"old\""));
-        assert!(out.contains("macos (macos 1.0, from "), "{out}");
+        assert!(out.contains("macos-15 (macos-15 1.0, from "), "{out}");
         assert!(
-            out.contains("2 snapshot(s) into snapshots/macos/: 2 new, 0 changed"),
+            out.contains("2 snapshot(s) into snapshots/macos-15/: 2 new, 0 changed"),
             "{out}"
         );
         assert!(
-            out.contains("1 snapshot(s) into snapshots/windows/: 0 new, 1 changed"),
+            out.contains("1 snapshot(s) into snapshots/windows-10.0.26100/: 0 new, 1 changed"),
             "{out}"
         );
         assert!(
@@ -798,7 +838,7 @@ mod tests {
         let f = fixture();
         // A pending file left by an earlier import is replaced by the accepted snapshot.
         f.put(
-            "repo/snapshots/windows/connect/closed_port.snap.new",
+            "repo/snapshots/windows-10.0.26100/connect/closed_port.snap.new",
             &snap("Windows", "{}"),
         );
         let (r, out) = run(&f, true);
@@ -806,13 +846,13 @@ mod tests {
         assert_eq!(
             snapshot_files(&f),
             [
-                "snapshots/linux/close/orderly_idle.snap",
-                "snapshots/macos/close/orderly_idle.snap",
-                "snapshots/macos/close/orderly_idle.wire.snap",
-                "snapshots/windows/connect/closed_port.snap",
+                "snapshots/linux-6.18/close/orderly_idle.snap",
+                "snapshots/macos-15/close/orderly_idle.snap",
+                "snapshots/macos-15/close/orderly_idle.wire.snap",
+                "snapshots/windows-10.0.26100/connect/closed_port.snap",
             ]
         );
-        let mac = f.root().join("snapshots/macos/close/orderly_idle.snap");
+        let mac = f.root().join("snapshots/macos-15/close/orderly_idle.snap");
         assert_eq!(
             snapshot::read_body(&mac).unwrap().unwrap(),
             "{\"case\": \"close/orderly_idle\", \"macos\": true}\n"
@@ -820,13 +860,15 @@ mod tests {
         assert!(std::fs::read_to_string(&mac)
             .unwrap()
             .contains("os: \"Mac OS\""));
-        let win = f.root().join("snapshots/windows/connect/closed_port.snap");
+        let win = f
+            .root()
+            .join("snapshots/windows-10.0.26100/connect/closed_port.snap");
         assert!(snapshot::read_body(&win)
             .unwrap()
             .unwrap()
             .contains("\"new\""));
         assert!(
-            out.contains("accepted 2 snapshot(s) into snapshots/macos/"),
+            out.contains("accepted 2 snapshot(s) into snapshots/macos-15/"),
             "{out}"
         );
         assert!(!out.contains("cargo insta review"), "{out}");
@@ -836,18 +878,18 @@ mod tests {
     fn the_platform_comes_from_results_json_not_the_folder_name() {
         let f = fixture();
         std::fs::rename(
-            f.artifacts().join("conform-macos"),
-            f.artifacts().join("conform-linux"),
+            f.artifacts().join("conform-macos-15"),
+            f.artifacts().join("conform-linux-6.18"),
         )
         .unwrap();
         run(&f, false).0.unwrap();
         assert!(f
             .root()
-            .join("snapshots/macos/close/orderly_idle.snap.new")
+            .join("snapshots/macos-15/close/orderly_idle.snap.new")
             .is_file());
         assert!(!f
             .root()
-            .join("snapshots/linux/close")
+            .join("snapshots/linux-6.18/close")
             .join("orderly_idle.snap.new")
             .exists());
     }
@@ -856,12 +898,12 @@ mod tests {
     fn a_pending_file_of_another_platform_is_refused_before_anything_is_written() {
         let f = fixture();
         f.put(
-            "artifacts/conform-windows/snapshots/macos/connect/closed_port.snap.new",
+            "artifacts/conform-windows-10.0.26100/snapshots/macos-15/connect/closed_port.snap.new",
             &snap("Windows", "{}"),
         );
         let e = refused(&f);
         assert!(
-            e.contains("closed_port.snap.new") && e.contains("says platform \"macos\""),
+            e.contains("closed_port.snap.new") && e.contains("says platform \"macos-15\""),
             "{e}"
         );
         assert_eq!(snapshot_files(&f), BEFORE);
@@ -871,20 +913,96 @@ mod tests {
     fn a_header_recorded_on_another_os_is_refused() {
         let f = fixture();
         f.put(
-            "artifacts/conform-macos/snapshots/macos/close/orderly_idle.snap.new",
+            "artifacts/conform-macos-15/snapshots/macos-15/close/orderly_idle.snap.new",
             &snap("Windows", "{}"),
         );
         let e = refused(&f);
-        assert!(e.contains("recorded on \"Windows\", not on macos"), "{e}");
+        assert!(
+            e.contains("recorded on \"Windows\", not on macos-15"),
+            "{e}"
+        );
         assert_eq!(snapshot_files(&f), BEFORE);
         assert!(os_matches("Ubuntu", "linux") && !os_matches("Mac OS", "linux"));
+    }
+
+    #[test]
+    fn a_gvisor_run_is_imported_under_its_id_though_its_header_names_a_distribution() {
+        let f = fixture();
+        let results = serde_json::json!({
+            "platform": "gvisor-20221219",
+            "platform_detail": "gVisor 20221219",
+            "os": "Debian 12 [64-bit]",
+            "cases": [{"case": "close/orderly_idle", "status": "new"}],
+        });
+        f.put("artifacts/gvisor/results.json", &results.to_string());
+        let gv = f.put(
+            "artifacts/gvisor/snapshots/gvisor-20221219/close/orderly_idle.snap.new",
+            &snap_on(
+                "Debian",
+                "gvisor-20221219",
+                r#"{"case": "close/orderly_idle", "gvisor": true}"#,
+            ),
+        );
+        let (r, out) = run(&f, false);
+        let done = r.unwrap();
+        let g = done
+            .iter()
+            .find(|i| i.platform == "gvisor-20221219")
+            .unwrap();
+        assert_eq!((g.written.len(), g.new), (1, 1));
+        let dst = f
+            .root()
+            .join("snapshots/gvisor-20221219/close/orderly_idle.snap.new");
+        assert_eq!(std::fs::read(gv).unwrap(), std::fs::read(dst).unwrap());
+        assert!(
+            out.contains("gvisor-20221219 (Debian 12 [64-bit], gVisor 20221219, from "),
+            "{out}"
+        );
+        assert!(
+            out.contains("1 snapshot(s) into snapshots/gvisor-20221219/: 1 new"),
+            "{out}"
+        );
+        // gVisor is Linux for the header check: a distribution fits, another OS does not.
+        assert!(os_matches("Debian", "gvisor-20221219") && os_matches("Ubuntu", "gvisor"));
+        assert!(!os_matches("Mac OS", "gvisor-20221219") && !os_matches("Windows", "gvisor"));
+        assert!(os_matches("Mac OS", "macos-15") && !os_matches("Debian", "macos-15"));
+    }
+
+    #[test]
+    fn a_pending_file_of_another_release_or_outside_its_platform_folder_is_refused() {
+        // The same stack, another release: the path names another platform.
+        let f = fixture();
+        f.put(
+            "artifacts/conform-macos-15/snapshots/macos-14/close/orderly_idle.snap.new",
+            &snap("Mac OS", "{}"),
+        );
+        let e = refused(&f);
+        assert!(e.contains("its path says platform \"macos-14\""), "{e}");
+        assert_eq!(snapshot_files(&f), BEFORE);
+        // A family folder that is not under snapshots/<id>/.
+        let f = fixture();
+        f.put(
+            "artifacts/conform-macos-15/close/orderly_idle.snap.new",
+            &snap("Mac OS", "{}"),
+        );
+        let e = refused(&f);
+        assert!(e.contains("snapshots/macos-15/<family>/"), "{e}");
+        // A header that names another platform.
+        let f = fixture();
+        f.put(
+            "artifacts/conform-macos-15/snapshots/macos-15/close/orderly_idle.snap.new",
+            &snap_on("Mac OS", "macos-14", "{}"),
+        );
+        let e = refused(&f);
+        assert!(e.contains("its header says platform \"macos-14\""), "{e}");
+        assert_eq!(snapshot_files(&f), BEFORE);
     }
 
     #[test]
     fn unknown_or_duplicate_platforms_are_refused() {
         let f = fixture();
         f.put(
-            "artifacts/conform-windows/results.json",
+            "artifacts/conform-windows-10.0.26100/results.json",
             &results("darwin", &[]),
         );
         let e = refused(&f);
@@ -892,15 +1010,32 @@ mod tests {
             e.contains("\"darwin\"") && e.contains("results.json"),
             "{e}"
         );
+        for bad in ["linux-", "solaris-11", "linux 6.18"] {
+            let f = fixture();
+            f.put(
+                "artifacts/conform-windows-10.0.26100/results.json",
+                &results(bad, &[]),
+            );
+            assert!(refused(&f).contains("not a platform id"), "{bad}");
+        }
+        // Two releases of one stack are two platforms; the legacy bare stack name is one too.
+        let f = fixture();
+        f.put(
+            "artifacts/conform-linux/results.json",
+            &results("linux", &[]),
+        );
+        run(&f, false).0.unwrap();
 
         let f = fixture();
         f.put(
-            "artifacts/conform-windows/results.json",
-            &results("macos", &[("connect/closed_port", "changed")]),
+            "artifacts/conform-windows-10.0.26100/results.json",
+            &results("macos-15", &[("connect/closed_port", "changed")]),
         );
         let e = refused(&f);
         assert!(
-            e.contains("conform-macos") && e.contains("conform-windows") && e.contains("\"macos\""),
+            e.contains("conform-macos-15")
+                && e.contains("conform-windows-10.0.26100")
+                && e.contains("\"macos-15\""),
             "{e}"
         );
         assert_eq!(snapshot_files(&f), BEFORE);
@@ -910,20 +1045,20 @@ mod tests {
     fn a_pending_file_the_run_did_not_write_is_refused() {
         let f = fixture();
         f.put(
-            "artifacts/conform-macos/snapshots/macos/connect/closed_port.snap.new",
+            "artifacts/conform-macos-15/snapshots/macos-15/connect/closed_port.snap.new",
             &snap("Mac OS", "{}"),
         );
         let e = refused(&f);
         assert!(e.contains("as passed"), "{e}");
         let f = fixture();
         f.put(
-            "artifacts/conform-macos/snapshots/macos/close/made_up.snap.new",
+            "artifacts/conform-macos-15/snapshots/macos-15/close/made_up.snap.new",
             &snap("Mac OS", "{}"),
         );
         assert!(refused(&f).contains("close/made_up is not in"));
         let f = fixture();
         f.put(
-            "artifacts/conform-macos/orderly_idle.snap.new",
+            "artifacts/conform-macos-15/orderly_idle.snap.new",
             &snap("Mac OS", "{}"),
         );
         assert!(refused(&f).contains("family's folder"));
@@ -933,7 +1068,7 @@ mod tests {
     fn a_corrupt_pending_file_is_refused_naming_it() {
         let f = fixture();
         let bad = f.put(
-            "artifacts/conform-windows/snapshots/windows/connect/closed_port.snap.new",
+            "artifacts/conform-windows-10.0.26100/snapshots/windows-10.0.26100/connect/closed_port.snap.new",
             &snap("Windows", "{ \"truncated\": "),
         );
         let e = refused(&f);
@@ -946,12 +1081,12 @@ mod tests {
 
         let f = fixture();
         f.put(
-            "artifacts/conform-macos/snapshots/macos/close/orderly_idle.snap.new",
+            "artifacts/conform-macos-15/snapshots/macos-15/close/orderly_idle.snap.new",
             "no header at all",
         );
         assert!(refused(&f).contains("orderly_idle.snap.new"));
         let f = fixture();
-        f.put("artifacts/conform-macos/results.json", "{ nope");
+        f.put("artifacts/conform-macos-15/results.json", "{ nope");
         assert!(refused(&f).contains("results.json is not valid JSON"));
     }
 
@@ -960,12 +1095,12 @@ mod tests {
         let f = fixture();
         // The Windows run's file equals what is accepted already: nothing to review.
         f.put(
-            "repo/snapshots/windows/connect/closed_port.snap",
+            "repo/snapshots/windows-10.0.26100/connect/closed_port.snap",
             &snap("Windows", r#"{"case": "connect/closed_port", "new": true}"#),
         );
         let mut out = Vec::new();
         let done = import(
-            &f.artifacts().join("conform-windows"),
+            &f.artifacts().join("conform-windows-10.0.26100"),
             &f.root(),
             false,
             &mut out,

@@ -1,6 +1,7 @@
 //! `cargo xtask diff`: the cross-platform matrix built from fixture snapshot sets
 //! (suite/tests/fixtures/diff/), in all three formats, through the library and the CLI.
 
+use platforms::id::{compare_releases, release_of, stack_of};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,8 +33,8 @@ struct FixtureCase {
     wire: Option<Vec<String>>,
 }
 
-/// Write `observations.json` as insta snapshot files under `root/snapshots/<os>/`, with `ext`
-/// appended to each file name ("" for accepted snapshots, ".new" for pending ones).
+/// Write `observations.json` as insta snapshot files under `root/snapshots/<platform-id>/`, with
+/// `ext` appended to each file name ("" for accepted snapshots, ".new" for pending ones).
 fn write_snapshots(root: &Path, platforms: &[&str], ext: &str) {
     let text = std::fs::read_to_string(fixtures().join("observations.json")).unwrap();
     let all: BTreeMap<String, BTreeMap<String, FixtureCase>> = serde_json::from_str(&text).unwrap();
@@ -52,30 +53,64 @@ fn write_snapshots(root: &Path, platforms: &[&str], ext: &str) {
             };
             let (obs_path, wire_path) = suite::snapshot::case_paths(&dir, &id);
             let with = |p: PathBuf| PathBuf::from(format!("{}{ext}", p.display()));
-            write_file(&with(obs_path), &obs.render());
+            write_file(&with(obs_path), &os, &obs.render());
             if let Some(events) = c.wire {
                 let body = Wire::Captured { events }.render(&id).unwrap();
-                write_file(&with(wire_path), &body);
+                write_file(&with(wire_path), &os, &body);
             }
         }
     }
 }
 
-/// A file in insta's format (header, then the body).
-fn write_file(path: &Path, body: &str) {
+/// A file in insta's format (header, then the body). Linux files name their platform and kernel in
+/// the header, as runs do from now on; the others do not (their absence is tolerated).
+fn write_file(path: &Path, platform: &str, body: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let extra = match platform.strip_prefix("linux-") {
+        Some(r) => format!("  kernel: \"{r}.44-fixture\"\n  platform: \"{platform}\"\n"),
+        None => String::new(),
+    };
     let text = format!(
-        "---\nsource: {}\ninfo:\n  os: fixture\n---\n{body}",
+        "---\nsource: {}\ninfo:\n{extra}  os: fixture\n---\n{body}",
         suite::snapshot::ASSERTION_SOURCE
     );
     std::fs::write(path, text).unwrap();
 }
 
-/// A repository root holding the fixture snapshots of linux, macos and windows.
+const LINUX: &str = "linux-6.18";
+const MACOS: &str = "macos-15";
+const WINDOWS: &str = "windows-10.0.26100";
+
+/// A repository root holding the fixture snapshots of linux-6.18, macos-15 and windows-10.0.26100.
 fn fixture_root(name: &str) -> PathBuf {
     let root = scratch(name);
-    write_snapshots(&root, &["linux", "macos", "windows"], "");
+    write_snapshots(&root, &[LINUX, MACOS, WINDOWS], "");
     root
+}
+
+/// Copy a platform's snapshot folder to another platform id (the same observations under another
+/// release: enough to test columns and claims, which never look inside).
+fn copy_platform(root: &Path, from: &str, to: &str) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let p = e.unwrap().path();
+            let dst = to.join(p.file_name().unwrap());
+            if p.is_dir() {
+                copy(&p, &dst);
+            } else {
+                std::fs::copy(&p, &dst).unwrap();
+            }
+        }
+    }
+    copy(
+        &root.join("snapshots").join(from),
+        &root.join("snapshots").join(to),
+    );
+}
+
+fn names(m: &Matrix) -> Vec<&str> {
+    m.columns.iter().map(|c| c.name.as_str()).collect()
 }
 
 fn options(root: &Path) -> Options {
@@ -100,23 +135,23 @@ fn row<'a>(m: &'a Matrix, case: &str) -> &'a matrix::Row {
 }
 
 #[test]
-fn columns_are_the_four_platforms_and_a_missing_case_is_not_run_with_its_claims() {
+fn columns_are_the_platform_ids_and_a_missing_case_is_not_run_with_its_claims() {
     let (m, root) = fixture_matrix("missing");
-    let names: Vec<&str> = m.columns.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["linux", "macos", "windows", "freebsd"]);
+    // gVisor and FreeBSD have no platform: one "not run" column each, named by the stack.
+    assert_eq!(names(&m), [LINUX, "gvisor", MACOS, WINDOWS, "freebsd"]);
     assert_eq!(m.rows.len(), suite::catalog::all().len());
 
     // macos ran other cases but not this one.
     let r = row(&m, "shutdown/read_then_peer_sends");
-    assert_eq!(r.cells[col(&m, "macos")], Cell::NotRun);
-    assert!(matches!(r.cells[col(&m, "linux")], Cell::Observed(_)));
+    assert_eq!(r.cells[col(&m, MACOS)], Cell::NotRun);
+    assert!(matches!(r.cells[col(&m, LINUX)], Cell::Observed(_)));
     assert!(!r.differs, "one observed platform cannot disagree");
     // The claim stays beside the empty cell and does not fill it.
-    let macos_claims = &r.claims[col(&m, "macos")];
+    let macos_claims = &r.claims[col(&m, MACOS)];
     assert_eq!(macos_claims.len(), 1);
     assert!(matches!(macos_claims[0].verdict, Verdict::NoObservation(_)));
     // The linux claim needs the wire, which linux captured: it holds.
-    assert_eq!(r.claims[col(&m, "linux")][0].verdict, Verdict::Holds);
+    assert_eq!(r.claims[col(&m, LINUX)][0].verdict, Verdict::Holds);
 
     // freebsd has no data at all: every cell is "not run", its claims are still shown.
     let fb = col(&m, "freebsd");
@@ -138,14 +173,187 @@ fn columns_are_the_four_platforms_and_a_missing_case_is_not_run_with_its_claims(
 }
 
 #[test]
+fn columns_are_ordered_by_stack_then_release_and_a_missing_stack_keeps_a_not_run_column() {
+    let root = fixture_root("order");
+    copy_platform(&root, LINUX, "linux-6.1");
+    copy_platform(&root, LINUX, "linux-6.9");
+    copy_platform(&root, MACOS, "gvisor-20221219");
+    // Folders that are not platform ids are not platforms.
+    copy_platform(&root, MACOS, "solaris-11");
+    std::fs::create_dir_all(root.join("snapshots/notes")).unwrap();
+    let m = diff::load_matrix(&options(&root)).unwrap();
+    assert_eq!(
+        names(&m),
+        [
+            "linux-6.1",
+            "linux-6.9",
+            LINUX,
+            "gvisor-20221219",
+            MACOS,
+            WINDOWS,
+            "freebsd"
+        ]
+    );
+    let fb = col(&m, "freebsd");
+    assert_eq!(m.columns[fb].origin, "no snapshots");
+    assert!(m.rows.iter().all(|r| r.cells[fb] == Cell::NotRun));
+    // The release detail comes from the snapshots' `kernel:` header line when there is one.
+    let linux = &m.columns[col(&m, LINUX)];
+    assert_eq!(linux.detail.as_deref(), Some("6.18.44-fixture"));
+    assert_eq!(
+        m.columns[col(&m, MACOS)].detail,
+        None,
+        "no kernel line: tolerated"
+    );
+    for format in [Format::Terminal, Format::Markdown, Format::Html] {
+        let text = diff::render(&m, format, false);
+        assert!(text.contains("6.18.44-fixture"), "{format:?}");
+        assert!(!text.contains("solaris"), "{format:?}");
+    }
+    let md = diff::render(&m, Format::Markdown, false);
+    assert!(
+        md.contains("| linux-6.18<br><sub>6.18.44-fixture</sub> |"),
+        "{md}"
+    );
+    let html = diff::render(&m, Format::Html, false);
+    assert!(html.contains("<th>linux-6.18<div class=\"detail\">6.18.44-fixture</div></th>"));
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn a_claim_with_a_release_range_stands_beside_the_linux_columns_in_range_only() {
+    let root = fixture_root("range");
+    copy_platform(&root, LINUX, "linux-6.1");
+    let m = diff::load_matrix(&options(&root)).unwrap();
+    let r = row(&m, "connect/closed_port");
+    let texts =
+        |i: usize| -> Vec<&str> { r.claims[i].iter().map(|c| c.claim.claim.as_str()).collect() };
+    let (new, old) = (col(&m, LINUX), col(&m, "linux-6.1"));
+    assert_eq!(texts(new), ["fixture: refused at once, from 6.5 on"]);
+    assert_eq!(texts(old), ["fixture: a timeout before 6.5"]);
+    assert_eq!(r.claims[new][0].verdict, Verdict::Holds);
+    // Checked per column: the same observation contradicts the claim for releases before 6.5.
+    assert!(matches!(r.claims[old][0].verdict, Verdict::Contradicted(_)));
+    assert_eq!(r.claims[old][0].column, "linux-6.1");
+    // A claim without a range stands beside every column of its stack, checked against each.
+    let r = row(&m, "process_exit/killed_idle");
+    assert_eq!(r.claims[new].len(), 1);
+    assert_eq!(r.claims[old].len(), 1);
+    assert!(m.unmatched_claims.is_empty());
+    let term = diff::render(&m, Format::Terminal, false);
+    assert!(
+        term.contains("✗ connect/closed_port on linux-6.1: [doc] fixture: a timeout before 6.5"),
+        "{term}"
+    );
+    assert!(term.contains("(fixture) [linux <6.5]"), "{term}");
+    let md = diff::render(&m, Format::Markdown, false);
+    assert!(md.contains("<sub>[doc, linux &gt;=6.5]</sub>"), "{md}");
+    let _ = std::fs::remove_dir_all(&root);
+
+    // With 6.18 only, the claim for releases before 6.5 has no column: it is listed apart.
+    let (m, root) = fixture_matrix("range-unmatched");
+    assert_eq!(m.unmatched_claims.len(), 1);
+    assert_eq!(m.unmatched_claims[0].claim, "fixture: a timeout before 6.5");
+    for format in [Format::Terminal, Format::Markdown, Format::Html] {
+        let text = diff::render(&m, format, false);
+        assert!(
+            text.contains("Claims of releases not in the matrix"),
+            "{format:?}"
+        );
+        assert!(
+            text.contains("linux &lt;6.5") || text.contains("linux <6.5"),
+            "{format:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+
+    // A bare stack folder (the release unknown) shows a ranged claim without checking it.
+    let root = scratch("range-bare");
+    write_snapshots(&root, &[LINUX], "");
+    std::fs::rename(
+        root.join("snapshots").join(LINUX),
+        root.join("snapshots/linux"),
+    )
+    .unwrap();
+    let m = diff::load_matrix(&options(&root)).unwrap();
+    let r = row(&m, "connect/closed_port");
+    let bare = &r.claims[col(&m, "linux")];
+    assert_eq!(bare.len(), 2, "{bare:?}");
+    assert!(bare
+        .iter()
+        .all(|c| matches!(&c.verdict, Verdict::Unchecked(why) if why.contains("release of linux is unknown"))));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_gvisor_artifact_is_a_column_of_its_own_with_its_claims_and_release() {
+    let root = fixture_root("gvisor");
+    let mut o = options(&root);
+    o.artifacts = Some(fixtures().join("artifacts"));
+    let m = diff::load_matrix(&o).unwrap();
+    // gVisor sits between Linux and macOS; its "not run" placeholder is gone.
+    assert_eq!(
+        names(&m),
+        [LINUX, "gvisor-20221219", MACOS, WINDOWS, "freebsd"]
+    );
+    let gv = col(&m, "gvisor-20221219");
+    let c = &m.columns[gv];
+    assert!(c.origin.contains("conform-gvisor-20221219"), "{c:?}");
+    assert_eq!(c.detail.as_deref(), Some("gVisor release-20221219.0"));
+    assert_eq!(m.columns[col(&m, MACOS)].detail.as_deref(), Some("15.5"));
+    let r = row(&m, "close/with_unread_data");
+    let seen = r.cells[gv].seen().expect("observed in the artifact");
+    assert_eq!(seen.note.as_deref(), Some("no committed snapshot yet"));
+    let gclaims = &r.claims[gv];
+    assert_eq!(gclaims.len(), 1);
+    assert_eq!(gclaims[0].verdict, Verdict::Holds);
+    // Linux claims stay beside Linux: the gVisor column has its stack's claims only.
+    assert!(gclaims.iter().all(|c| c.claim.platform == "gvisor"));
+    assert_eq!(
+        row(&m, "process_exit/killed_idle").cells[gv],
+        Cell::Skipped("needs isolation: no network namespaces inside gVisor".into())
+    );
+    // gVisor and Linux agree on close/with_unread_data; closed_port differs only where Windows does.
+    assert!(!r.differs);
+    let text = diff::render(&m, Format::Terminal, false);
+    assert!(
+        text.contains(
+            "gvisor-20221219 (gVisor release-20221219.0): artifact conform-gvisor-20221219"
+        ),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(root);
+
+    // An artifact whose results.json names no platform id is refused, named.
+    let artifacts = scratch("gvisor-bad");
+    let art = artifacts.join("conform-gvisor");
+    std::fs::create_dir_all(&art).unwrap();
+    std::fs::write(
+        art.join("results.json"),
+        r#"{"platform": "runsc", "cases": []}"#,
+    )
+    .unwrap();
+    let root = fixture_root("gvisor-bad-root");
+    let mut o = options(&root);
+    o.artifacts = Some(artifacts.clone());
+    let e = diff::load_matrix(&o).unwrap_err().to_string();
+    assert!(
+        e.contains("results.json") && e.contains("not a platform id"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(root);
+    let _ = std::fs::remove_dir_all(artifacts);
+}
+
+#[test]
 fn an_artifact_replaces_its_platform_and_shows_skipped_cases_with_the_reason() {
     let root = fixture_root("artifact");
     let mut o = options(&root);
     o.artifacts = Some(fixtures().join("artifacts"));
     let m = diff::load_matrix(&o).unwrap();
-    let mac = col(&m, "macos");
+    let mac = col(&m, MACOS);
     assert!(
-        m.columns[mac].origin.contains("conform-macos"),
+        m.columns[mac].origin.contains("conform-macos-15"),
         "{:?}",
         m.columns[mac]
     );
@@ -195,16 +403,25 @@ fn pending_snapshots_of_an_artifact_fill_its_platform() {
     // conform` leaves them. Written here rather than kept as fixtures, so that `cargo insta review`
     // never offers them for review.
     let root = scratch("pending-root");
-    write_snapshots(&root, &["linux"], "");
+    write_snapshots(&root, &[LINUX], "");
     let artifacts = scratch("pending-artifacts");
-    let art = artifacts.join("conform-freebsd");
-    write_snapshots(&art, &["macos"], ".new");
+    let art = artifacts.join("conform-freebsd-14.3");
+    write_snapshots(&art, &[MACOS], ".new");
     // The fixture's macos snapshots, filed as freebsd's.
-    std::fs::rename(art.join("snapshots/macos"), art.join("snapshots/freebsd")).unwrap();
+    std::fs::rename(
+        art.join("snapshots").join(MACOS),
+        art.join("snapshots/freebsd-14.3"),
+    )
+    .unwrap();
     let mut o = options(&root);
     o.artifacts = Some(artifacts.clone());
     let m = diff::load_matrix(&o).unwrap();
-    let fb = col(&m, "freebsd");
+    // The artifact's platform replaces the "not run" freebsd column.
+    assert_eq!(
+        names(&m),
+        [LINUX, "gvisor", "macos", "windows", "freebsd-14.3"]
+    );
+    let fb = col(&m, "freebsd-14.3");
     let r = row(&m, "process_exit/killed_idle");
     let seen = r.cells[fb].seen().expect("read from the pending snapshot");
     assert_eq!(
@@ -227,7 +444,7 @@ fn a_disagreement_is_marked_with_its_aligned_steps() {
         .iter()
         .map(|&i| m.columns[i].name.as_str())
         .collect();
-    assert_eq!(names, ["linux", "macos", "windows"]);
+    assert_eq!(names, [LINUX, MACOS, WINDOWS]);
     let steps = d.sections.iter().find(|s| s.title == "steps").unwrap();
     // Same script, so one row per step; the equal steps are not highlighted.
     assert_eq!(steps.lines.len(), 6);
@@ -284,13 +501,13 @@ fn a_disagreement_is_marked_with_its_aligned_steps() {
 fn a_contradicted_claim_is_flagged_beside_its_cell() {
     let (m, root) = fixture_matrix("contradiction");
     let r = row(&m, "process_exit/killed_idle");
-    let win = &r.claims[col(&m, "windows")][0];
+    let win = &r.claims[col(&m, WINDOWS)][0];
     assert!(
         matches!(&win.verdict, Verdict::Contradicted(why) if why.contains("client: read(100) -> eof")),
         "{:?}",
         win.verdict
     );
-    assert_eq!(r.claims[col(&m, "linux")][0].verdict, Verdict::Holds);
+    assert_eq!(r.claims[col(&m, LINUX)][0].verdict, Verdict::Holds);
     let contradicted = m.contradicted();
     assert_eq!(contradicted.len(), 1);
     assert_eq!(contradicted[0].0.case, "process_exit/killed_idle");
@@ -314,7 +531,7 @@ fn a_contradicted_claim_is_flagged_beside_its_cell() {
 #[test]
 fn a_corrupt_snapshot_names_the_file_and_the_cli_exits_2() {
     let root = fixture_root("corrupt");
-    let bad = root.join("snapshots/windows/connect/closed_port.snap");
+    let bad = root.join("snapshots/windows-10.0.26100/connect/closed_port.snap");
     std::fs::write(
         &bad,
         "---\nsource: x\n---\n{ \"case\": \"connect/closed_port\", ",
@@ -322,7 +539,8 @@ fn a_corrupt_snapshot_names_the_file_and_the_cli_exits_2() {
     .unwrap();
     let e = diff::load_matrix(&options(&root)).unwrap_err().to_string();
     assert!(
-        e.contains("snapshots/windows/connect/closed_port.snap") && e.contains("corrupt"),
+        e.contains("snapshots/windows-10.0.26100/connect/closed_port.snap")
+            && e.contains("corrupt"),
         "{e}"
     );
 
@@ -336,7 +554,7 @@ fn a_corrupt_snapshot_names_the_file_and_the_cli_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("snapshots/windows/connect/closed_port.snap"),
+        stderr.contains("snapshots/windows-10.0.26100/connect/closed_port.snap"),
         "{stderr}"
     );
 
@@ -394,10 +612,10 @@ fn the_cli_writes_each_format_and_colors_only_a_terminal() {
     let _ = std::fs::remove_dir_all(root);
 }
 
-/// Every catalog case observed on linux and macos with `steps` lines each, all different.
+/// Every catalog case observed on linux-6.18 and macos-15 with `steps` lines each, all different.
 fn synthetic(steps: usize) -> Matrix {
     let cases = suite::catalog::all();
-    let platforms: Vec<PlatformData> = ["linux", "macos", "windows", "freebsd"]
+    let platforms: Vec<PlatformData> = [LINUX, "gvisor", MACOS, WINDOWS, "freebsd"]
         .iter()
         .enumerate()
         .map(|(p, name)| {
@@ -406,7 +624,7 @@ fn synthetic(steps: usize) -> Matrix {
                 origin: "synthetic".into(),
                 ..Default::default()
             };
-            if p < 2 {
+            if p == 0 || p == 2 {
                 for c in &cases {
                     let lines = (0..steps)
                         .map(|i| {
@@ -696,8 +914,34 @@ fn the_repository_claims_against_the_committed_snapshots() {
     ] {
         let r = row(&m, case);
         for p in ["linux", "macos", "windows"] {
-            assert!(!r.claims[col(&m, p)].is_empty(), "{case} has no {p} claim");
+            // Every column of the stack (linux-6.18, or the "not run" macos column) shows them.
+            let cols: Vec<usize> = (0..m.columns.len())
+                .filter(|&i| stack_of(&m.columns[i].name) == Some(p))
+                .collect();
+            assert!(!cols.is_empty(), "no {p} column");
+            for i in cols {
+                assert!(!r.claims[i].is_empty(), "{case} has no {p} claim");
+            }
         }
+    }
+    // gVisor claims stand beside the gVisor column (a "not run" one until a gVisor run is
+    // committed), and the linear SYN timeouts of Linux 6.5+ beside every Linux column from 6.5 on.
+    let gv = (0..m.columns.len())
+        .find(|&i| stack_of(&m.columns[i].name) == Some("gvisor"))
+        .expect("a gvisor column");
+    assert!(!row(&m, "close/with_unread_data").claims[gv].is_empty());
+    let linear = |c: &suite::diff::claims::Claim| {
+        c.case == "host_crash/connect_syn_retries" && c.releases.as_deref() == Some(">=6.5")
+    };
+    for (i, c) in m.columns.iter().enumerate() {
+        let Some(r) = release_of(&c.name).filter(|_| stack_of(&c.name) == Some("linux")) else {
+            continue;
+        };
+        let shown = row(&m, "host_crash/connect_syn_retries").claims[i]
+            .iter()
+            .any(|k| linear(&k.claim));
+        let from_6_5 = compare_releases(r, "6.5") != std::cmp::Ordering::Less;
+        assert_eq!(shown, from_6_5, "{}", c.name);
     }
     // The Berkeley-derived "about 9 minutes" of the background articles is kept whether or not the
     // catalog has its case yet: beside the row if it has, in the list of claims without a case if not.

@@ -3,8 +3,10 @@
 //! checked against an observation when one exists and flagged when the observation contradicts it.
 
 use super::load::{Cell, Seen};
-use super::{DiffError, PLATFORMS};
+use super::DiffError;
+use platforms::id::{compare_releases, release_of, stack_of, STACKS};
 use serde::Deserialize;
+use std::cmp::Ordering;
 use std::path::Path;
 
 /// How a claim is known, as tagged in PLATFORM-CLAIMS.md.
@@ -36,7 +38,13 @@ impl Texts {
 pub struct Claim {
     /// The case id ("family/name"); it may name a case the catalog does not have yet.
     pub case: String,
+    /// The stack the claim is about (linux, gvisor, macos, windows, freebsd): it is shown beside
+    /// every column of that stack whose release is in `releases`.
     pub platform: String,
+    /// The releases the claim holds for, as comparisons joined by commas, all of which must hold:
+    /// ">=6.5", "<6.5", ">=6.1, <6.5", "=14.3". None: every release.
+    #[serde(default)]
+    pub releases: Option<String>,
     /// Short text of what is claimed.
     pub claim: String,
     /// Where it is said, as cited in PLATFORM-CLAIMS.md or the background article.
@@ -59,7 +67,108 @@ pub struct Claim {
     pub wire: bool,
 }
 
+/// One comparison of a release range (`>=6.5`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cmp {
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    Eq,
+}
+
+/// Parse a release range (">=6.5", ">=6.1, <6.5"): each part an operator and a release made of
+/// digits and dots.
+fn parse_range(text: &str) -> Result<Vec<(Cmp, String)>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let (cmp, rest) = [
+            (">=", Cmp::Ge),
+            ("<=", Cmp::Le),
+            (">", Cmp::Gt),
+            ("<", Cmp::Lt),
+            ("=", Cmp::Eq),
+        ]
+        .iter()
+        .find_map(|(op, c)| part.strip_prefix(op).map(|r| (*c, r.trim())))
+        .ok_or_else(|| {
+            format!("release range {text:?}: {part:?} needs an operator (>=, >, <=, < or =)")
+        })?;
+        let well_formed = !rest.is_empty()
+            && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && !rest.starts_with('.')
+            && !rest.ends_with('.');
+        if !well_formed {
+            return Err(format!(
+                "release range {text:?}: {rest:?} is not a release (digits and dots, e.g. 6.5)"
+            ));
+        }
+        out.push((cmp, rest.to_string()));
+    }
+    Ok(out)
+}
+
+/// Whether a claim applies to a column, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applies {
+    /// Another stack, or a release outside the claim's range: not shown beside this column.
+    No,
+    /// Shown and checked.
+    Yes,
+    /// Shown but not checked: the claim is for a release range and this column's release is
+    /// unknown (a bare stack id such as `linux`).
+    ReleaseUnknown,
+}
+
 impl Claim {
+    /// The stack and release range the claim is about, as shown: "linux >=6.5", "gvisor".
+    pub fn scope(&self) -> String {
+        match &self.releases {
+            Some(r) => format!("{} {}", self.platform, r.trim()),
+            None => self.platform.clone(),
+        }
+    }
+
+    /// Whether `release` is in the claim's range (true when the claim has none).
+    pub fn in_range(&self, release: &str) -> bool {
+        let Some(text) = &self.releases else {
+            return true;
+        };
+        // Validated by `parse`; a range that does not parse matches nothing.
+        let Ok(bounds) = parse_range(text) else {
+            return false;
+        };
+        bounds.iter().all(|(cmp, bound)| {
+            let o = compare_releases(release, bound);
+            match cmp {
+                Cmp::Ge => o != Ordering::Less,
+                Cmp::Gt => o == Ordering::Greater,
+                Cmp::Le => o != Ordering::Greater,
+                Cmp::Lt => o == Ordering::Less,
+                Cmp::Eq => o == Ordering::Equal,
+            }
+        })
+    }
+
+    /// Whether the claim applies to the column of platform id `column` (`linux-6.18`, `macos`).
+    /// `observed`: the column has data (a column that is only a "not run" placeholder for its
+    /// stack shows every claim of the stack).
+    pub fn applies_to(&self, column: &str, observed: bool) -> Applies {
+        if stack_of(column) != Some(self.platform.as_str()) {
+            return Applies::No;
+        }
+        if self.releases.is_none() {
+            return Applies::Yes;
+        }
+        match release_of(column) {
+            Some(r) if self.in_range(r) => Applies::Yes,
+            Some(_) => Applies::No,
+            None if observed => Applies::ReleaseUnknown,
+            None => Applies::Yes,
+        }
+    }
+
     pub fn has_check(&self) -> bool {
         !(self.expect.as_slice().is_empty()
             && self.expect_any.as_slice().is_empty()
@@ -121,6 +230,8 @@ impl Verdict {
 #[derive(Clone, Debug)]
 pub struct Checked {
     pub claim: Claim,
+    /// The column (platform id) it was checked against.
+    pub column: String,
     pub verdict: Verdict,
 }
 
@@ -130,16 +241,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Claim>, DiffError> {
     let file: ClaimsFile =
         toml::from_str(text).map_err(|e| err(format!("not a claims file: {e}")))?;
     for (i, c) in file.claim.iter().enumerate() {
-        let at = format!("claim #{} ({} on {})", i + 1, c.case, c.platform);
+        let at = format!("claim #{} ({} on {})", i + 1, c.case, c.scope());
         if !c.case.contains('/') {
             return Err(err(format!("{at}: case must be a case id \"family/name\"")));
         }
-        if !PLATFORMS.contains(&c.platform.as_str()) {
+        if !STACKS.contains(&c.platform.as_str()) {
+            let hint = match (stack_of(&c.platform), release_of(&c.platform)) {
+                (Some(stack), Some(r)) => format!(
+                    "; a claim names the stack and its releases: platform = \"{stack}\", releases = \"={r}\""
+                ),
+                _ => String::new(),
+            };
             return Err(err(format!(
-                "{at}: unknown platform {:?} (one of {})",
+                "{at}: unknown platform {:?} (a stack: one of {}){hint}",
                 c.platform,
-                PLATFORMS.join(", ")
+                STACKS.join(", ")
             )));
+        }
+        if let Some(r) = &c.releases {
+            parse_range(r).map_err(|e| err(format!("{at}: {e}")))?;
         }
         if !TAGS.contains(&c.tag.as_str()) {
             return Err(err(format!(
@@ -310,6 +430,33 @@ mod tests {
     }
 
     #[test]
+    fn a_release_range_limits_a_claim_to_the_columns_of_its_stack_in_range() {
+        let c = claim("releases = \">=6.5\"");
+        assert_eq!(c.scope(), "linux >=6.5");
+        assert_eq!(c.applies_to("linux-6.18", true), Applies::Yes);
+        assert_eq!(c.applies_to("linux-6.5", true), Applies::Yes);
+        assert_eq!(c.applies_to("linux-6.1", true), Applies::No);
+        assert_eq!(c.applies_to("gvisor-20221219", true), Applies::No);
+        assert_eq!(c.applies_to("macos-15", true), Applies::No);
+        // A bare stack id: shown, but its release cannot be checked against the range...
+        assert_eq!(c.applies_to("linux", true), Applies::ReleaseUnknown);
+        // ...and a "not run" placeholder column shows every claim of its stack.
+        assert_eq!(c.applies_to("linux", false), Applies::Yes);
+        let between = claim("releases = \">=6.1, <6.5\"");
+        assert!(between.in_range("6.1") && between.in_range("6.4") && !between.in_range("6.5"));
+        assert!(!between.in_range("5.15") && !between.in_range("6.18"));
+        let exact = claim("releases = \"=14.3\"");
+        assert!(exact.in_range("14.3") && !exact.in_range("14.2"));
+        assert!(claim("releases = \"> 6.9\"").in_range("6.10"));
+        assert!(claim("releases = \"<=6.9\"").in_range("6.9"));
+        // Without a range, every column of the stack.
+        let any = claim("");
+        assert_eq!(any.applies_to("linux", true), Applies::Yes);
+        assert_eq!(any.applies_to("linux-5.15", true), Applies::Yes);
+        assert_eq!(any.applies_to("freebsd-14.3", true), Applies::No);
+    }
+
+    #[test]
     fn bad_claims_are_rejected_with_the_file_named() {
         let bad = [
             "[[claim]]\ncase = \"x/y\"\nplatform = \"plan9\"\nclaim = \"c\"\nsource = \"s\"\ntag = \"src\"\n",
@@ -318,11 +465,18 @@ mod tests {
             "[[claim]]\ncase = \"x/y\"\nplatform = \"linux\"\nclaim = \"c\"\nsource = \"s\"\ntag = \"src\"\nexpects = \"typo\"\n",
             "[[claim]]\ncase = \"xy\"\nplatform = \"linux\"\nclaim = \"c\"\nsource = \"s\"\ntag = \"src\"\n",
             "[[claim]]\ncase = \"x/y\"\nplatform = \"linux\"\nclaim = \"c\"\nsource = \"s\"\ntag = \"src\"\nexpect = \"\"\n",
+            // A platform id is not a stack: the release goes in `releases`.
+            "[[claim]]\ncase = \"x/y\"\nplatform = \"linux-6.18\"\nclaim = \"c\"\nsource = \"s\"\ntag = \"src\"\n",
+            "[[claim]]\ncase = \"x/y\"\nplatform = \"linux\"\nreleases = \"6.5+\"\nclaim = \"c\"\nsource = \"s\"\ntag = \"src\"\n",
+            "[[claim]]\ncase = \"x/y\"\nplatform = \"linux\"\nreleases = \">=6.x\"\nclaim = \"c\"\nsource = \"s\"\ntag = \"src\"\n",
+            "[[claim]]\ncase = \"x/y\"\nplatform = \"linux\"\nreleases = \">=6.5,\"\nclaim = \"c\"\nsource = \"s\"\ntag = \"src\"\n",
         ];
         for b in bad {
             let e = parse(b, Path::new("dir/claims.toml")).unwrap_err();
             assert!(e.to_string().contains("dir/claims.toml"), "{e}");
         }
+        let e = parse(bad[6], Path::new("claims.toml")).unwrap_err();
+        assert!(e.to_string().contains("releases = \"=6.18\""), "{e}");
     }
 
     #[test]
@@ -330,8 +484,11 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("suite/claims.toml");
         let claims = load(&path).unwrap();
         assert!(claims.len() >= 40, "{}", claims.len());
-        for platform in ["linux", "macos", "windows"] {
+        for platform in ["linux", "gvisor", "macos", "windows"] {
             assert!(claims.iter().any(|c| c.platform == platform));
         }
+        let gvisor = claims.iter().filter(|c| c.platform == "gvisor").count();
+        assert!((4..=8).contains(&gvisor), "{gvisor} gVisor claims");
+        assert!(claims.iter().any(|c| c.releases.is_some()));
     }
 }

@@ -7,7 +7,8 @@
 use super::claims::Verdict;
 use super::load::Cell;
 use super::matrix::{Matrix, Row};
-use super::{cell_text, CellKind};
+use super::terminal::UNMATCHED;
+use super::{cell_text, column_title, CellKind};
 use std::fmt::Write;
 
 fn esc(s: &str) -> String {
@@ -52,6 +53,7 @@ table.matrix { border-collapse: collapse; width: 100%; table-layout: fixed; }
 table.matrix > thead th { position: sticky; top: 0; background: var(--head); z-index: 1; text-align: left;
        border: 1px solid var(--line); padding: 6px 8px; }
 table.matrix > thead th:first-child { width: 24%; }
+table.matrix > thead th .detail { font-weight: normal; font-size: 11px; color: var(--muted); }
 table.matrix > tbody > tr > th, table.matrix > tbody > tr > td { border: 1px solid var(--line);
        padding: 6px 8px; vertical-align: top; text-align: left; font-weight: normal; }
 tr.case > th code { font-weight: 600; }
@@ -156,7 +158,7 @@ pub fn render(m: &Matrix) -> String {
     let origins: Vec<String> = m
         .columns
         .iter()
-        .map(|c| format!("<b>{}</b>: {}", esc(&c.name), esc(&c.origin)))
+        .map(|c| format!("<b>{}</b>: {}", esc(&column_title(c)), esc(&c.origin)))
         .collect();
     let _ = writeln!(o, "<p class=\"origins\">{}</p>", origins.join(" · "));
     o.push_str("<form id=\"filters\" onsubmit=\"return false\">\n<label>Family <select id=\"family-filter\"><option value=\"\">all families</option>");
@@ -174,7 +176,7 @@ pub fn render(m: &Matrix) -> String {
                 "<li><a href=\"#case-{}\"><code>{}</code></a> on <b>{}</b>: <span class=\"tag\">{}</span> {} <span class=\"muted\">({})</span>: <span style=\"color:var(--bad)\">{}</span></li>",
                 anchor(&row.case),
                 esc(&row.case),
-                esc(&c.claim.platform),
+                esc(&c.column),
                 esc(&c.claim.tag),
                 esc(&c.claim.claim),
                 esc(&c.claim.source),
@@ -186,7 +188,12 @@ pub fn render(m: &Matrix) -> String {
 
     o.push_str("<h2>Matrix</h2>\n<table class=\"matrix\">\n<thead><tr><th>case</th>");
     for c in &m.columns {
-        let _ = write!(o, "<th>{}</th>", esc(&c.name));
+        let detail = c
+            .detail
+            .as_deref()
+            .map(|d| format!("<div class=\"detail\">{}</div>", esc(d)))
+            .unwrap_or_default();
+        let _ = write!(o, "<th>{}{detail}</th>", esc(&c.name));
     }
     o.push_str("</tr></thead>\n<tbody>\n");
     for row in &m.rows {
@@ -194,14 +201,27 @@ pub fn render(m: &Matrix) -> String {
     }
     o.push_str("</tbody>\n</table>\n");
 
-    if !m.orphan_claims.is_empty() {
-        o.push_str("<section id=\"claims-without-case\">\n<h2>Claims without a case yet</h2>\n<ul class=\"list\">\n");
-        for c in &m.orphan_claims {
+    for (id, title, list) in [
+        (
+            "claims-without-case",
+            "Claims without a case yet",
+            &m.orphan_claims,
+        ),
+        ("claims-unmatched", UNMATCHED, &m.unmatched_claims),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "<section id=\"{id}\">\n<h2>{title}</h2>\n<ul class=\"list\">"
+        );
+        for c in list {
             let _ = writeln!(
                 o,
                 "<li><code>{}</code> on <b>{}</b>: <span class=\"tag\">{}</span> {} <span class=\"muted\">({})</span></li>",
                 esc(&c.case),
-                esc(&c.platform),
+                esc(&c.scope()),
                 esc(&c.tag),
                 esc(&c.claim),
                 esc(&c.source)
@@ -274,9 +294,13 @@ fn row_html(o: &mut String, m: &Matrix, row: &Row) {
                     }
                     _ => String::new(),
                 };
+                let range = match &c.claim.releases {
+                    Some(_) => format!(" <span class=\"tag\">{}</span>", esc(&c.claim.scope())),
+                    None => String::new(),
+                };
                 let _ = write!(
                     o,
-                    "<li class=\"{}\" title=\"{}\"><span class=\"v\">{}</span>{} <span class=\"tag\">{}</span>{flag}<cite>{}</cite></li>",
+                    "<li class=\"{}\" title=\"{}\"><span class=\"v\">{}</span>{} <span class=\"tag\">{}</span>{range}{flag}<cite>{}</cite></li>",
                     c.verdict.word(),
                     esc(title),
                     c.verdict.symbol(),

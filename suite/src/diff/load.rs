@@ -1,11 +1,17 @@
-//! What each platform observed: the committed snapshots (`snapshots/<os>/`), replaced per case by a
-//! CI run's artifacts when given (`results.json`, then pending `.snap.new` files, then the
-//! artifact's `.snap` files).
+//! What each platform observed: the committed snapshots (`snapshots/<platform-id>/`), replaced per
+//! case by a CI run's or a stack run's artifacts when given (`results.json`, then pending
+//! `.snap.new` files, then the artifact's `.snap` files).
+//!
+//! A platform is a platform id (`linux-6.18`, `gvisor-20221219`, `macos-15`, or a bare stack name
+//! such as `linux` when the release is unknown; see `platforms::id`). A folder under `snapshots/`
+//! that is not a platform id is not a platform and is ignored; an artifact naming something that is
+//! not a platform id is refused.
 
 use super::DiffError;
 use crate::observe::{Observation, Wire};
 use crate::script::Case;
 use crate::snapshot;
+use platforms::id::{compare_releases, is_platform_id, release_of, stack_of, STACKS};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,9 +106,14 @@ impl Seen {
 /// Everything known about one platform.
 #[derive(Clone, Debug, Default)]
 pub struct PlatformData {
+    /// The platform id (`linux-6.18`), or the bare stack name of a "not run" placeholder column.
     pub name: String,
-    /// Where its cells come from ("snapshots/linux", "artifact conform-macos", ...).
+    /// Where its cells come from ("snapshots/linux-6.18", "artifact conform-macos-15", ...).
     pub origin: String,
+    /// What the run recorded of its platform beyond the id (the full kernel release
+    /// `6.18.44-fc-v1045`, the OS build), from results.json's `platform_detail` or the snapshots'
+    /// `kernel:` header lines; shown, never compared. Several distinct values are joined.
+    pub detail: Option<String>,
     pub cells: BTreeMap<String, Cell>,
     /// Snapshot files of this platform whose case is not in the catalog.
     pub orphans: Vec<String>,
@@ -128,8 +139,37 @@ fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path, body: &str) -> Result<T
     })
 }
 
-/// Read one case's pair of snapshot files under `dir` (a `snapshots/<os>` directory), with `ext`
-/// appended to each name ("" for accepted snapshots, ".new" for pending ones).
+/// A value of a snapshot's metadata header (`  kernel: "6.18.44-fc-v1045"` in the `info:` block),
+/// unquoted; None when the file has no header or no such key.
+pub fn header_value(text: &str, key: &str) -> Option<String> {
+    let body = snapshot::split_body(text)?;
+    let header = &text[..text.len() - body.len()];
+    header.lines().find_map(|l| {
+        let v = l.trim_start().strip_prefix(key)?.strip_prefix(':')?.trim();
+        let v = v.trim_matches('"').trim();
+        (!v.is_empty()).then(|| v.to_string())
+    })
+}
+
+/// Add `value` to a detail ("a, b"), once.
+fn add_detail(detail: &mut Option<String>, value: &str) {
+    match detail {
+        None => *detail = Some(value.to_string()),
+        Some(d) if d.split(", ").any(|v| v == value) => {}
+        Some(d) => {
+            d.push_str(", ");
+            d.push_str(value);
+        }
+    }
+}
+
+/// The `kernel:` of a snapshot file's header, if the file has one.
+fn file_detail(path: &Path) -> Option<String> {
+    header_value(&std::fs::read_to_string(path).ok()?, "kernel")
+}
+
+/// Read one case's pair of snapshot files under `dir` (a `snapshots/<platform-id>` directory), with
+/// `ext` appended to each name ("" for accepted snapshots, ".new" for pending ones).
 fn read_pair(dir: &Path, case: &str, ext: &str) -> Result<Option<Seen>, DiffError> {
     let (obs, wire) = snapshot::case_paths(dir, case);
     let with = |p: PathBuf| {
@@ -138,13 +178,18 @@ fn read_pair(dir: &Path, case: &str, ext: &str) -> Result<Option<Seen>, DiffErro
         PathBuf::from(s)
     };
     let (obs, wire) = (with(obs), with(wire));
+    read_files(&obs, &wire)
+}
+
+/// The observation file and wire file of a case, whatever their names.
+fn read_files(obs: &Path, wire: &Path) -> Result<Option<Seen>, DiffError> {
     let read = |p: &Path| snapshot::read_body(p).map_err(DiffError::from);
-    let Some(body) = read(&obs)? else {
+    let Some(body) = read(obs)? else {
         return Ok(None);
     };
-    let observation: Observation = parse_json(&obs, &body)?;
-    let wire = match read(&wire)? {
-        Some(body) => Some(parse_json::<WireBody>(&wire, &body)?.wire),
+    let observation: Observation = parse_json(obs, &body)?;
+    let wire = match read(wire)? {
+        Some(body) => Some(parse_json::<WireBody>(wire, &body)?.wire),
         None => None,
     };
     Ok(Some(Seen {
@@ -200,6 +245,9 @@ pub fn committed(root: &Path, platform: &str, cases: &[Case]) -> Result<Platform
     let ids: Vec<String> = cases.iter().map(Case::id).collect();
     for id in &ids {
         if let Some(seen) = read_pair(&dir, id, "")? {
+            if let Some(k) = file_detail(&snapshot::case_paths(&dir, id).0) {
+                add_detail(&mut data.detail, &k);
+            }
             data.cells.insert(id.clone(), Cell::Observed(seen));
         }
     }
@@ -207,24 +255,63 @@ pub fn committed(root: &Path, platform: &str, cases: &[Case]) -> Result<Platform
     Ok(data)
 }
 
-/// The platform directories present under `snapshots/`, besides the four always shown.
-pub fn extra_platforms(root: &Path) -> Vec<String> {
+/// The platforms present under `snapshots/`: every folder whose name is a platform id, sorted as
+/// the columns are. Other folders are not platforms and are ignored.
+pub fn platform_ids(root: &Path) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(root.join("snapshots"))
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !super::PLATFORMS.contains(&n.as_str()))
+        .filter(|n| is_platform_id(n))
         .collect();
-    out.sort();
+    out.sort_by(|a, b| column_order(a, b));
     out
+}
+
+/// The order of the matrix's columns: by stack (`STACKS` order), then by release (numerically; an
+/// id without a release first), then by name.
+pub fn column_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let stack = |id: &str| {
+        stack_of(id)
+            .and_then(|s| STACKS.iter().position(|x| *x == s))
+            .unwrap_or(STACKS.len())
+    };
+    stack(a)
+        .cmp(&stack(b))
+        .then_with(|| match (release_of(a), release_of(b)) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => compare_releases(x, y),
+        })
+        .then_with(|| a.cmp(b))
+}
+
+/// The columns in order, with one "not run" column, named by the stack, for every stack that has
+/// no platform at all (so a reader sees which stacks are missing).
+pub fn arrange(mut data: Vec<PlatformData>) -> Vec<PlatformData> {
+    for stack in STACKS {
+        if !data.iter().any(|d| stack_of(&d.name) == Some(stack)) {
+            data.push(PlatformData {
+                name: stack.to_string(),
+                origin: "no snapshots".into(),
+                ..Default::default()
+            });
+        }
+    }
+    data.sort_by(|a, b| column_order(&a.name, &b.name));
+    data
 }
 
 /// `results.json` as written by `sockconform conform --json` (only the fields the diff uses).
 #[derive(Deserialize)]
 struct RunResults {
     platform: String,
+    /// The full release the id was read from (`6.18.44-fc-v1045`); shown, never compared.
+    #[serde(default)]
+    platform_detail: Option<String>,
     #[serde(default)]
     cases: Vec<CaseResult>,
 }
@@ -252,7 +339,7 @@ pub struct Artifact {
 }
 
 /// Read the artifacts under `dir`: either one artifact (it holds `results.json` or `snapshots/`)
-/// or one folder per platform (`conform-macos/`, ...).
+/// or one folder per platform (`conform-macos-15/`, a stack run's folder, ...).
 pub fn artifacts(dir: &Path, cases: &[Case]) -> Result<Vec<Artifact>, DiffError> {
     if !dir.is_dir() {
         return Err(DiffError::input(
@@ -275,7 +362,7 @@ pub fn artifacts(dir: &Path, cases: &[Case]) -> Result<Vec<Artifact>, DiffError>
     if dirs.is_empty() {
         return Err(DiffError::input(
             dir,
-            "no artifact found (expected folders such as conform-macos/ holding results.json or snapshots/)".into(),
+            "no artifact found (expected folders such as conform-macos-15/ holding results.json or snapshots/)".into(),
         ));
     }
     let mut out: Vec<Artifact> = Vec::new();
@@ -315,7 +402,20 @@ fn artifact(dir: &Path, cases: &[Case]) -> Result<Artifact, DiffError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let platform = match &results {
-        Some(r) => r.platform.clone(),
+        Some(r) => {
+            if !is_platform_id(&r.platform) {
+                return Err(DiffError::input(
+                    &results_path,
+                    format!(
+                        "names the platform {:?}, which is not a platform id (a stack, one of {}, \
+                         optionally followed by -release)",
+                        r.platform,
+                        STACKS.join(", ")
+                    ),
+                ));
+            }
+            r.platform.clone()
+        }
         None => {
             let from_snapshots: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
                 .into_iter()
@@ -323,16 +423,19 @@ fn artifact(dir: &Path, cases: &[Case]) -> Result<Artifact, DiffError> {
                 .flatten()
                 .filter(|e| e.path().is_dir())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| is_platform_id(n))
                 .collect();
             match from_snapshots.as_slice() {
                 [one] => one.clone(),
                 _ => folder
                     .strip_prefix("conform-")
+                    .filter(|id| is_platform_id(id))
                     .map(str::to_string)
                     .ok_or_else(|| {
                         DiffError::input(
                             dir,
-                            "cannot tell the platform (no results.json, and not one snapshots/<os>/)"
+                            "cannot tell the platform (no results.json, not one \
+                             snapshots/<platform-id>/, and the folder is not conform-<platform-id>)"
                                 .into(),
                         )
                     })?,
@@ -341,6 +444,10 @@ fn artifact(dir: &Path, cases: &[Case]) -> Result<Artifact, DiffError> {
     };
     let mut data = PlatformData {
         name: platform.clone(),
+        detail: results
+            .as_ref()
+            .and_then(|r| r.platform_detail.clone())
+            .filter(|d| !d.trim().is_empty()),
         origin: format!(
             "artifact {folder}{}",
             if results.is_some() {
@@ -357,6 +464,7 @@ fn artifact(dir: &Path, cases: &[Case]) -> Result<Artifact, DiffError> {
         .map(|c| (c.case.as_str(), c))
         .collect();
     let snaps = dir.join("snapshots").join(&platform);
+    let detail_given = data.detail.is_some();
     for case in cases {
         let id = case.id();
         if let Some(r) = by_case.get(id.as_str()) {
@@ -401,10 +509,13 @@ fn artifact(dir: &Path, cases: &[Case]) -> Result<Artifact, DiffError> {
                 continue;
             }
         }
+        let (obs, _) = snapshot::case_paths(&snaps, &id);
         if let Some(mut seen) = read_pair(&snaps, &id, ".new")? {
+            header_detail(&mut data, &snapshot::pending_path(&obs), detail_given);
             seen.note = Some("pending snapshot from the artifact".into());
             data.cells.insert(id, Cell::Observed(seen));
         } else if let Some(seen) = read_pair(&snaps, &id, "")? {
+            header_detail(&mut data, &obs, detail_given);
             data.cells.insert(id, Cell::Observed(seen));
         }
     }
@@ -413,6 +524,16 @@ fn artifact(dir: &Path, cases: &[Case]) -> Result<Artifact, DiffError> {
         dir: dir.to_path_buf(),
         data,
     })
+}
+
+/// The snapshot header's `kernel:` as the artifact's detail, unless results.json gave one.
+fn header_detail(data: &mut PlatformData, path: &Path, detail_given: bool) {
+    if detail_given {
+        return;
+    }
+    if let Some(k) = file_detail(path) {
+        add_detail(&mut data.detail, &k);
+    }
 }
 
 /// Lay an artifact over the committed data of its platform: the artifact's cells win, and cases
@@ -433,6 +554,9 @@ pub fn overlay(committed: PlatformData, artifact: Artifact) -> PlatformData {
         data.cells.insert(id, cell);
     }
     data.orphans = committed.orphans;
+    if data.detail.is_none() {
+        data.detail = committed.detail;
+    }
     data
 }
 
@@ -472,5 +596,55 @@ mod tests {
         );
         assert_eq!(seen(&["client: connect -> ok"]).signature(), "all ok");
         assert_eq!(seen(&["client: read(100) -> eof"]).signature(), "eof");
+    }
+
+    #[test]
+    fn columns_are_ordered_by_stack_then_release_with_a_column_per_missing_stack() {
+        let data = [
+            "macos-15",
+            "linux-6.18",
+            "gvisor",
+            "linux-6.1",
+            "linux-6.9",
+            "linux",
+        ]
+        .iter()
+        .map(|n| PlatformData {
+            name: n.to_string(),
+            ..Default::default()
+        })
+        .collect();
+        let names: Vec<String> = arrange(data).into_iter().map(|d| d.name).collect();
+        assert_eq!(
+            names,
+            [
+                "linux",
+                "linux-6.1",
+                "linux-6.9",
+                "linux-6.18",
+                "gvisor",
+                "macos-15",
+                "windows",
+                "freebsd"
+            ]
+        );
+    }
+
+    #[test]
+    fn header_values_are_read_from_the_info_block_quoted_or_not() {
+        let t = "---\nsource: x\ninfo:\n  kernel: \"6.18.44-fc-v1045\"\n  os: Debian\n  platform: \"linux-6.18\"\n---\n{\"kernel\": \"body\"}\n";
+        assert_eq!(
+            header_value(t, "kernel").as_deref(),
+            Some("6.18.44-fc-v1045")
+        );
+        assert_eq!(header_value(t, "os").as_deref(), Some("Debian"));
+        assert_eq!(header_value(t, "platform").as_deref(), Some("linux-6.18"));
+        assert_eq!(header_value(t, "version"), None);
+        assert_eq!(header_value("{\"kernel\": 1}", "kernel"), None);
+        let mut d = None;
+        add_detail(&mut d, "6.18.44");
+        add_detail(&mut d, "6.18.44");
+        add_detail(&mut d, "6.18.45");
+        assert_eq!(d.as_deref(), Some("6.18.44, 6.18.45"));
     }
 }

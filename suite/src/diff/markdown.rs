@@ -4,7 +4,8 @@
 
 use super::claims::Verdict;
 use super::matrix::{Matrix, Row};
-use super::{cell_text, clip};
+use super::terminal::{range_note, UNMATCHED};
+use super::{cell_text, clip, column_title};
 use std::fmt::Write;
 
 /// The most the Markdown may weigh: well under GitHub's 1 MiB limit for a job summary.
@@ -39,7 +40,7 @@ pub fn render_with_budget(m: &Matrix, budget: usize) -> String {
     let origins: Vec<String> = m
         .columns
         .iter()
-        .map(|c| format!("**{}**: {}", c.name, c.origin))
+        .map(|c| format!("**{}**: {}", cell(&column_title(c)), c.origin))
         .collect();
     let _ = writeln!(
         head,
@@ -60,7 +61,14 @@ pub fn render_with_budget(m: &Matrix, budget: usize) -> String {
     );
     let mut table = String::from("| | case |");
     for c in &m.columns {
-        let _ = write!(table, " {} |", c.name);
+        match &c.detail {
+            Some(d) => {
+                let _ = write!(table, " {}<br><sub>{}</sub> |", c.name, cell(d));
+            }
+            None => {
+                let _ = write!(table, " {} |", c.name);
+            }
+        }
     }
     table.push_str("\n|---|---|");
     for _ in &m.columns {
@@ -80,25 +88,32 @@ pub fn render_with_budget(m: &Matrix, budget: usize) -> String {
         for (row, c) in &contradicted {
             let _ = writeln!(
                 b,
-                "- `{}` on **{}**: [{}] {} — _{}_. {}",
+                "- `{}` on **{}**: [{}] {}{} — _{}_. {}",
                 row.case,
-                c.claim.platform,
+                c.column,
                 c.claim.tag,
                 cell(&c.claim.claim),
+                cell(&range_note(&c.claim)),
                 cell(&c.claim.source),
                 cell(c.verdict.why().unwrap_or(""))
             );
         }
         blocks.push(b);
     }
-    if !m.orphan_claims.is_empty() {
-        let mut b = String::from("\n### Claims without a case yet\n\n");
-        for c in &m.orphan_claims {
+    for (title, list) in [
+        ("Claims without a case yet", &m.orphan_claims),
+        (UNMATCHED, &m.unmatched_claims),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let mut b = format!("\n### {title}\n\n");
+        for c in list {
             let _ = writeln!(
                 b,
                 "- `{}` on **{}**: [{}] {} — _{}_",
                 c.case,
-                c.platform,
+                cell(&c.scope()),
                 c.tag,
                 cell(&c.claim),
                 cell(&c.source)
@@ -161,11 +176,11 @@ fn table_row(row: &Row) -> String {
             cell(&clip(&text, 120))
         }];
         for k in claims {
-            let (symbol, text, tag) = (
-                k.verdict.symbol(),
-                cell(&clip(&k.claim.claim, 140)),
-                &k.claim.tag,
-            );
+            let tag = match &k.claim.releases {
+                Some(_) => format!("{}, {}", k.claim.tag, cell(&k.claim.scope())),
+                None => k.claim.tag.clone(),
+            };
+            let (symbol, text) = (k.verdict.symbol(), cell(&clip(&k.claim.claim, 140)));
             parts.push(match k.verdict {
                 Verdict::NoObservation(_) => format!("<sub>{symbol} {text} [{tag}]</sub>"),
                 Verdict::Contradicted(_) => format!("**{symbol} {text}** <sub>[{tag}]</sub>"),
@@ -258,12 +273,13 @@ fn sources(m: &Matrix) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             b,
-            "- {} `{}` on **{}**: [{}] {} — _{}_{why}",
+            "- {} `{}` on **{}**: [{}] {}{} — _{}_{why}",
             c.verdict.symbol(),
             row.case,
-            c.claim.platform,
+            c.column,
             c.claim.tag,
             cell(&c.claim.claim),
+            cell(&range_note(&c.claim)),
             cell(&c.claim.source),
         );
     }

@@ -1,7 +1,8 @@
-//! The matrix: one row per catalog case, one column per platform, the claims of each platform beside
-//! its cell, and for rows where the observed platforms disagree an aligned step-by-step difference.
+//! The matrix: one row per catalog case, one column per platform id, the claims of each column's
+//! stack (within their release range) beside its cell, and for rows where the observed platforms
+//! disagree an aligned step-by-step difference.
 
-use super::claims::{self, Checked, Claim};
+use super::claims::{self, Applies, Checked, Claim};
 use super::load::{Cell, PlatformData, Seen};
 use crate::script::Case;
 use similar::{capture_diff_slices, Algorithm, DiffOp};
@@ -9,8 +10,11 @@ use similar::{capture_diff_slices, Algorithm, DiffOp};
 /// A column of the matrix.
 #[derive(Clone, Debug)]
 pub struct Column {
+    /// The platform id (`linux-6.18`), or a stack name for a stack with no platform.
     pub name: String,
     pub origin: String,
+    /// The release detail recorded by the run (`6.18.44-fc-v1045`), when known; never compared.
+    pub detail: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -20,7 +24,7 @@ pub struct Row {
     pub intent: String,
     /// One per column.
     pub cells: Vec<Cell>,
-    /// The claims of each column's platform, in file order.
+    /// The claims that apply to each column (its stack, its release), in file order.
     pub claims: Vec<Vec<Checked>>,
     /// At least two platforms observed the case and they disagree.
     pub differs: bool,
@@ -68,6 +72,9 @@ pub struct Matrix {
     pub rows: Vec<Row>,
     /// Claims about cases the catalog does not have yet.
     pub orphan_claims: Vec<Claim>,
+    /// Claims of a catalog case whose release range matches no column (a Linux release that was
+    /// not run), listed apart so that they stay visible.
+    pub unmatched_claims: Vec<Claim>,
     /// Snapshot files without a catalog case ("linux: family/name").
     pub orphan_snapshots: Vec<String>,
     /// Where the claims came from, if a claims file was read.
@@ -86,7 +93,7 @@ impl Matrix {
     }
 
     pub fn claim_count(&self) -> usize {
-        self.all_checked().count() + self.orphan_claims.len()
+        self.all_checked().count() + self.orphan_claims.len() + self.unmatched_claims.len()
     }
 
     pub fn contradicted(&self) -> Vec<(&Row, &Checked)> {
@@ -118,6 +125,7 @@ pub fn build(
         .map(|p| Column {
             name: p.name.clone(),
             origin: p.origin.clone(),
+            detail: p.detail.clone(),
         })
         .collect();
     let ids: Vec<String> = cases.iter().map(Case::id).collect();
@@ -130,12 +138,28 @@ pub fn build(
                 .iter()
                 .zip(&cells)
                 .map(|(p, cell)| {
+                    let observed = !p.cells.is_empty();
                     claims
                         .iter()
-                        .filter(|c| c.case == id && c.platform == p.name)
-                        .map(|c| Checked {
-                            claim: c.clone(),
-                            verdict: claims::check(c, cell),
+                        .filter(|c| c.case == id)
+                        .filter_map(|c| {
+                            let verdict = match c.applies_to(&p.name, observed) {
+                                Applies::No => return None,
+                                Applies::Yes => claims::check(c, cell),
+                                Applies::ReleaseUnknown => match cell {
+                                    Cell::Observed(_) => claims::Verdict::Unchecked(format!(
+                                        "the claim is for {}; the release of {} is unknown",
+                                        c.scope(),
+                                        p.name
+                                    )),
+                                    other => claims::check(c, other),
+                                },
+                            };
+                            Some(Checked {
+                                claim: c.clone(),
+                                column: p.name.clone(),
+                                verdict,
+                            })
                         })
                         .collect()
                 })
@@ -153,10 +177,19 @@ pub fn build(
             }
         })
         .collect();
-    let known_platforms: Vec<&str> = platforms.iter().map(|p| p.name.as_str()).collect();
     let orphan_claims = claims
         .iter()
-        .filter(|c| !ids.contains(&c.case) || !known_platforms.contains(&c.platform.as_str()))
+        .filter(|c| !ids.contains(&c.case))
+        .cloned()
+        .collect();
+    let unmatched_claims = claims
+        .iter()
+        .filter(|c| ids.contains(&c.case))
+        .filter(|c| {
+            platforms
+                .iter()
+                .all(|p| c.applies_to(&p.name, !p.cells.is_empty()) == Applies::No)
+        })
         .cloned()
         .collect();
     let orphan_snapshots = platforms
@@ -167,6 +200,7 @@ pub fn build(
         columns,
         rows,
         orphan_claims,
+        unmatched_claims,
         orphan_snapshots,
         claims_origin,
     }
@@ -296,11 +330,68 @@ pub fn align(section: &str, columns: &[&[String]]) -> Vec<Line> {
     }
     grid.into_iter()
         .map(|cells| {
-            let first = cells[0].as_deref().map(comparable);
-            let differs = cells.iter().any(|c| c.as_deref().map(comparable) != first);
+            let first = cells[0].as_deref();
+            let differs = cells.iter().any(|c| !agree(first, c.as_deref()));
             Line { cells, differs }
         })
         .collect()
+}
+
+/// Whether two platforms' versions of one aligned line say the same thing. What a platform
+/// cannot show is no difference: a checkpoint end written `not visible (...)` agrees with any
+/// state, and a receive queue one table does not report agrees with the other's figure.
+pub fn agree(a: Option<&str>, b: Option<&str>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else {
+        return a.is_none() && b.is_none();
+    };
+    let (a, b) = (comparable(a), comparable(b));
+    if a == b {
+        return true;
+    }
+    let (Some(ea), Some(eb)) = (checkpoint_ends(&a), checkpoint_ends(&b)) else {
+        return false;
+    };
+    ea.len() == eb.len()
+        && ea.iter().zip(&eb).all(|((la, sa, qa), (lb, sb, qb))| {
+            la == lb
+                && (sa == sb || sa == NOT_VISIBLE || sb == NOT_VISIBLE)
+                && (qa.is_none() || qb.is_none() || qa == qb)
+        })
+}
+
+const NOT_VISIBLE: &str = "not visible";
+
+/// The ends of a checkpoint line ("checkpoint x: client A, server B rx_queue=1; listener L") as
+/// (label, state, queue annotation); None for any other line.
+fn checkpoint_ends(line: &str) -> Option<Vec<(String, String, Option<String>)>> {
+    let (head, body) = line.strip_prefix("checkpoint ")?.split_once(": ")?;
+    // A `not visible (...)` explanation holds commas of its own: fold it into one word first.
+    let mut folded = String::new();
+    let mut rest = body;
+    while let Some(i) = rest.find("not visible (") {
+        folded.push_str(&rest[..i]);
+        folded.push_str(NOT_VISIBLE);
+        let after = &rest[i + "not visible (".len()..];
+        rest = after.find(')').map_or("", |j| &after[j + 1..]);
+    }
+    folded.push_str(rest);
+    let mut ends = vec![(format!("checkpoint {head}"), String::new(), None)];
+    for part in folded
+        .split([';', ','])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let (words, queue) = match part.find(" rx_queue") {
+            Some(i) => (&part[..i], Some(part[i + 1..].to_string())),
+            None => (part, None),
+        };
+        let (label, state) = match words.strip_suffix(NOT_VISIBLE) {
+            Some(label) => (label.trim_end(), NOT_VISIBLE),
+            None => words.rsplit_once(' ')?,
+        };
+        ends.push((label.to_string(), state.to_string(), queue));
+    }
+    Some(ends)
 }
 
 /// The aligned difference of a row, or None when fewer than two platforms observed it or they agree.
@@ -354,9 +445,11 @@ fn step_diff(cells: &[Cell]) -> Option<StepDiff> {
             .iter()
             .enumerate()
             .filter(|(k, _)| !uncaptured.contains(k))
-            .map(|(_, c)| c.as_deref().map(comparable))
+            .map(|(_, c)| c.as_deref().map(String::from))
             .collect();
-        line.differs = present.windows(2).any(|w| w[0] != w[1]);
+        line.differs = present
+            .windows(2)
+            .any(|w| !agree(w[0].as_deref(), w[1].as_deref()));
     }
     let wire_note = match captured {
         0 => Some("the wire was not captured".to_string()),
@@ -451,5 +544,20 @@ mod tests {
             .unwrap();
         assert_eq!(b_row.cells[2].as_deref(), Some("b -> eof"));
         assert!(b_row.differs);
+    }
+
+    #[test]
+    fn what_a_platform_cannot_show_is_no_difference() {
+        let linux = "checkpoint after_kill: client CLOSE_WAIT rx_queue=1, server FIN_WAIT2; listener CLOSED";
+        let gvisor = "checkpoint after_kill: client CLOSE_WAIT, server not visible (CLOSED, or FIN_WAIT2 or TIME_WAIT, which this table does not list); listener CLOSED";
+        assert!(agree(Some(linux), Some(gvisor)));
+        // A state both tables show and that differs is still a difference.
+        let other = "checkpoint after_kill: client ESTABLISHED, server not visible (CLOSED, which this table does not list); listener CLOSED";
+        assert!(!agree(Some(linux), Some(other)));
+        // Two real queue figures that differ are a difference; a missing step is one too.
+        let q2 = "checkpoint after_kill: client CLOSE_WAIT rx_queue=2, server FIN_WAIT2; listener CLOSED";
+        assert!(!agree(Some(linux), Some(q2)));
+        assert!(!agree(Some(linux), None));
+        assert!(agree(None, None));
     }
 }

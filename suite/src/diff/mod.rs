@@ -1,9 +1,10 @@
 //! `sockconform diff` (`cargo xtask diff`): the cross-platform matrix.
 //!
-//! Reads the snapshots of every platform (`snapshots/<os>/`), lays a CI run's downloaded artifacts
-//! over them when given, checks the documented claims of `suite/claims.toml` against what each
-//! platform observed, and renders one row per catalog case and one column per platform, as a
-//! terminal table, Markdown for a CI job summary, or one standalone HTML page.
+//! Reads the snapshots of every platform (`snapshots/<platform-id>/`), lays a CI run's or a stack
+//! run's artifacts over them when given, checks the documented claims of `suite/claims.toml` against
+//! what each platform observed, and renders one row per catalog case and one column per platform id
+//! (ordered by stack, then release; a stack with no platform at all keeps one "not run" column named
+//! by the stack), as a terminal table, Markdown for a CI job summary, or one standalone HTML page.
 //!
 //! - `load`: snapshots and artifacts into cells (observed, skipped, failed, not run).
 //! - `claims`: the claims file and the verdict of a claim against a cell.
@@ -23,25 +24,25 @@ use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-/// The columns always shown, in this order; other `snapshots/<os>/` directories follow.
-pub const PLATFORMS: [&str; 4] = ["linux", "macos", "windows", "freebsd"];
-
 pub const USAGE: &str = "usage: cargo xtask diff [--format terminal|markdown|html] [--out PATH]
                         [--artifacts DIR] [--claims PATH] [--root DIR]
 
-Render the cross-platform matrix: one row per catalog case, one column per platform (linux, macos,
-windows, freebsd), each cell a short signature of what that platform observed, rows where the
-platforms disagree marked with their aligned steps, and the documented claims of each platform
-beside its cell (a contradicted claim is flagged; a claim never fills a cell).
+Render the cross-platform matrix: one row per catalog case, one column per platform id found under
+snapshots/ or in the artifacts (linux-6.18, gvisor-20221219, macos-15, ...; ordered by stack, then
+release; a stack with none keeps one \"not run\" column), each cell a short signature of what that
+platform observed, rows where the platforms disagree marked with their aligned steps, and the
+documented claims of each stack (and release range) beside its cells (a contradicted claim is
+flagged; a claim never fills a cell).
 
   --format F       terminal (default; colored when stdout is a terminal and NO_COLOR is unset),
                    markdown (for a CI job summary; kept under 900 KiB), or
                    html (one standalone page with a family filter and a \"differs only\" box;
                    the filter also reads the URL fragment, e.g. report.html#family=close&differs)
   --out PATH       write to PATH instead of stdout
-  --artifacts DIR  a CI run's downloaded artifacts: one folder per platform (conform-macos/, ...)
-                   with results.json and pending snapshots; they replace that platform's
-                   committed snapshots case by case
+  --artifacts DIR  a CI run's downloaded artifacts or stack runs' folders: one folder per platform
+                   (conform-macos-15/, ...) with results.json and pending snapshots
+                   (snapshots/<platform-id>/); they replace that platform's committed snapshots
+                   case by case, and a platform id not committed yet is a new column
   --claims PATH    the claims file (default: suite/claims.toml)
   --root DIR       the repository root holding snapshots/ (default: found from the current dir)
 
@@ -183,9 +184,7 @@ pub fn render(m: &matrix::Matrix, format: Format, color: bool) -> String {
 pub fn load_matrix(o: &Options) -> Result<matrix::Matrix, DiffError> {
     let root = o.root.clone().unwrap_or_else(repo_root);
     let cases = catalog::all();
-    let mut names: Vec<String> = PLATFORMS.iter().map(|s| s.to_string()).collect();
-    names.extend(load::extra_platforms(&root));
-    let mut data = names
+    let mut data = load::platform_ids(&root)
         .iter()
         .map(|n| load::committed(&root, n, &cases))
         .collect::<Result<Vec<_>, _>>()?;
@@ -205,6 +204,7 @@ pub fn load_matrix(o: &Options) -> Result<matrix::Matrix, DiffError> {
             data[i] = load::overlay(committed, a);
         }
     }
+    let data = load::arrange(data);
     let default_claims = root.join("suite").join("claims.toml");
     let (claims, origin) = match &o.claims {
         Some(p) => (claims::load(p)?, Some(p.display().to_string())),
@@ -242,6 +242,14 @@ pub fn cell_text(cell: &load::Cell) -> (String, CellKind) {
             format!("failed: {}", why.lines().next().unwrap_or("")),
             CellKind::Problem,
         ),
+    }
+}
+
+/// A column's heading with its detail when known: "linux-6.18 (6.18.44-fc-v1045)".
+pub fn column_title(c: &matrix::Column) -> String {
+    match &c.detail {
+        Some(d) => format!("{} ({d})", c.name),
+        None => c.name.clone(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::claims::Verdict;
 use super::matrix::Matrix;
-use super::{cell_text, clip, width, CellKind};
+use super::{cell_text, clip, column_title, width, CellKind};
 use std::fmt::Write;
 
 struct Paint(bool);
@@ -47,6 +47,18 @@ fn pad(s: &str, w: usize) -> String {
     format!("{s}{}", " ".repeat(w.saturating_sub(n)))
 }
 
+/// The heading of the claims whose release range matches no column.
+pub const UNMATCHED: &str = "Claims of releases not in the matrix";
+
+/// " [linux >=6.5]" for a claim limited to a release range, else "".
+pub fn range_note(c: &super::claims::Claim) -> String {
+    if c.releases.is_some() {
+        format!(" [{}]", c.scope())
+    } else {
+        String::new()
+    }
+}
+
 const CELL: usize = 44;
 const LINE: usize = 58;
 
@@ -56,7 +68,7 @@ pub fn render(m: &Matrix, color: bool) -> String {
     let origins: Vec<String> = m
         .columns
         .iter()
-        .map(|c| format!("{}: {}", c.name, c.origin))
+        .map(|c| format!("{}: {}", column_title(c), c.origin))
         .collect();
     let _ = writeln!(
         out,
@@ -109,6 +121,15 @@ pub fn render(m: &Matrix, color: bool) -> String {
         header += &format!("  {}", pad(&c.name, *w));
     }
     let _ = writeln!(out, "{}", p.bold(header.trim_end()));
+    // The release detail under each name, when a run recorded it (shown, never compared).
+    if m.columns.iter().any(|c| c.detail.is_some()) {
+        let mut details = format!("  {}", pad("", w_case));
+        for (c, w) in m.columns.iter().zip(&w_col) {
+            let d = c.detail.as_deref().unwrap_or("");
+            details += &format!("  {}", pad(&clip(d, *w), *w));
+        }
+        let _ = writeln!(out, "{}", p.dim(details.trim_end()));
+    }
     let mut rule = format!("  {}", "-".repeat(w_case));
     for w in &w_col {
         rule += &format!("  {}", "-".repeat(*w));
@@ -147,11 +168,12 @@ pub fn render(m: &Matrix, color: bool) -> String {
             for c in checked {
                 let sym = p.verdict(&c.verdict, c.verdict.symbol());
                 let mut l = format!(
-                    "      {} {sym} [{}] {} ({})",
+                    "      {} {sym} [{}] {} ({}){}",
                     pad(&col.name, w_platform),
                     c.claim.tag,
                     c.claim.claim,
-                    c.claim.source
+                    c.claim.source,
+                    range_note(&c.claim)
                 );
                 if let Verdict::Contradicted(why) = &c.verdict {
                     l += &format!(" {}", p.red(&format!("CONTRADICTED: {why}")));
@@ -223,7 +245,7 @@ pub fn render(m: &Matrix, color: bool) -> String {
                 out,
                 "  ✗ {} on {}: [{}] {} ({}): {}",
                 row.case,
-                c.claim.platform,
+                c.column,
                 c.claim.tag,
                 c.claim.claim,
                 c.claim.source,
@@ -231,13 +253,23 @@ pub fn render(m: &Matrix, color: bool) -> String {
             );
         }
     }
-    if !m.orphan_claims.is_empty() {
-        let _ = writeln!(out, "\n{}", p.bold("Claims without a case yet"));
-        for c in &m.orphan_claims {
+    for (title, list) in [
+        ("Claims without a case yet", &m.orphan_claims),
+        (UNMATCHED, &m.unmatched_claims),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{}", p.bold(title));
+        for c in list {
             let _ = writeln!(
                 out,
                 "  · {} on {}: [{}] {} ({})",
-                c.case, c.platform, c.tag, c.claim, c.source
+                c.case,
+                c.scope(),
+                c.tag,
+                c.claim,
+                c.source
             );
         }
     }
