@@ -4,6 +4,7 @@
 //! The backend is chosen once below; a platform without a backend gets `sys/unsupported.rs`, which
 //! answers "unavailable: why" for every capability instead of a silent wrong answer.
 
+pub mod group;
 pub mod host;
 pub mod id;
 pub mod lab;
@@ -213,4 +214,49 @@ pub mod knobs {
     pub fn wait_stdin_hangup() {
         sys::wait_stdin_hangup()
     }
+    /// Close a socket and report what the close itself returned, which dropping it hides: a
+    /// lingering close of a non-blocking socket fails with WSAEWOULDBLOCK on Windows (and the
+    /// socket stays open), and may report EWOULDBLOCK or EINPROGRESS on the BSDs. On failure the
+    /// socket is handed back if it is still open (Windows), so it can be closed again later;
+    /// on Unix a failed close(2) has released the descriptor all the same.
+    pub fn close(s: Socket) -> Result<(), (io::Error, Option<Socket>)> {
+        knob_sys::close(s)
+    }
+    /// Receive into `buf` with the OS's own answer: on Windows socket2 (and std) turn
+    /// WSAESHUTDOWN, the error of a read after shutdown(SD_RECEIVE), into Ok(0), which would
+    /// record an end of file Winsock never reported.
+    pub fn recv(s: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+        knob_sys::recv(s, buf)
+    }
+    /// Wait up to `timeout` for the socket to be readable (a listener: a connection to accept),
+    /// with poll(2) or WSAPoll. Unlike SO_RCVTIMEO on a listener, which only Linux applies to
+    /// accept(), this bounds the wait on every platform.
+    pub fn wait_readable(s: &Socket, timeout: Duration) -> io::Result<bool> {
+        knob_sys::wait_readable(s, timeout)
+    }
+    /// Raise the soft descriptor limit as far as this platform lets a process (the hard limit,
+    /// clamped to `kern.maxfilesperproc` on macOS, which refuses an infinite limit); returns the
+    /// new soft limit.
+    pub fn raise_fd_limit() -> io::Result<u64> {
+        knob_sys::raise_fd_limit()
+    }
+    /// End the process the way this platform's C `abort()` does (SIGABRT on Unix; a fast fail,
+    /// STATUS_STACK_BUFFER_OVERRUN, on Windows), without handing it to a crash reporter first:
+    /// on Windows, Windows Error Reporting could otherwise keep the process alive while it writes
+    /// a report, past any deadline.
+    pub fn abort() -> ! {
+        knob_sys::abort()
+    }
 }
+
+/// Called by an agent around each operation (`on` before it starts, off when it returned), so the
+/// runner can tell an agent blocked inside the call from one waiting for its next command where
+/// the process's own state cannot (`is_blocked`): the calling thread's name says which (macOS,
+/// Windows; see `parse::THREAD_IN_CALL`). Elsewhere the kernel's wait channel tells, and this does
+/// nothing.
+pub fn mark_operation(on: bool) {
+    sys::mark_operation(on);
+}
+
+// The knobs `close`, `recv`, `wait_readable`, `raise_fd_limit` and `abort` live in each backend.
+use sys as knob_sys;

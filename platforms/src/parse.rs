@@ -227,6 +227,244 @@ pub fn whole_seconds_up(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+// --- netstat arguments ----------------------------------------------------------------------------
+
+/// The arguments that make `netstat` list every TCP socket (`-a`: listeners too) with numeric
+/// hosts and ports (`-n`), IPv4 and IPv6 alike (`-p tcp`), and with no address shortened to fit its
+/// column. What keeps an address whole differs: FreeBSD's `-W` ("wide": never truncate); macOS's
+/// `-W` only avoids truncating some fields, and an IPv6 host is cut to its column unless `-l`
+/// ("print full IPv6 address", Apple's netstat(1)) is given too.
+pub fn bsd_netstat_args(os: Os) -> &'static [&'static str] {
+    match os {
+        Os::Macos => &["-a", "-n", "-l", "-W", "-p", "tcp"],
+        _ => &["-a", "-n", "-W", "-p", "tcp"],
+    }
+}
+
+// --- blocked in a call: BSD wait channels, marked threads -----------------------------------------
+
+/// The wait messages (`wmesg`, shown by FreeBSD's `ps -o wchan`) of a process asleep inside a
+/// socket call, from FreeBSD's `sys/kern/uipc_socket.c`, `uipc_sockbuf.c` and
+/// `uipc_syscalls.c`: `sbwait` (recv or send waiting on a socket buffer), `accept`, `connec`
+/// (connect) and `soclos` (a lingering close).
+const FREEBSD_SOCKET_WAITS: [&str; 4] = ["sbwait", "accept", "connec", "soclos"];
+
+/// Whether a FreeBSD process is blocked inside a socket call, from `ps -o state= -o wchan=`: the run
+/// state letter (see `bsd_ps_blocked`) and the wait channel. Sleeping alone does not tell, since
+/// an agent that waits for its next command sleeps too (on its stdin pipe: `piperd`), so only a
+/// sleep on a socket's wait channel counts. Any other sleep, or running, is `Some(false)` (not
+/// yet: the runner asks again); no process is `None`. `ps` may cut the name to its column width.
+pub fn freebsd_ps_blocked_in_socket(text: &str) -> Option<bool> {
+    let mut fields = text.split_whitespace();
+    let asleep = bsd_ps_blocked(fields.next()?)?;
+    let wchan = fields.next().unwrap_or("-");
+    let on_socket = wchan.len() >= 5
+        && FREEBSD_SOCKET_WAITS
+            .iter()
+            .any(|w| w.starts_with(wchan) || wchan.starts_with(w));
+    Some(asleep && on_socket)
+}
+
+/// The names an agent gives its operating thread (`crate::mark_operation`), so that a runner can
+/// find that thread among the agent's others (the runner watcher, the OS's worker threads) on
+/// platforms whose process state alone cannot tell "blocked in a socket call" from "waiting for
+/// the next command" (macOS, Windows).
+pub const THREAD_IN_CALL: &str = "sockconform-agent: in call";
+pub const THREAD_IDLE: &str = "sockconform-agent: idle";
+
+/// One thread of a process as the OS reports it: its name (if it has one) and whether it is
+/// asleep in the kernel in a wait that a blocking socket call makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadWait {
+    pub name: Option<String>,
+    /// The thread is waiting in the kernel.
+    pub waiting: bool,
+    /// The wait is one a blocking socket call makes (Windows: wait reason UserRequest or
+    /// WrUserRequest; macOS: any wait).
+    pub call_wait: bool,
+}
+
+/// Whether an agent is blocked inside its current call, from its threads:
+/// - no thread waiting at all: the platform does not report waits (Wine's process list says every
+///   thread is running, and an idle agent always has a waiting thread) -> None, cannot observe;
+/// - the thread marked in a call is in a call's wait -> true; marked but running or in another
+///   wait -> false (not yet);
+/// - marked idle -> false (the request has not been read yet);
+/// - no marked thread (an agent that does not mark) -> None.
+pub fn agent_blocked_in_call(threads: &[ThreadWait]) -> Option<bool> {
+    if !threads.iter().any(|t| t.waiting) {
+        return None;
+    }
+    let named = |n: &str| threads.iter().find(|t| t.name.as_deref() == Some(n));
+    if let Some(t) = named(THREAD_IN_CALL) {
+        return Some(t.waiting && t.call_wait);
+    }
+    named(THREAD_IDLE).map(|_| false)
+}
+
+// --- Windows: NtQuerySystemInformation(SystemProcessInformation) -------------------------------------
+
+/// `KTHREAD_STATE` Waiting, and the `KWAIT_REASON`s of a user-mode wait (NtWaitForSingleObject,
+/// which Winsock's blocking calls use: UserRequest) and of a win32k wait (WrUserRequest).
+pub const WINDOWS_THREAD_WAITING: u32 = 5;
+const WINDOWS_WAIT_USER_REQUEST: u32 = 6;
+const WINDOWS_WAIT_WR_USER_REQUEST: u32 = 13;
+
+/// One thread of a `SYSTEM_PROCESS_INFORMATION` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowsThread {
+    pub tid: u32,
+    pub state: u32,
+    pub wait_reason: u32,
+}
+
+impl WindowsThread {
+    /// This thread as `agent_blocked_in_call` sees it, given its description.
+    pub fn wait(&self, name: Option<String>) -> ThreadWait {
+        let waiting = self.state == WINDOWS_THREAD_WAITING;
+        ThreadWait {
+            name,
+            waiting,
+            call_wait: waiting
+                && matches!(
+                    self.wait_reason,
+                    WINDOWS_WAIT_USER_REQUEST | WINDOWS_WAIT_WR_USER_REQUEST
+                ),
+        }
+    }
+}
+
+/// Offsets in `SYSTEM_PROCESS_INFORMATION` (the process header) and `SYSTEM_THREAD_INFORMATION`
+/// (`winternl.h`/`ntddk.h`), which hold pointers, so they depend on the pointer width.
+struct NtLayout {
+    process_header: usize,
+    unique_process_id: usize,
+    thread_size: usize,
+    unique_thread: usize,
+    thread_state: usize,
+    wait_reason: usize,
+}
+
+fn nt_layout(pointer_bytes: usize) -> Option<NtLayout> {
+    match pointer_bytes {
+        // x64/arm64: the header is 0x100 bytes, UniqueProcessId at 0x50; a thread is 0x50 bytes.
+        8 => Some(NtLayout {
+            process_header: 256,
+            unique_process_id: 80,
+            thread_size: 80,
+            unique_thread: 48,
+            thread_state: 68,
+            wait_reason: 72,
+        }),
+        // x86: the header is 0xB8 bytes, UniqueProcessId at 0x44; a thread is 0x40 bytes.
+        4 => Some(NtLayout {
+            process_header: 184,
+            unique_process_id: 68,
+            thread_size: 64,
+            unique_thread: 36,
+            thread_state: 52,
+            wait_reason: 56,
+        }),
+        _ => None,
+    }
+}
+
+fn read_u32(buf: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn read_ptr(buf: &[u8], at: usize, pointer_bytes: usize) -> Option<u64> {
+    let b = buf.get(at..at + pointer_bytes)?;
+    let mut w = [0u8; 8];
+    w[..pointer_bytes].copy_from_slice(b);
+    Some(u64::from_le_bytes(w))
+}
+
+/// The threads of process `pid` in the buffer NtQuerySystemInformation(SystemProcessInformation)
+/// filled: a chain of process entries (NextEntryOffset, 0 on the last), each followed by its
+/// NumberOfThreads thread entries. None if the process is not listed or the buffer is malformed
+/// (an entry running past its end). `pointer_bytes` is the width of the process that made the
+/// call (8 on x64 and arm64, 4 on x86).
+pub fn windows_process_threads(
+    buf: &[u8],
+    pid: u32,
+    pointer_bytes: usize,
+) -> Option<Vec<WindowsThread>> {
+    let l = nt_layout(pointer_bytes)?;
+    let mut at = 0usize;
+    loop {
+        let next = read_u32(buf, at)? as usize;
+        let count = read_u32(buf, at + 4)? as usize;
+        let id = read_ptr(buf, at + l.unique_process_id, pointer_bytes)?;
+        if id == u64::from(pid) {
+            let first = at + l.process_header;
+            return (0..count)
+                .map(|i| {
+                    let t = first + i * l.thread_size;
+                    buf.get(t..t + l.thread_size)?;
+                    Some(WindowsThread {
+                        tid: read_ptr(buf, t + l.unique_thread, pointer_bytes)? as u32,
+                        state: read_u32(buf, t + l.thread_state)?,
+                        wait_reason: read_u32(buf, t + l.wait_reason)?,
+                    })
+                })
+                .collect();
+        }
+        if next == 0 {
+            return None;
+        }
+        at = at.checked_add(next)?;
+    }
+}
+
+/// How many rows of an IP Helper table (`MIB_TCPTABLE2`, `MIB_TCP6TABLE2`: a DWORD count, then the
+/// rows at `rows_at`) can be read from a buffer of `buf_bytes`: the count the table claims,
+/// clamped to what the buffer holds. A call that succeeded on an empty table may have written
+/// nothing at all, so a buffer too small for the count is an empty table, never a read past its
+/// end.
+pub fn ip_helper_rows(buf_bytes: usize, claimed: u32, rows_at: usize, row_bytes: usize) -> usize {
+    if buf_bytes < rows_at.max(4) || row_bytes == 0 {
+        return 0;
+    }
+    (claimed as usize).min((buf_bytes - rows_at) / row_bytes)
+}
+
+/// Whether a socket is still open after `closesocket` failed with this Winsock error: it fails
+/// with WSAEWOULDBLOCK on a non-blocking socket with a non-zero linger time, and with
+/// WSAEINPROGRESS or WSAEINTR when a blocking call interferes, leaving the socket open in each
+/// case (closesocket's documentation); other errors (WSAENOTSOCK, WSANOTINITIALISED) mean
+/// there was no socket to close.
+pub fn windows_close_leaves_socket_open(code: i32) -> bool {
+    matches!(
+        names::error_name(Os::Windows, code),
+        Some("WSAEWOULDBLOCK" | "WSAEINPROGRESS" | "WSAEINTR")
+    )
+}
+
+// --- FreeBSD TCP stacks -------------------------------------------------------------------------------
+
+/// Whether a FreeBSD TCP stack (the name TCP_FUNCTION_BLK reports: `freebsd` for the default
+/// stack, `rack`, `bbr`) enforces TCP_MAXUNACKTIME. The option is stored by every stack but
+/// checked only by the progress timeout of the RACK and BBR stacks
+/// (`ctf_progress_timeout_check` in `tcp_stacks/rack_bbr_common.c`); the default stack accepts
+/// it and never drops the connection for it. RACK registers itself under aliases such as
+/// `rack_latest` too.
+pub fn freebsd_stack_enforces_maxunacktime(stack: &str) -> bool {
+    let stack = stack.trim_end_matches('\0').trim();
+    ["rack", "bbr"]
+        .iter()
+        .any(|s| stack == *s || stack.starts_with(&format!("{s}_")))
+}
+
+// --- descriptor limits ---------------------------------------------------------------------------------
+
+/// The soft descriptor limit to ask for when raising it to the hard limit on macOS: setrlimit
+/// refuses RLIM_INFINITY (or anything above the per-process ceiling `kern.maxfilesperproc`)
+/// with EINVAL (setrlimit(2), COMPATIBILITY), so the hard limit is clamped to that ceiling.
+pub fn macos_fd_limit(hard: u64, maxfilesperproc: u64) -> u64 {
+    hard.min(maxfilesperproc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,5 +747,189 @@ Some tcp sockets may have been deleted.
         assert_eq!(whole_seconds_up(Duration::from_millis(1000)), 1);
         assert_eq!(whole_seconds_up(Duration::from_millis(1001)), 2);
         assert_eq!(whole_seconds_up(Duration::from_secs(30)), 30);
+    }
+
+    #[test]
+    fn netstat_keeps_ipv6_addresses_whole() {
+        let mac = bsd_netstat_args(Os::Macos);
+        assert!(mac.contains(&"-l") && mac.contains(&"-W"), "{mac:?}");
+        let fbsd = bsd_netstat_args(Os::Freebsd);
+        assert!(fbsd.contains(&"-W") && !fbsd.contains(&"-l"), "{fbsd:?}");
+        for args in [mac, fbsd] {
+            assert!(args.ends_with(&["-p", "tcp"]) && args.contains(&"-a") && args.contains(&"-n"));
+        }
+    }
+
+    #[test]
+    fn freebsd_wait_channels_tell_a_socket_call_from_an_idle_agent() {
+        for (text, want) in [
+            ("S    sbwait\n", Some(true)),
+            ("I    sbwait", Some(true)),
+            ("S+   accept", Some(true)),
+            ("S    connec", Some(true)),
+            ("S    soclos", Some(true)),
+            ("S    sbwai", Some(true)), // cut to the column width
+            // Waiting for the next command on the stdin pipe, or elsewhere: not in the call.
+            ("S    piperd", Some(false)),
+            ("S    ttyin", Some(false)),
+            ("S    select", Some(false)),
+            ("S    sb", Some(false)),
+            ("S", Some(false)),
+            ("R    -", Some(false)),
+            ("R", Some(false)),
+            ("Z    -", Some(false)),
+            ("", None),
+            ("W    sbwait", None),
+        ] {
+            assert_eq!(freebsd_ps_blocked_in_socket(text), want, "{text:?}");
+        }
+    }
+
+    fn thread(name: Option<&str>, waiting: bool, call_wait: bool) -> ThreadWait {
+        ThreadWait {
+            name: name.map(str::to_owned),
+            waiting,
+            call_wait,
+        }
+    }
+
+    #[test]
+    fn the_marked_thread_decides_whether_an_agent_is_blocked() {
+        let watcher = thread(None, true, true);
+        let worker = thread(Some("worker"), true, false);
+        // In a call and in a call's wait: blocked, whatever the other threads do.
+        let in_call = thread(Some(THREAD_IN_CALL), true, true);
+        assert_eq!(
+            agent_blocked_in_call(&[watcher.clone(), in_call, worker.clone()]),
+            Some(true)
+        );
+        // In a call but still running, or in another wait (a lock): not yet.
+        for t in [
+            thread(Some(THREAD_IN_CALL), false, false),
+            thread(Some(THREAD_IN_CALL), true, false),
+        ] {
+            assert_eq!(agent_blocked_in_call(&[watcher.clone(), t]), Some(false));
+        }
+        // Idle, reading the next command (its watcher waits in a user-mode wait too): not blocked.
+        let idle = thread(Some(THREAD_IDLE), true, false);
+        assert_eq!(agent_blocked_in_call(&[idle, watcher.clone()]), Some(false));
+        // No marked thread: an agent that does not mark; nothing to say.
+        assert_eq!(agent_blocked_in_call(&[watcher, worker]), None);
+        // No thread waiting at all (Wine reports every thread running): cannot observe.
+        let running = thread(Some(THREAD_IN_CALL), false, false);
+        assert_eq!(
+            agent_blocked_in_call(&[running, thread(None, false, false)]),
+            None
+        );
+        assert_eq!(agent_blocked_in_call(&[]), None);
+    }
+
+    /// A SystemProcessInformation buffer with the given processes (pid, threads), laid out as
+    /// Windows does for `pointer_bytes`.
+    fn nt_buffer(pointer_bytes: usize, procs: &[(u32, &[WindowsThread])]) -> Vec<u8> {
+        let l = nt_layout(pointer_bytes).unwrap();
+        let mut buf = Vec::new();
+        for (i, (pid, threads)) in procs.iter().enumerate() {
+            let start = buf.len();
+            let size = l.process_header + threads.len() * l.thread_size;
+            buf.resize(start + size, 0xAA);
+            let next = if i + 1 == procs.len() { 0 } else { size as u32 };
+            buf[start..start + 4].copy_from_slice(&next.to_le_bytes());
+            buf[start + 4..start + 8].copy_from_slice(&(threads.len() as u32).to_le_bytes());
+            let pid_at = start + l.unique_process_id;
+            buf[pid_at..pid_at + pointer_bytes]
+                .copy_from_slice(&u64::from(*pid).to_le_bytes()[..pointer_bytes]);
+            for (j, t) in threads.iter().enumerate() {
+                let at = start + l.process_header + j * l.thread_size;
+                let tid_at = at + l.unique_thread;
+                buf[tid_at..tid_at + pointer_bytes]
+                    .copy_from_slice(&u64::from(t.tid).to_le_bytes()[..pointer_bytes]);
+                buf[at + l.thread_state..at + l.thread_state + 4]
+                    .copy_from_slice(&t.state.to_le_bytes());
+                buf[at + l.wait_reason..at + l.wait_reason + 4]
+                    .copy_from_slice(&t.wait_reason.to_le_bytes());
+            }
+        }
+        buf
+    }
+
+    #[test]
+    fn windows_process_list_yields_the_threads_of_one_process() {
+        let t = |tid, state, wait_reason| WindowsThread {
+            tid,
+            state,
+            wait_reason,
+        };
+        let system = [t(8, 5, 0)];
+        let agent = [t(100, 5, 0), t(104, 5, 6), t(108, 2, 0)];
+        let other = [t(200, 5, 6)];
+        for width in [8, 4] {
+            let buf = nt_buffer(width, &[(4, &system), (4321, &agent), (999, &other)]);
+            assert_eq!(
+                windows_process_threads(&buf, 4321, width),
+                Some(agent.to_vec()),
+                "{width}"
+            );
+            assert_eq!(
+                windows_process_threads(&buf, 999, width),
+                Some(other.to_vec())
+            );
+            assert_eq!(windows_process_threads(&buf, 5, width), None);
+            // A buffer cut inside the agent's threads is malformed, not a shorter list.
+            let last = nt_buffer(width, &[(4, &system), (4321, &agent)]);
+            let cut = &last[..last.len() - 10];
+            assert_eq!(windows_process_threads(cut, 4321, width), None);
+        }
+        assert_eq!(windows_process_threads(&[], 4, 8), None);
+        assert_eq!(windows_process_threads(&[0; 512], 4, 2), None);
+        // Waiting in a user-mode wait (UserRequest) is a call's wait; an executive wait (a
+        // synchronous pipe read) is not; running is not waiting.
+        assert!(t(1, 5, 6).wait(None).call_wait);
+        assert!(t(1, 5, 13).wait(None).call_wait);
+        let executive = t(1, 5, 0).wait(None);
+        assert!(executive.waiting && !executive.call_wait);
+        assert!(!t(1, 2, 6).wait(None).waiting);
+    }
+
+    #[test]
+    fn ip_helper_rows_never_read_past_the_buffer() {
+        // MIB_TCPTABLE2 on x64: the count, then rows of 28 bytes from offset 4.
+        assert_eq!(ip_helper_rows(4 + 3 * 28, 3, 4, 28), 3);
+        assert_eq!(ip_helper_rows(4 + 3 * 28, 9, 4, 28), 3);
+        assert_eq!(ip_helper_rows(4 + 3 * 28 + 27, 9, 4, 28), 3);
+        // An empty table in a buffer the call did not fill, or a buffer with no room at all.
+        assert_eq!(ip_helper_rows(0, 0, 4, 28), 0);
+        assert_eq!(ip_helper_rows(0, 7, 4, 28), 0);
+        assert_eq!(ip_helper_rows(3, 7, 4, 28), 0);
+        assert_eq!(ip_helper_rows(4, 7, 4, 28), 0);
+        assert_eq!(ip_helper_rows(16384, 0, 4, 28), 0);
+    }
+
+    #[test]
+    fn a_failed_closesocket_may_leave_the_socket_open() {
+        let code = |n| names::error_code(Os::Windows, n).unwrap();
+        for open in ["WSAEWOULDBLOCK", "WSAEINPROGRESS", "WSAEINTR"] {
+            assert!(windows_close_leaves_socket_open(code(open)), "{open}");
+        }
+        for gone in ["WSAENOTSOCK", "WSAENETDOWN", "WSANOTINITIALISED"] {
+            assert!(!windows_close_leaves_socket_open(code(gone)), "{gone}");
+        }
+    }
+
+    #[test]
+    fn only_rack_and_bbr_enforce_the_unacknowledged_time() {
+        for s in ["rack", "bbr", "rack_latest", "rack\0\0\0\0"] {
+            assert!(freebsd_stack_enforces_maxunacktime(s), "{s:?}");
+        }
+        for s in ["freebsd", "", "default", "racket", "bbrx"] {
+            assert!(!freebsd_stack_enforces_maxunacktime(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn macos_fd_limit_is_clamped_to_the_per_process_ceiling() {
+        // RLIM_INFINITY as the hard limit (the macOS default) is refused by setrlimit.
+        assert_eq!(macos_fd_limit(u64::MAX, 24576), 24576);
+        assert_eq!(macos_fd_limit(10240, 24576), 10240);
     }
 }

@@ -7,14 +7,19 @@ use crate::proto::{Outcome, Reply, Request};
 use crate::script::{How, Op};
 use platforms::knobs;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use std::collections::HashMap;
-use std::io::{self, BufRead, Read, Write};
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufRead, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
+
+/// How long AcceptAll waits for one more connection before it stops (so a client that gave up
+/// cannot hang it).
+const ACCEPT_ALL_IDLE: Duration = Duration::from_secs(2);
 
 /// Run the agent loop until stdin ends. Returns the process exit code.
 pub fn main_loop() -> i32 {
     let mut agent = Agent::default();
+    platforms::mark_operation(false);
     let stdin = io::stdin();
     let mut out = io::stdout().lock();
     for line in stdin.lock().lines() {
@@ -61,6 +66,10 @@ struct Agent {
     many: Vec<Socket>,
     /// Local ports of the previous ConnectMany.
     previous_ports: Vec<u16>,
+    /// Slots whose socket this agent made non-blocking (SetNonblocking). Only sockets it created
+    /// itself are tracked: an accepted socket inherits the listener's mode on BSD and Windows, not
+    /// on Linux.
+    nonblocking: HashSet<String>,
 }
 
 struct Done {
@@ -113,14 +122,27 @@ impl Agent {
                 }
             }
         }
+        // The operating thread is marked while in the call, so the runner can see it blocked there
+        // on platforms whose process state cannot tell (see `platforms::mark_operation`); the
+        // marking stays outside the measured time.
+        platforms::mark_operation(true);
         let start = Instant::now();
         let done = self.run(&req);
+        let elapsed = start.elapsed();
+        platforms::mark_operation(false);
         Reply {
-            elapsed_us: start.elapsed().as_micros() as u64,
+            elapsed_us: elapsed.as_micros() as u64,
             outcome: done.outcome,
             local: done.local,
             peer: done.peer,
         }
+    }
+
+    /// A socket this agent just created or accepted takes the slot (and its mode is no longer one
+    /// this agent set).
+    fn put(&mut self, slot: &str, s: Socket) {
+        self.nonblocking.remove(slot);
+        self.slots.insert(slot.into(), s);
     }
 
     fn sock(&self, slot: &str) -> io::Result<&Socket> {
@@ -158,7 +180,7 @@ impl Agent {
                     return Ok(Outcome::from_error(&e).into());
                 }
                 let local = addr_of(s.local_addr());
-                self.slots.insert(slot.into(), s);
+                self.put(slot, s);
                 Done {
                     outcome: Outcome::Ok,
                     local,
@@ -180,7 +202,7 @@ impl Agent {
                     Err(e) => return Ok(Outcome::from_error(&e).into()),
                 };
                 let local = addr_of(s.local_addr());
-                self.slots.insert(slot.into(), s);
+                self.put(slot, s);
                 Done {
                     outcome: Outcome::OkWith {
                         note: format!("IPV6_V6ONLY {}", if on { "on" } else { "off" }),
@@ -202,7 +224,7 @@ impl Agent {
                     peer: addr_of(s.peer_addr()),
                 };
                 // Keep even a failed socket: later steps may ask for its state.
-                self.slots.insert(slot.into(), s);
+                self.put(slot, s);
                 done
             }
             Op::Accept => {
@@ -210,7 +232,7 @@ impl Agent {
                 match listener.accept() {
                     Ok((s, peer)) => {
                         let local = addr_of(s.local_addr());
-                        self.slots.insert(slot.into(), s);
+                        self.put(slot, s);
                         Done {
                             outcome: Outcome::Ok,
                             local,
@@ -249,8 +271,7 @@ impl Agent {
             }
             Op::Read { max } => {
                 let mut buf = vec![0u8; *max];
-                let mut s = self.sock(slot)?;
-                match s.read(&mut buf) {
+                match knobs::recv(self.sock(slot)?, &mut buf) {
                     Ok(0) => Outcome::Eof.into(),
                     Ok(n) => Outcome::Bytes { n }.into(),
                     Err(e) => Outcome::from_error(&e).into(),
@@ -258,9 +279,9 @@ impl Agent {
             }
             Op::Drain => {
                 let mut buf = vec![0u8; 64 * 1024];
-                let mut s = self.sock(slot)?;
+                let s = self.sock(slot)?;
                 loop {
-                    match s.read(&mut buf) {
+                    match knobs::recv(s, &mut buf) {
                         Ok(0) => break Outcome::Eof.into(),
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -283,16 +304,39 @@ impl Agent {
                         format!("no socket in slot {slot:?}"),
                     )
                 })?;
-                // Dropping closes; a lingering close blocks right here, which the elapsed time shows.
-                // std's close ignores EWOULDBLOCK/EINTR; close errors are not reported by Linux for TCP.
-                drop(s);
-                Outcome::Ok.into()
+                let was_nonblocking = self.nonblocking.remove(slot);
+                // Closed explicitly, not dropped, so the close's own result is recorded (dropping
+                // ignores it): a lingering close blocks right here, which the elapsed time shows,
+                // and a non-blocking one may fail (WSAEWOULDBLOCK on Windows, which leaves the
+                // socket open: it goes back into its slot).
+                match knobs::close(s) {
+                    Ok(()) => Outcome::Ok.into(),
+                    Err((e, still_open)) => {
+                        if let Some(s) = still_open {
+                            self.slots.insert(slot.into(), s);
+                            if was_nonblocking {
+                                self.nonblocking.insert(slot.into());
+                            }
+                        }
+                        Outcome::from_error(&e).into()
+                    }
+                }
             }
             Op::SetLinger { secs } => {
                 let d = secs.map(|s| Duration::from_secs(s.into()));
                 ok_or(self.sock(slot)?.set_linger(d)).into()
             }
-            Op::SetNonblocking { on } => ok_or(self.sock(slot)?.set_nonblocking(*on)).into(),
+            Op::SetNonblocking { on } => {
+                let r = self.sock(slot)?.set_nonblocking(*on);
+                if r.is_ok() {
+                    if *on {
+                        self.nonblocking.insert(slot.into());
+                    } else {
+                        self.nonblocking.remove(slot);
+                    }
+                }
+                ok_or(r).into()
+            }
             Op::SetReadTimeout { ms } => ok_or(
                 self.sock(slot)?
                     .set_read_timeout(Some(Duration::from_millis(*ms))),
@@ -317,8 +361,11 @@ impl Agent {
             Op::SigpipeDefault => ok_or(knobs::sigpipe_default()).into(),
             Op::ExhaustFds => {
                 // Lower the limit (so a generous default does not cost a million opens), then open
-                // descriptors until the kernel refuses; the refusal is the outcome.
-                let _ = knobs::set_fd_limit(64);
+                // descriptors until the kernel refuses; the refusal is the outcome. Where there is
+                // no limit to lower (Windows), there is none to exhaust: that is the outcome.
+                if let Err(e) = knobs::set_fd_limit(64) {
+                    return Ok(Outcome::from_error(&e).into());
+                }
                 loop {
                     match std::fs::File::open(platforms::null_device()) {
                         Ok(f) => self.filler.push(f),
@@ -378,7 +425,10 @@ impl Agent {
                 let _ = io::stdout().flush();
                 std::process::exit(*code)
             }
-            Op::Abort => std::process::abort(),
+            Op::Abort => {
+                let _ = io::stdout().flush();
+                knobs::abort()
+            }
             Op::SetKeepalive {
                 idle_s,
                 interval_s,
@@ -394,7 +444,7 @@ impl Agent {
                 let mut s = self.sock(slot)?;
                 let mut buf = [0u8; 1024];
                 loop {
-                    match s.read(&mut buf) {
+                    match knobs::recv(s, &mut buf) {
                         Ok(0) => break Outcome::Eof.into(),
                         Ok(n) => {
                             if let Err(e) = s.write_all(&buf[..n]) {
@@ -411,7 +461,7 @@ impl Agent {
                 timeout_ms,
                 rounds,
             } => {
-                let mut s = self.sock(slot)?;
+                let s = self.sock(slot)?;
                 s.set_read_timeout(Some(Duration::from_millis(*timeout_ms)))?;
                 let mut pong = [0u8; 1];
                 let mut done = 0;
@@ -423,7 +473,7 @@ impl Agent {
                     if let Err(e) = knobs::send(s, b"p", true) {
                         break Outcome::from_error(&e).into();
                     }
-                    match s.read(&mut pong) {
+                    match knobs::recv(s, &mut pong) {
                         Ok(0) => break Outcome::Eof.into(),
                         // The application's own period between pings (its behavior, not a wait
                         // for a condition).
@@ -468,23 +518,36 @@ impl Agent {
             }
             Op::AcceptAll { max } => {
                 let listener = self.sock(slot)?;
-                // Stop when nothing more arrives within 2 s, so a client that gave up cannot hang us.
-                listener.set_read_timeout(Some(Duration::from_secs(2)))?;
-                let mut n = 0;
+                // Accept without blocking, and wait for the next connection with poll, bounded:
+                // an accept timeout (SO_RCVTIMEO on the listener) exists only on Linux. Nothing
+                // more within ACCEPT_ALL_IDLE stops the loop with the kernel's own answer to the
+                // last accept (EAGAIN, WSAEWOULDBLOCK).
+                let was_nonblocking = self.nonblocking.contains(slot);
+                listener.set_nonblocking(true)?;
                 let mut accepted = Vec::new();
                 let then = loop {
-                    if n == *max {
+                    if accepted.len() == *max {
                         break None;
                     }
                     match listener.accept() {
-                        Ok((s, _)) => {
-                            accepted.push(s);
-                            n += 1;
-                        }
+                        Ok((s, _)) => accepted.push(s),
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            match knobs::wait_readable(listener, ACCEPT_ALL_IDLE) {
+                                Ok(true) => {}
+                                Ok(false) => break Some(Box::new(Outcome::from_error(&e))),
+                                Err(e) => break Some(Box::new(Outcome::from_error(&e))),
+                            }
+                        }
                         Err(e) => break Some(Box::new(Outcome::from_error(&e))),
                     }
                 };
+                if !was_nonblocking {
+                    listener.set_nonblocking(false)?;
+                }
+                // The accepted connections are only held open (BSD and Windows made them
+                // non-blocking like the listener; nothing reads them).
+                let n = accepted.len();
                 self.many.extend(accepted);
                 Outcome::Many {
                     n,
@@ -493,7 +556,7 @@ impl Agent {
                 }
                 .into()
             }
-            Op::RaiseFdLimit => ok_or(platforms::host::raise_fd_limit().map(drop)).into(),
+            Op::RaiseFdLimit => ok_or(knobs::raise_fd_limit().map(drop)).into(),
             Op::SetFdLimit { n } => ok_or(platforms::host::set_soft_fd_limit(*n)).into(),
             Op::OnTerminate { ignore } => {
                 let what = if *ignore {

@@ -1,6 +1,7 @@
 //! FreeBSD backend: netstat for the TCP table, TCP_INFO for a socket's state, TCP_MAXUNACKTIME for
-//! the user timeout, MSG_NOSIGNAL, and procctl(PROC_PDEATHSIG_CTL) so agents never outlive the
-//! runner. No isolation and no capture (reasons below).
+//! the user timeout (on the stacks that enforce it), MSG_NOSIGNAL, ps's wait channel for "blocked
+//! in a call", and procctl(PROC_PDEATHSIG_CTL) so agents never outlive the runner. No isolation and
+//! no capture (reasons below).
 
 #[path = "bsd.rs"]
 mod bsd;
@@ -9,14 +10,14 @@ mod no_capture;
 #[path = "unix.rs"]
 mod unix;
 
-pub use bsd::{is_blocked, tcp_table};
 pub use no_capture::Capture;
 pub use unix::{
-    adopt_inherited, close_inherited_descriptors, exit_description, poll, set_fd_limit,
-    sigpipe_default, spawn_inheriting, terminate, wait_stdin_hangup,
+    abort, adopt_inherited, close, close_inherited_descriptors, exit_description, poll,
+    raise_fd_limit, recv, set_fd_limit, sigpipe_default, spawn_inheriting, terminate,
+    wait_readable, wait_stdin_hangup,
 };
 
-use crate::{names, Os, TcpState, Unavailable};
+use crate::{names, parse, Os, TcpEntry, TcpState, Unavailable};
 use socket2::Socket;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -24,6 +25,10 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 use unix::cvt;
+
+pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
+    bsd::tcp_table(Os::Freebsd)
+}
 
 const CAPTURE_UNAVAILABLE: &str = "packet capture is not implemented on FreeBSD \
      (it would need BPF through /dev/bpf, as root)";
@@ -59,14 +64,44 @@ pub fn prepare_agent(cmd: &mut Command) {
 /// Nothing to do: the kernel delivers SIGKILL when the runner exits (see `prepare_agent`).
 pub fn watch_parent() {}
 
+/// Whether the process sleeps on a socket's wait channel (`ps -o state= -o wchan=`): sleeping
+/// alone would also be true of an agent waiting for its next command (on its stdin pipe,
+/// `piperd`). See `parse::freebsd_ps_blocked_in_socket`. (Two `-o`: in `-o state=,wchan=` the
+/// text after `=` up to the end would be state's header.)
+pub fn is_blocked(pid: u32) -> Option<bool> {
+    let out = Command::new("ps")
+        .args(["-o", "state=", "-o", "wchan=", "-p", &pid.to_string()])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse::freebsd_ps_blocked_in_socket(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Nothing to mark: the wait channel tells a socket call from a wait for the next command.
+pub fn mark_operation(_on: bool) {}
+
 // --- knobs -----------------------------------------------------------------------------------------
 
 /// TCP_MAXUNACKTIME (tcp(4), FreeBSD 14+): the connection is reset if no byte is acknowledged
 /// for that many seconds, FreeBSD's nearest match to Linux's TCP_USER_TIMEOUT (its Linux ABI maps
-/// TCP_USER_TIMEOUT onto it). Kernels without it refuse the option (ENOPROTOOPT), which the case
-/// then records. Note: the progress check lives in the shared code of the RACK and BBR stacks
-/// (`ctf_progress_timeout_check`); whether the default stack enforces it is what a case observes.
+/// TCP_USER_TIMEOUT onto it). Every stack stores the option, but only the RACK and BBR stacks
+/// check it (`ctf_progress_timeout_check`); the default stack accepts it and never acts on it. So
+/// the socket's stack is asked first (TCP_FUNCTION_BLK) and anything else reports the timeout as
+/// unsupported rather than pretending it is armed. Kernels without the option refuse it
+/// (ENOPROTOOPT), which the case then records.
 pub fn set_user_timeout(s: &Socket, timeout: Duration) -> io::Result<()> {
+    let stack = tcp_stack(s)?;
+    if !parse::freebsd_stack_enforces_maxunacktime(&stack) {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "this socket's TCP stack ({stack}) ignores TCP_MAXUNACKTIME; only the rack and \
+                 bbr stacks enforce it (net.inet.tcp.functions_default)"
+            ),
+        ));
+    }
     let secs = libc::c_uint::try_from(crate::parse::whole_seconds_up(timeout))
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user timeout too long"))?;
     cvt(unsafe {
@@ -79,6 +114,29 @@ pub fn set_user_timeout(s: &Socket, timeout: Duration) -> io::Result<()> {
         )
     })
     .map(drop)
+}
+
+/// The name of the TCP stack serving this socket (TCP_FUNCTION_BLK, tcp(4)): `freebsd` for the
+/// default stack, `rack`, `bbr`.
+fn tcp_stack(s: &Socket) -> io::Result<String> {
+    let mut fs: libc::tcp_function_set = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_function_set>() as libc::socklen_t;
+    cvt(unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_FUNCTION_BLK,
+            (&mut fs as *mut libc::tcp_function_set).cast(),
+            &mut len,
+        )
+    })?;
+    let name: Vec<u8> = fs
+        .function_set_name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Ok(String::from_utf8_lossy(&name).into_owned())
 }
 
 pub fn send(s: &Socket, buf: &[u8], nosignal: bool) -> io::Result<usize> {

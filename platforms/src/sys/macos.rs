@@ -1,6 +1,7 @@
 //! macOS backend: netstat for the TCP table, TCP_CONNECTION_INFO for a socket's state,
-//! TCP_RXT_CONNDROPTIME for the user timeout, SO_NOSIGPIPE per send, and a kqueue watch on the
-//! runner so agents never outlive it. No isolation and no capture (reasons below).
+//! TCP_RXT_CONNDROPTIME for the user timeout, SO_NOSIGPIPE per send, the agent's marked thread
+//! for "blocked in a call", and a kqueue watch on the runner so agents never outlive it. No
+//! isolation and no capture (reasons below).
 
 #[path = "bsd.rs"]
 mod bsd;
@@ -9,20 +10,24 @@ mod no_capture;
 #[path = "unix.rs"]
 mod unix;
 
-pub use bsd::{is_blocked, tcp_table};
 pub use no_capture::Capture;
 pub use unix::{
-    adopt_inherited, close_inherited_descriptors, exit_description, poll, set_fd_limit,
-    sigpipe_default, spawn_inheriting, terminate, wait_stdin_hangup,
+    abort, adopt_inherited, close, close_inherited_descriptors, exit_description, poll,
+    raise_fd_limit, recv, set_fd_limit, sigpipe_default, spawn_inheriting, terminate,
+    wait_readable, wait_stdin_hangup,
 };
 
-use crate::{names, Os, TcpState, Unavailable};
+use crate::{names, parse, Os, TcpEntry, TcpState, Unavailable};
 use socket2::Socket;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::Duration;
 use unix::cvt;
+
+pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
+    bsd::tcp_table(Os::Macos)
+}
 
 const CAPTURE_UNAVAILABLE: &str = "packet capture is not implemented on macOS \
      (it would need BPF through /dev/bpf*, which needs root or the access_bpf group)";
@@ -88,6 +93,80 @@ pub fn watch_parent() {
             die();
         }
     });
+}
+
+/// Whether the agent `pid` is blocked in a call. `ps` cannot tell: its state `S` is as true of an
+/// agent waiting for its next command as of one blocked in recv, and macOS keeps no wait channel
+/// name that `ps -o wchan` could show. So the agent names its operating thread while it is in a
+/// call (`mark_operation`), and the thread list (proc_pidinfo PROC_PIDLISTTHREADS, then
+/// PROC_PIDTHREADINFO for each: name and run state) shows whether that thread waits. The decision
+/// is `parse::agent_blocked_in_call`; without a readable thread list, None.
+pub fn is_blocked(pid: u32) -> Option<bool> {
+    let mut ids = vec![0u64; 64];
+    let bytes = unsafe {
+        libc::proc_pidinfo(
+            pid as libc::c_int,
+            PROC_PIDLISTTHREADS,
+            0,
+            ids.as_mut_ptr().cast(),
+            (ids.len() * 8) as libc::c_int,
+        )
+    };
+    if bytes <= 0 {
+        return None;
+    }
+    ids.truncate(bytes as usize / 8);
+    let waits: Vec<parse::ThreadWait> = ids
+        .iter()
+        .filter_map(|&id| {
+            let mut info: libc::proc_threadinfo = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::proc_threadinfo>() as libc::c_int;
+            let got = unsafe {
+                libc::proc_pidinfo(
+                    pid as libc::c_int,
+                    libc::PROC_PIDTHREADINFO,
+                    id,
+                    (&mut info as *mut libc::proc_threadinfo).cast(),
+                    size,
+                )
+            };
+            if got != size {
+                return None;
+            }
+            let name: Vec<u8> = info
+                .pth_name
+                .iter()
+                .take_while(|&&c| c != 0)
+                .map(|&c| c as u8)
+                .collect();
+            let waiting = matches!(
+                info.pth_run_state,
+                libc::TH_STATE_WAITING | libc::TH_STATE_UNINTERRUPTIBLE
+            );
+            Some(parse::ThreadWait {
+                name: (!name.is_empty()).then(|| String::from_utf8_lossy(&name).into_owned()),
+                waiting,
+                call_wait: waiting,
+            })
+        })
+        .collect();
+    parse::agent_blocked_in_call(&waits)
+}
+
+/// `sys/proc_info.h`: the thread handles of a process, one uint64_t each (not in the libc crate).
+const PROC_PIDLISTTHREADS: libc::c_int = 6;
+
+/// Name the calling thread (the agent's operating thread) by whether it is in a call; another
+/// process of the same user reads it with PROC_PIDTHREADINFO.
+pub fn mark_operation(on: bool) {
+    let name = if on {
+        parse::THREAD_IN_CALL
+    } else {
+        parse::THREAD_IDLE
+    };
+    if let Ok(name) = std::ffi::CString::new(name) {
+        unsafe { libc::pthread_setname_np(name.as_ptr()) };
+    }
 }
 
 /// End like an agent on Linux whose runner died: by SIGKILL, with no cleanup.

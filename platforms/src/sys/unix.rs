@@ -5,7 +5,7 @@
 use crate::parse;
 use socket2::Socket;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
@@ -81,6 +81,90 @@ pub fn poll(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
         .filter(|(bit, _)| pfd.revents & bit != 0)
         .map(|(_, n)| *n)
         .collect())
+}
+
+// The five knobs below (close .. abort): Linux's backend does not re-export them yet and reaches
+// them through lib.rs's `unix_knobs`, so its own inclusion of this file leaves them unused.
+
+/// Close the descriptor and report close(2)'s own result. Whatever it returns, the descriptor is
+/// released (Linux, macOS and FreeBSD free it before the protocol's close can fail), so nothing
+/// is handed back.
+pub fn close(s: Socket) -> Result<(), (io::Error, Option<Socket>)> {
+    let fd = s.into_raw_fd();
+    cvt(unsafe { libc::close(fd) })
+        .map(drop)
+        .map_err(|e| (e, None))
+}
+
+pub fn recv(s: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    let n = unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// poll(2) for POLLIN, resumed after a signal with the time left. An error or hang-up counts as
+/// readable: the call that follows reports it.
+pub fn wait_readable(s: &Socket, timeout: Duration) -> io::Result<bool> {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        let ms = left.as_millis().min(i32::MAX as u128) as libc::c_int;
+        match cvt(unsafe { libc::poll(&mut pfd, 1, ms) }) {
+            Ok(n) => return Ok(n > 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Raise the soft RLIMIT_NOFILE to the hard one; on macOS to at most `kern.maxfilesperproc`
+/// (see `parse::macos_fd_limit`). Returns the new soft limit.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    // rlim_t is u64 on Linux and macOS but i64 on FreeBSD: the casts are needed there.
+    #[allow(clippy::unnecessary_cast)]
+    let hard = lim.rlim_max as u64;
+    #[cfg(target_os = "macos")]
+    let soft = parse::macos_fd_limit(hard, maxfilesperproc()?);
+    #[cfg(not(target_os = "macos"))]
+    let soft = hard;
+    lim.rlim_cur = soft as libc::rlim_t;
+    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) })?;
+    Ok(soft)
+}
+
+/// `kern.maxfilesperproc`: the most descriptors one process may have open on macOS.
+#[cfg(target_os = "macos")]
+fn maxfilesperproc() -> io::Result<u64> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>();
+    cvt(unsafe {
+        libc::sysctlbyname(
+            c"kern.maxfilesperproc".as_ptr(),
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    })?;
+    u64::try_from(v).map_err(|_| io::Error::other(format!("kern.maxfilesperproc is {v}")))
+}
+
+/// abort(3) semantics: SIGABRT, no crash reporter in the way (a core dump, if enabled, is the
+/// kernel's and does not delay the process's end for the peer).
+pub fn abort() -> ! {
+    std::process::abort()
 }
 
 pub fn spawn_inheriting(s: &Socket, cmd: &mut Command) -> io::Result<Child> {

@@ -87,6 +87,36 @@ pub fn adopt_inherited(_raw: &str) -> io::Result<Socket> {
     unsupported("adopting an inherited socket")
 }
 
+/// Dropping closes, but std and socket2 give no portable close that reports its result: the
+/// close happened, and its result is reported as not observed.
+pub fn close(s: Socket) -> Result<(), (io::Error, Option<Socket>)> {
+    drop(s);
+    Err((
+        unsupported::<()>("reporting the result of close").unwrap_err(),
+        None,
+    ))
+}
+
+pub fn recv(s: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    (&*s).read(buf)
+}
+
+pub fn wait_readable(_s: &Socket, _t: Duration) -> io::Result<bool> {
+    unsupported("waiting for readability")
+}
+
+pub fn raise_fd_limit() -> io::Result<u64> {
+    unsupported("raising the descriptor limit")
+}
+
+pub fn abort() -> ! {
+    std::process::abort()
+}
+
+/// Nothing to mark: `is_blocked` cannot observe anything here.
+pub fn mark_operation(_on: bool) {}
+
 pub fn wait_stdin_hangup() {
     // Without a hang-up notification, reading to the end of standard input is the portable wait.
     let _ = io::copy(&mut io::stdin(), &mut io::sink());

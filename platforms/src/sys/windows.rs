@@ -1,7 +1,8 @@
 //! Windows backend: GetTcpTable2/GetTcp6Table2 for the TCP table, SIO_TCP_INFO for a socket's
-//! state, TCP_MAXRT for the user timeout, WSAPoll, CTRL_BREAK for graceful termination, and a
-//! thread watching the runner so agents never outlive it. No isolation, no capture, no SIGPIPE,
-//! no descriptor limit, no socket inheritance (reasons below).
+//! state, TCP_MAXRT for the user timeout, WSAPoll, CTRL_BREAK for graceful termination, the
+//! system's thread list for "blocked in a call", and a thread watching the runner so agents never
+//! outlive it. No isolation, no capture, no SIGPIPE, no descriptor limit, no socket inheritance
+//! (reasons below).
 
 #[path = "no_capture.rs"]
 mod no_capture;
@@ -13,28 +14,83 @@ use socket2::Socket;
 use std::ffi::c_void;
 use std::io;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::windows::io::{AsRawHandle, AsRawSocket};
+use std::os::windows::io::{AsRawHandle, AsRawSocket, FromRawSocket, IntoRawSocket};
 use std::os::windows::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
+use windows_sys::core::PWSTR;
 use windows_sys::Win32::Foundation::{
-    ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_PARAMETER, ERROR_NOT_SUPPORTED, FILETIME, HANDLE,
-    NO_ERROR,
+    CloseHandle, LocalFree, ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_PARAMETER,
+    ERROR_NOT_SUPPORTED, FILETIME, HANDLE, INVALID_HANDLE_VALUE, NO_ERROR,
+    STATUS_INFO_LENGTH_MISMATCH,
 };
 use windows_sys::Win32::NetworkManagement::IpHelper::{
     GetTcp6Table2, GetTcpTable2, MIB_TCP6ROW2, MIB_TCP6TABLE2, MIB_TCPROW2, MIB_TCPTABLE2,
 };
 use windows_sys::Win32::Networking::WinSock::{
-    setsockopt, TCP_INFO_v0, WSAGetLastError, WSAIoctl, WSAPoll, IPPROTO_TCP, POLLERR, POLLHUP,
-    POLLNVAL, POLLRDBAND, POLLRDNORM, POLLWRNORM, SIO_TCP_INFO, SOCKET, SOCKET_ERROR, TCP_MAXRT,
-    WSAPOLLFD,
+    closesocket, setsockopt, TCP_INFO_v0, WSAGetLastError, WSAIoctl, WSAPoll, IPPROTO_TCP, POLLERR,
+    POLLHUP, POLLNVAL, POLLRDBAND, POLLRDNORM, POLLWRNORM, SIO_TCP_INFO, SOCKET, SOCKET_ERROR,
+    TCP_MAXRT, WSAPOLLFD,
 };
-use windows_sys::Win32::System::Console::{GenerateConsoleCtrlEvent, CTRL_BREAK_EVENT};
+use windows_sys::Win32::System::Console::{
+    AllocConsole, GenerateConsoleCtrlEvent, GetStdHandle, SetStdHandle, CTRL_BREAK_EVENT,
+    STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+};
 use windows_sys::Win32::System::Pipes::PeekNamedPipe;
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, GetProcessTimes, OpenProcess, TerminateProcess, WaitForSingleObject,
+    GetCurrentProcess, GetCurrentThread, GetProcessTimes, GetThreadDescription, OpenProcess,
+    OpenThread, SetThreadDescription, TerminateProcess, WaitForSingleObject,
     CREATE_NEW_PROCESS_GROUP, INFINITE, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE,
+    THREAD_QUERY_LIMITED_INFORMATION,
 };
+
+// Functions of features this crate does not enable in windows-sys (Wdk_System_SystemInformation,
+// Win32_System_Diagnostics_Debug, Win32_System_ErrorReporting), linked the way windows-sys links
+// its own: by DLL name, with no import library.
+#[cfg_attr(
+    target_arch = "x86",
+    link(
+        name = "ntdll.dll",
+        kind = "raw-dylib",
+        modifiers = "+verbatim",
+        import_name_type = "undecorated"
+    )
+)]
+#[cfg_attr(
+    not(target_arch = "x86"),
+    link(name = "ntdll.dll", kind = "raw-dylib", modifiers = "+verbatim")
+)]
+extern "system" {
+    fn NtQuerySystemInformation(class: u32, info: *mut c_void, len: u32, returned: *mut u32)
+        -> i32;
+}
+#[cfg_attr(
+    target_arch = "x86",
+    link(
+        name = "kernel32.dll",
+        kind = "raw-dylib",
+        modifiers = "+verbatim",
+        import_name_type = "undecorated"
+    )
+)]
+#[cfg_attr(
+    not(target_arch = "x86"),
+    link(name = "kernel32.dll", kind = "raw-dylib", modifiers = "+verbatim")
+)]
+extern "system" {
+    fn GetErrorMode() -> u32;
+    fn SetErrorMode(mode: u32) -> u32;
+    fn WerSetFlags(flags: u32) -> i32;
+}
+/// `SYSTEM_INFORMATION_CLASS` SystemProcessInformation.
+const SYSTEM_PROCESS_INFORMATION: u32 = 5;
+/// `errhandlingapi.h`: no critical-error message box; do not invoke Windows Error Reporting.
+const SEM_FAILCRITICALERRORS: u32 = 0x0001;
+const SEM_NOGPFAULTERRORBOX: u32 = 0x0002;
+/// `werapi.h`: no heap in a report, queue it, show no UI.
+const WER_FAULT_REPORTING_FLAG_NOHEAP: u32 = 1;
+const WER_FAULT_REPORTING_FLAG_QUEUE: u32 = 2;
+const WER_FAULT_REPORTING_NO_UI: u32 = 32;
 
 fn unsupported<T>(why: &str) -> io::Result<T> {
     Err(io::Error::new(io::ErrorKind::Unsupported, why.to_owned()))
@@ -55,14 +111,19 @@ const CAPTURE_UNAVAILABLE: &str = "packet capture is not implemented on Windows 
 // --- TCP table -------------------------------------------------------------------------------
 
 /// Call an IP Helper table function until the buffer is large enough (the table may grow between
-/// the size query and the read). The buffer is u64-aligned, enough for the table structs.
+/// the size query and the read). The buffer is zeroed and u64-aligned, enough for the table
+/// structs, and never empty: with an empty first buffer, a call that succeeded at once on an empty
+/// table (as Wine's GetTcp6Table2 may) left a header to be read out of bounds; now such a call
+/// need not write anything and reads as a count of 0 (see `parse::ip_helper_rows`).
 fn ip_helper_table(get: impl Fn(*mut c_void, *mut u32) -> u32) -> io::Result<Option<Vec<u64>>> {
-    let mut buf: Vec<u64> = Vec::new();
-    let mut size = 0u32;
+    let mut buf: Vec<u64> = vec![0; 2048];
     loop {
+        let mut size = u32::try_from(buf.len() * 8).unwrap_or(u32::MAX);
         match get(buf.as_mut_ptr().cast(), &mut size) {
             NO_ERROR => return Ok(Some(buf)),
-            ERROR_INSUFFICIENT_BUFFER => buf = vec![0; (size as usize).div_ceil(8)],
+            ERROR_INSUFFICIENT_BUFFER => {
+                buf = vec![0; (size as usize).div_ceil(8).max(buf.len() + 1)]
+            }
             // GetTcp6Table2 on a machine without an IPv6 stack.
             ERROR_NOT_SUPPORTED => return Ok(None),
             e => return Err(io::Error::from_raw_os_error(e as i32)),
@@ -70,16 +131,22 @@ fn ip_helper_table(get: impl Fn(*mut c_void, *mut u32) -> u32) -> io::Result<Opt
     }
 }
 
+/// The rows of a table `ip_helper_table` returned: the count it claims, clamped to the buffer.
+/// SAFETY: `buf` holds a table whose DWORD count is followed by rows of `R` at `rows_at`.
+unsafe fn table_rows<R>(buf: &[u64], rows_at: usize) -> &[R] {
+    let bytes = std::mem::size_of_val(buf);
+    let claimed = unsafe { *buf.as_ptr().cast::<u32>() };
+    let n = parse::ip_helper_rows(bytes, claimed, rows_at, std::mem::size_of::<R>());
+    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>().add(rows_at).cast::<R>(), n) }
+}
+
 pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
     // Windows does not report queue sizes in these tables: they stay 0 (see TcpEntry).
     let mut out = Vec::new();
     if let Some(buf) = ip_helper_table(|p, size| unsafe { GetTcpTable2(p.cast(), size, 0) })? {
-        let table = buf.as_ptr().cast::<MIB_TCPTABLE2>();
-        // SAFETY: the call filled the buffer with a header and dwNumEntries rows.
-        let rows: &[MIB_TCPROW2] = unsafe {
-            let n = (*table).dwNumEntries as usize;
-            std::slice::from_raw_parts(std::ptr::addr_of!((*table).table).cast(), n)
-        };
+        // SAFETY: the call filled the buffer with a MIB_TCPTABLE2.
+        let rows: &[MIB_TCPROW2] =
+            unsafe { table_rows::<MIB_TCPROW2>(&buf, std::mem::offset_of!(MIB_TCPTABLE2, table)) };
         out.extend(rows.iter().filter_map(|r| {
             Some(TcpEntry {
                 local: SocketAddrV4::new(
@@ -99,11 +166,9 @@ pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
         }));
     }
     if let Some(buf) = ip_helper_table(|p, size| unsafe { GetTcp6Table2(p.cast(), size, 0) })? {
-        let table = buf.as_ptr().cast::<MIB_TCP6TABLE2>();
-        // SAFETY: as above.
+        // SAFETY: the call filled the buffer with a MIB_TCP6TABLE2.
         let rows: &[MIB_TCP6ROW2] = unsafe {
-            let n = (*table).dwNumEntries as usize;
-            std::slice::from_raw_parts(std::ptr::addr_of!((*table).table).cast(), n)
+            table_rows::<MIB_TCP6ROW2>(&buf, std::mem::offset_of!(MIB_TCP6TABLE2, table))
         };
         out.extend(rows.iter().filter_map(|r| {
             let v6 = |a: windows_sys::Win32::Networking::WinSock::IN6_ADDR, port, scope| {
@@ -144,6 +209,28 @@ pub fn prepare_agent(cmd: &mut Command) {
     // is the agent's pid). A side effect: CTRL_C is disabled in the new group; CTRL_BREAK is not.
     cmd.creation_flags(CREATE_NEW_PROCESS_GROUP);
     cmd.env(WATCH_PID, std::process::id().to_string());
+    ensure_console();
+}
+
+/// Console control events reach only the processes attached to the caller's console. A runner
+/// started without one (by a service, a CI agent, a GUI) gets a console of its own here, before
+/// its first agent starts, and every agent inherits it (they are not DETACHED_PROCESS); where
+/// there is one already, AllocConsole fails with ERROR_ACCESS_DENIED and nothing changes. The
+/// runner's standard handles (pipes to a CI log, say) are kept: AllocConsole would point them at
+/// the new, unseen console.
+fn ensure_console() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| unsafe {
+        let ids = [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE];
+        let saved = ids.map(|id| GetStdHandle(id));
+        if AllocConsole() != 0 {
+            for (id, h) in ids.into_iter().zip(saved) {
+                if !h.is_null() && h != INVALID_HANDLE_VALUE {
+                    SetStdHandle(id, h);
+                }
+            }
+        }
+    });
 }
 
 /// Nothing to do: sockets here are handles, not numbered descriptors under RLIMIT_NOFILE, so a
@@ -216,18 +303,97 @@ fn die() -> ! {
 /// no handler installed (Rust installs none) the default one calls
 /// ExitProcess(STATUS_CONTROL_C_EXIT), so the agent exits with "exit STATUS_CONTROL_C_EXIT" after
 /// its DLLs detach, the counterpart of SIGTERM's default action. Console control events reach only
-/// processes attached to the caller's console: a runner without a console gets an error here.
+/// processes attached to the caller's console, which `prepare_agent` makes sure the runner has.
 pub fn terminate(pid: u32) -> io::Result<()> {
     if unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, pid) } == 0 {
-        return Err(io::Error::last_os_error());
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("CTRL_BREAK to the process group of {pid} failed: {e}"),
+        ));
     }
     Ok(())
 }
 
-/// Windows has no cheap per-process "asleep in a call" state: it would take the wait reason of
-/// each thread from NtQuerySystemInformation(SystemProcessInformation). Not implemented.
-pub fn is_blocked(_pid: u32) -> Option<bool> {
-    None
+/// Whether the agent `pid` is blocked in a call: its threads' states and wait reasons from
+/// NtQuerySystemInformation(SystemProcessInformation), and the thread the agent marked as in a
+/// call (`mark_operation`); the decision is `parse::agent_blocked_in_call`. A blocking Winsock
+/// call waits in NtWaitForSingleObject (wait reason UserRequest), while an agent waiting for its
+/// next command reads a synchronous pipe (an Executive wait); the runner watcher thread waits
+/// with UserRequest too, which is why the marked thread, not any waiting one, decides.
+pub fn is_blocked(pid: u32) -> Option<bool> {
+    let buf = system_processes().ok()?;
+    // SAFETY: u64s viewed as their bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len() * 8) };
+    let threads = parse::windows_process_threads(bytes, pid, std::mem::size_of::<usize>())?;
+    let waits: Vec<parse::ThreadWait> = threads
+        .iter()
+        .map(|t| t.wait(thread_description(t.tid)))
+        .collect();
+    parse::agent_blocked_in_call(&waits)
+}
+
+/// The SystemProcessInformation list of every process and thread (some hundred KiB), in a
+/// u64-aligned buffer grown until it fits.
+fn system_processes() -> io::Result<Vec<u64>> {
+    let mut buf: Vec<u64> = vec![0; 64 * 1024];
+    loop {
+        let mut needed = 0u32;
+        let len = u32::try_from(buf.len() * 8).unwrap_or(u32::MAX);
+        let status = unsafe {
+            NtQuerySystemInformation(
+                SYSTEM_PROCESS_INFORMATION,
+                buf.as_mut_ptr().cast(),
+                len,
+                &mut needed,
+            )
+        };
+        match status {
+            0 => return Ok(buf),
+            STATUS_INFO_LENGTH_MISMATCH if buf.len() < 64 << 20 => {
+                buf = vec![0; (needed as usize).div_ceil(8).max(buf.len()) * 2]
+            }
+            s => {
+                return Err(io::Error::other(format!(
+                    "NtQuerySystemInformation failed with NTSTATUS 0x{:08X}",
+                    s as u32
+                )))
+            }
+        }
+    }
+}
+
+/// A thread's description (SetThreadDescription; Windows 10 1607+), or None.
+fn thread_description(tid: u32) -> Option<String> {
+    let h = unsafe { OpenThread(THREAD_QUERY_LIMITED_INFORMATION, 0, tid) };
+    if h.is_null() {
+        return None;
+    }
+    let mut p: PWSTR = std::ptr::null_mut();
+    let hr = unsafe { GetThreadDescription(h, &mut p) };
+    unsafe { CloseHandle(h) };
+    if hr < 0 || p.is_null() {
+        return None;
+    }
+    // SAFETY: a NUL-terminated UTF-16 string the call allocated; freed with LocalFree.
+    let name = unsafe {
+        let len = (0..).take_while(|&i| *p.add(i) != 0).count();
+        let name = String::from_utf16_lossy(std::slice::from_raw_parts(p, len));
+        LocalFree(p.cast());
+        name
+    };
+    Some(name)
+}
+
+/// Name the calling thread (the agent's operating thread) by whether it is in a call.
+pub fn mark_operation(on: bool) {
+    let name = if on {
+        parse::THREAD_IN_CALL
+    } else {
+        parse::THREAD_IDLE
+    };
+    let wide: Vec<u16> = name.encode_utf16().chain([0]).collect();
+    unsafe { SetThreadDescription(GetCurrentThread(), wide.as_ptr()) };
 }
 
 pub fn exit_description(status: ExitStatus) -> String {
@@ -260,6 +426,71 @@ pub fn set_user_timeout(s: &Socket, timeout: Duration) -> io::Result<()> {
         return Err(wsa_error());
     }
     Ok(())
+}
+
+/// closesocket and its own result. It fails with WSAEWOULDBLOCK on a non-blocking socket whose
+/// linger time is non-zero, and the socket stays open: it is handed back (see
+/// `parse::windows_close_leaves_socket_open`).
+pub fn close(s: Socket) -> Result<(), (io::Error, Option<Socket>)> {
+    let raw = s.into_raw_socket();
+    if unsafe { closesocket(raw as SOCKET) } == 0 {
+        return Ok(());
+    }
+    let e = wsa_error();
+    let open = e
+        .raw_os_error()
+        .is_some_and(parse::windows_close_leaves_socket_open);
+    // SAFETY: closesocket failed in a way that leaves this socket open and ours.
+    let back = open.then(|| unsafe { Socket::from_raw_socket(raw) });
+    Err((e, back))
+}
+
+/// recv(2) as Winsock answers it, WSAESHUTDOWN included (socket2 reports that as Ok(0)).
+pub fn recv(s: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    let len = buf.len().min(i32::MAX as usize) as i32;
+    let n =
+        unsafe { windows_sys::Win32::Networking::WinSock::recv(raw(s), buf.as_mut_ptr(), len, 0) };
+    if n == SOCKET_ERROR {
+        return Err(wsa_error());
+    }
+    Ok(n as usize)
+}
+
+/// WSAPoll for POLLRDNORM (a listener reports it when a connection can be accepted). An error or
+/// hang-up counts as readable: the call that follows reports it.
+pub fn wait_readable(s: &Socket, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = WSAPOLLFD {
+        fd: raw(s),
+        events: POLLRDNORM,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    match unsafe { WSAPoll(&mut pfd, 1, ms) } {
+        SOCKET_ERROR => Err(wsa_error()),
+        n => Ok(n > 0),
+    }
+}
+
+pub fn raise_fd_limit() -> io::Result<u64> {
+    unsupported("Windows has no per-process limit on open sockets to raise (no RLIMIT_NOFILE)")
+}
+
+/// Rust's abort is the C runtime's: `__fastfail`, which ends the process with
+/// STATUS_STACK_BUFFER_OVERRUN. By default Windows Error Reporting takes the process first and may
+/// keep it alive (suspended, while a report and dump are written, or behind a dialog) past any
+/// deadline. SEM_NOGPFAULTERRORBOX tells the system not to invoke WER for this process
+/// (SetErrorMode's documentation); in case a fast fail still reaches WER, its flags ask for no
+/// UI, no heap in the dump and a queued report.
+pub fn abort() -> ! {
+    unsafe {
+        SetErrorMode(GetErrorMode() | SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX);
+        WerSetFlags(
+            WER_FAULT_REPORTING_NO_UI
+                | WER_FAULT_REPORTING_FLAG_NOHEAP
+                | WER_FAULT_REPORTING_FLAG_QUEUE,
+        );
+    }
+    std::process::abort()
 }
 
 /// Windows has no SIGPIPE: a send on a broken connection always fails with an error, so
