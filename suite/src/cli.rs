@@ -188,6 +188,7 @@ pub fn unmet_needs(case: &Case, cfg: &RunConfig) -> Option<String> {
             Need::Capture => &cfg.capture,
             Need::Lab => &cfg.lab,
             Need::Ipv6 => &cfg.ipv6,
+            Need::Sysctl => &cfg.sysctl,
         };
         r.as_ref().err().map(|why| format!("needs {n}: {why}"))
     })
@@ -344,6 +345,9 @@ pub fn conform(o: &ConformOptions) -> i32 {
         capability_text(&cfg.capture),
         cfg.table.describe()
     );
+    if let (None, (_, Some(why))) = (o.jobs, cfg.default_jobs(cases.len())) {
+        println!("{why} (--jobs N overrides)");
+    }
     if base.is_fallback() {
         println!(
             "no snapshots of {} yet: comparing with the nearest recorded platform, snapshots/{}/; differences are shown, not failures (`--bless` records {} under snapshots/{}/)",
@@ -403,7 +407,9 @@ fn run_all(
     jobs: Option<usize>,
     mut done: impl FnMut(&Case, Option<&CaseRun>),
 ) -> Vec<Option<CaseRun>> {
-    let jobs = jobs.unwrap_or(cases.len()).max(1);
+    let jobs = jobs
+        .unwrap_or_else(|| cfg.default_jobs(cases.len()).0)
+        .max(1);
     let mut results: Vec<Option<CaseRun>> = (0..cases.len()).map(|_| None).collect();
     let (tx, rx) = mpsc::channel::<(usize, CaseRun)>();
     std::thread::scope(|s| {

@@ -41,6 +41,14 @@ pub fn run_id() -> &'static str {
 }
 /// How long a checkpoint waits for transient TCP states (FIN_WAIT1, LAST_ACK...) to settle.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(1);
+/// What identifies one table entry of the case, for telling whether the table still changes.
+type EntryKey = (SocketAddr, SocketAddr, TcpState);
+
+/// How long the case's table entries must stay the same before a checkpoint reads them, on a
+/// stack that processes segments after the sending call returns.
+const QUIET: Duration = Duration::from_millis(300);
+/// How long a checkpoint on such a stack waits for a closed endpoint's FIN or RST on the wire.
+const CLOSING_DEADLINE: Duration = Duration::from_secs(2);
 /// How long an explicit await may wait for a state.
 const AWAIT_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -58,6 +66,8 @@ pub struct RunConfig {
     pub ipv6: Result<(), String>,
     /// What the TCP table of this platform can show (probed, not assumed).
     pub table: TableView,
+    /// Ok: a `net.*` sysctl written in a case's namespace takes effect there.
+    pub sysctl: Result<(), String>,
 }
 
 impl RunConfig {
@@ -74,6 +84,10 @@ impl RunConfig {
         };
         let ipv6 = probe_ipv6(isolation.is_ok());
         let table = TableView::probe(isolation.is_ok());
+        let sysctl = match &isolation {
+            Ok(()) => probe_sysctl(),
+            Err(why) => Err(format!("needs an isolated case namespace: {why}")),
+        };
         RunConfig {
             agent_exe,
             isolation,
@@ -81,8 +95,75 @@ impl RunConfig {
             lab,
             ipv6,
             table,
+            sysctl,
         }
     }
+}
+
+impl RunConfig {
+    /// How many cases run at once when the user does not say, and why when it is not all of
+    /// them. Cases spend their time waiting on the kernel, so all run at once, unless reading
+    /// the TCP table is slow here (a process per query, or an emulation layer): every case polls
+    /// it, and many pollers at once would delay the waits they serve.
+    pub fn default_jobs(&self, cases: usize) -> (usize, Option<String>) {
+        let slow = Duration::from_millis(5);
+        if self.table.read_cost >= slow && cases > SLOW_TABLE_JOBS {
+            return (
+                SLOW_TABLE_JOBS,
+                Some(format!(
+                    "{SLOW_TABLE_JOBS} cases at once: one read of the TCP table took {} ms here",
+                    self.table.read_cost.as_millis()
+                )),
+            );
+        }
+        if !self.table.synchronous && cases > ASYNC_STACK_JOBS {
+            return (
+                ASYNC_STACK_JOBS,
+                Some(format!(
+                    "{ASYNC_STACK_JOBS} cases at once: this stack processes segments after the call returns, and many cases at once delay that past a checkpoint's wait"
+                )),
+            );
+        }
+        (cases.max(1), None)
+    }
+}
+
+/// Cases at once on a stack that processes segments asynchronously (gVisor: with all 57 at once
+/// on 2 cores, a FIN could stay unprocessed for over 100 ms).
+const ASYNC_STACK_JOBS: usize = 8;
+
+/// Cases at once where the table is slow to read (Wine: 0 failures at 4, 29 at full parallelism).
+const SLOW_TABLE_JOBS: usize = 4;
+
+/// Write `net.ipv4.ip_local_port_range` in a fresh case namespace and check that bind(0) there
+/// draws from the new range: the write must take effect where it was made. (gVisor accepts it and
+/// reads it back, but applies it to the sandbox's first namespace.) The old value is written back.
+fn probe_sysctl() -> Result<(), String> {
+    const KEY: &str = "net.ipv4.ip_local_port_range";
+    std::thread::spawn(|| {
+        platforms::isolate_thread()?;
+        let path = format!("/proc/sys/{}", KEY.replace('.', "/"));
+        let old = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {KEY}: {e}"))?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        platforms::host::set_net_sysctl_here(KEY, "40000 40009")
+            .map_err(|e| format!("cannot write {KEY}: {e}"))?;
+        let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port());
+        let _ = platforms::host::set_net_sysctl_here(KEY, &old);
+        match port {
+            Ok(p) if (40000..=40009).contains(&p) => Ok(()),
+            Ok(p) => Err(format!(
+                "a {KEY} written in the case's namespace does not take effect there (bind(0) got port {p}, not 40000-40009)"
+            )),
+            Err(e) => Err(format!("cannot bind after writing {KEY}: {e}")),
+        }
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the sysctl probe thread panicked".into()))
 }
 
 /// Bind ::1 where loopback cases will run: in a fresh namespace of its own when cases are
@@ -98,6 +179,29 @@ fn probe_ipv6(isolated: bool) -> Result<(), String> {
     })
     .join()
     .unwrap_or_else(|_| Err("the IPv6 probe thread panicked".into()))
+}
+
+/// Pauses between polls of an observable condition: 1 ms at first, growing to 10 ms, so a quick
+/// condition is seen at once while a slow one does not flood a platform whose table is costly to
+/// read (GetTcpTable2 under Wine took about 20 ms a call; polling it every 1 ms from every case
+/// stalled the run).
+pub struct Backoff(Duration);
+
+impl Backoff {
+    pub fn new() -> Backoff {
+        Backoff(Duration::from_millis(1))
+    }
+
+    pub fn wait(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 3 / 2).min(Duration::from_millis(10));
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff::new()
+    }
 }
 
 /// Everything one run of one case produced.
@@ -306,6 +410,7 @@ impl AgentProc {
         if let Some(how) = &self.ended {
             return Ok(how.clone());
         }
+        let mut pause = Backoff::new();
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => {
@@ -313,9 +418,7 @@ impl AgentProc {
                     self.ended = Some(how.clone());
                     return Ok(how);
                 }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
+                Ok(None) if Instant::now() < deadline => pause.wait(),
                 Ok(None) => {
                     return Err(format!(
                         "{}: the process did not end before the deadline",
@@ -365,6 +468,9 @@ struct Run {
     bulk: bool,
     /// What this platform's table can show.
     view: TableView,
+    /// Connection endpoints whose FIN or RST a step has caused (close, shutdown, the process's
+    /// end) and a checkpoint on an asynchronous stack waits to see on the wire.
+    closing: Vec<SocketAddr>,
 }
 
 impl Run {
@@ -391,6 +497,7 @@ impl Run {
             client_ports: BTreeMap::new(),
             bulk: case.is_bulk(),
             view: cfg.table.clone(),
+            closing: Vec::new(),
         }
     }
 
@@ -438,12 +545,19 @@ impl Run {
             }
             self.step(i + 1, step)
                 .map_err(|e| format!("step {} ({step:?}): {e}", i + 1))?;
+            self.note_closing(step);
         }
         Ok(())
     }
 
     fn step(&mut self, n: usize, step: &Step) -> Result<(), String> {
-        let deadline = Instant::now() + step_deadline();
+        // Bulk connects and accepts (10,000 connections) get three deadlines: gVisor needs
+        // about 10 s for them.
+        let bulk = matches!(
+            step,
+            Step::Do(a) if matches!(a.op, Op::ConnectMany { .. } | Op::AcceptAll { .. })
+        );
+        let deadline = Instant::now() + step_deadline() * if bulk { 3 } else { 1 };
         match step {
             Step::Do(a) => {
                 if !self.begin_or_record_gone(a)? {
@@ -470,18 +584,24 @@ impl Run {
             }
             Step::AwaitBlocked(side) => {
                 let pid = self.agent(*side).child.id();
+                let mut pause = Backoff::new();
                 let blocked = loop {
                     match platforms::is_blocked(pid) {
-                        Some(true) => break true,
-                        None => break false,
-                        Some(false) if Instant::now() > deadline => break false,
-                        Some(false) => std::thread::sleep(Duration::from_millis(1)),
+                        Some(true) => break Some(true),
+                        None => break None,
+                        Some(false) if Instant::now() > deadline => break Some(false),
+                        Some(false) => pause.wait(),
                     }
                 };
-                if !blocked {
-                    self.obs.step(format!(
+                match blocked {
+                    Some(true) => {}
+                    // A wait this platform cannot perform is not a timeout: say which it was.
+                    None => self.obs.step(format!(
+                        "runner: cannot observe whether the {side} is blocked in its call on this platform; not waited for"
+                    )),
+                    Some(false) => self.obs.step(format!(
                         "runner: could not observe {side} blocked in its call"
-                    ));
+                    )),
                 }
             }
             Step::Kill(side) => {
@@ -581,6 +701,32 @@ impl Run {
                     ));
                 }
             }
+            Step::AwaitAcked(side) => {
+                if let (Some(c), Some(&(client, server))) = (&self.capture, self.conns.get("conn"))
+                {
+                    let (from, to) = match side {
+                        Side::Client => (canonical(client), canonical(server)),
+                        Side::Server => (canonical(server), canonical(client)),
+                    };
+                    c.wait_for(deadline, |segs| {
+                        let sent_end = segs
+                            .iter()
+                            .filter(|s| {
+                                canonical(s.src) == from && canonical(s.dst) == to && s.payload > 0
+                            })
+                            .map(|s| s.seq.wrapping_add(s.payload as u32))
+                            .next_back();
+                        // Acknowledged (ack_no at or past the end, modulo 2^32), or answered
+                        // with a reset: either way the peer's stack has processed it.
+                        sent_end.is_none_or(|end| {
+                            segs.iter().any(|s| {
+                                canonical(s.src) == to
+                                    && (s.rst || (s.ack && s.ack_no.wrapping_sub(end) < (1 << 31)))
+                            })
+                        })
+                    });
+                }
+            }
             Step::AwaitSyns(n) => {
                 let seen = match &self.capture {
                     Some(c) => c.wait_for(deadline, |segs| {
@@ -636,6 +782,7 @@ impl Run {
                     return Ok(());
                 }
                 let end = Instant::now() + AWAIT_DEADLINE;
+                let mut pause = Backoff::new();
                 loop {
                     let st = self.end_state(*side, "conn")?;
                     if states.contains(&st) {
@@ -650,7 +797,7 @@ impl Run {
                         ));
                         break;
                     }
-                    std::thread::sleep(Duration::from_millis(1));
+                    pause.wait();
                 }
             }
         }
@@ -822,9 +969,59 @@ impl Run {
             .unwrap_or(TcpState::Closed))
     }
 
+    /// Remember which connection endpoints this step ends the sending side of, for `settle`.
+    fn note_closing(&mut self, step: &Step) {
+        let (side, slot) = match step {
+            Step::Do(a) | Step::Start(a) => match &a.op {
+                Op::Close if a.slot != "listener" => (a.side, Some(a.slot)),
+                Op::Shutdown { how } if *how != crate::script::How::Read => (a.side, Some(a.slot)),
+                op if op.ends_process() => (a.side, None),
+                _ => return,
+            },
+            Step::Kill(side) | Step::Terminate(side) | Step::ReleaseHolder(side) => (*side, None),
+            Step::ShutdownHost { .. } => (Side::Server, None),
+            _ => return,
+        };
+        for (s, &(c, srv)) in &self.conns {
+            if slot.is_none_or(|slot| slot == *s) {
+                let end = if side == Side::Client { c } else { srv };
+                if !self.closing.contains(&end) {
+                    self.closing.push(end);
+                }
+            }
+        }
+    }
+
+    /// Wait (at most 2 s) until the wire shows the FIN or RST of every endpoint a step closed:
+    /// the peer's state can only follow once it was sent. Linux's loopback has sent it before
+    /// the call returns, so this costs nothing there but where nothing is sent (a child still
+    /// holds the socket); gVisor may send it after the call, or after a killed process was
+    /// reaped.
+    fn await_closing_on_wire(&mut self) {
+        if self.closing.is_empty() {
+            return;
+        }
+        let Some(capture) = &self.capture else {
+            return;
+        };
+        let want: Vec<SocketAddr> = self.closing.iter().map(|a| canonical(*a)).collect();
+        capture.wait_for(Instant::now() + CLOSING_DEADLINE, |segs| {
+            want.iter().all(|w| {
+                segs.iter()
+                    .any(|s| (s.fin || s.rst) && canonical(s.src) == *w)
+            })
+        });
+        self.closing.clear();
+    }
+
     /// Wait (bounded) until no socket of the case is in a transient state; return the table.
     fn settle(&self) -> [Vec<TcpEntry>; 2] {
         let end = Instant::now() + SETTLE_DEADLINE;
+        let mut pause = Backoff::new();
+        // On a stack that processes segments after the call returns (gVisor), the case's entries
+        // must also have stopped changing for a while: a RST sent by close() may still be on its
+        // way. Linux's loopback has done that work by the time the call returns.
+        let mut last: Option<(Vec<EntryKey>, Instant)> = None;
         loop {
             let t = self.tables().unwrap_or_default();
             let ours = |e: &&TcpEntry| {
@@ -839,29 +1036,59 @@ impl Run {
                 .flatten()
                 .filter(ours)
                 .any(|e| e.state.is_transient());
-            if !transient || Instant::now() > end {
+            // Linux-like stacks (a complete table, segments handled within the call) are settled
+            // as soon as nothing is transient; on others the entries must also stop changing.
+            let stable = (self.view.synchronous && self.view.is_complete()) || {
+                let mut now: Vec<_> = t
+                    .iter()
+                    .flatten()
+                    .filter(ours)
+                    .map(|e| (e.local, e.remote, e.state))
+                    .collect();
+                now.sort_by_key(|(l, r, st)| (*l, *r, st.name()));
+                match &last {
+                    Some((prev, since)) if *prev == now => since.elapsed() >= QUIET,
+                    _ => {
+                        last = Some((now, Instant::now()));
+                        false
+                    }
+                }
+            };
+            if (!transient && stable) || Instant::now() > end {
                 return t;
             }
-            std::thread::sleep(Duration::from_millis(1));
+            pause.wait();
         }
     }
 
-    fn checkpoint(&self, name: &str) -> Result<String, String> {
+    fn checkpoint(&mut self, name: &str) -> Result<String, String> {
+        self.await_closing_on_wire();
         let [tc, ts] = self.settle();
         let mut parts = Vec::new();
         for (slot, &(c, s)) in &self.conns {
             let end = |side| match find(if side == Side::Client { &tc } else { &ts }, side, c, s) {
-                None => self.view.absent_word(),
+                None => self.view.absent_word(side == Side::Server),
                 Some(e) => {
                     let mut w = e.state.name().to_string();
                     // The kernel's receive-queue figure (Linux: rcv_nxt - copied_seq, so a received FIN
                     // counts as 1), shown as the kernel reports it; bulk cases hide the unstable size.
                     // A table whose queues are not real shows none rather than a false 0.
-                    if e.recv_queue > 0 && self.view.recv_queue {
+                    // Linux counts a received FIN as one byte of the queue: taken off here (the
+                    // probe found out which convention this table follows).
+                    let fin_in_queue = self.view.fin_counted
+                        && matches!(
+                            e.state,
+                            TcpState::CloseWait
+                                | TcpState::LastAck
+                                | TcpState::Closing
+                                | TcpState::TimeWait
+                        );
+                    let unread = e.recv_queue.saturating_sub(u64::from(fin_in_queue));
+                    if unread > 0 && self.view.recv_queue {
                         w += &if self.bulk {
                             " rx_queue>0".to_string()
                         } else {
-                            format!(" rx_queue={}", e.recv_queue)
+                            format!(" rx_queue={unread}")
                         };
                     }
                     w

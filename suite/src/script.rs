@@ -363,6 +363,10 @@ pub enum Step {
     AwaitRetransmits(u32),
     /// Wait (with a deadline) until the capture shows this many SYNs from the client.
     AwaitSyns(u32),
+    /// Wait (with a deadline) until the capture shows the peer's stack acknowledged every byte
+    /// this side sent on the connection: the data has been processed there, even on a stack that
+    /// does so after the sending call returned (gVisor). Not recorded; a no-op without capture.
+    AwaitAcked(Side),
     /// Record a platform default as a fact (read from the kernel, not waited for).
     Fact(Fact),
     /// Remember the kernel memory held by TCP sockets now.
@@ -403,6 +407,9 @@ pub enum Need {
     Lab,
     /// An IPv6 loopback address (::1) where the case runs.
     Ipv6,
+    /// `net.*` sysctls that take effect in the case's own namespace (gVisor accepts the write
+    /// but applies it to its first namespace).
+    Sysctl,
 }
 
 impl fmt::Display for Need {
@@ -412,6 +419,7 @@ impl fmt::Display for Need {
             Need::Capture => "capture",
             Need::Lab => "lab",
             Need::Ipv6 => "ipv6",
+            Need::Sysctl => "sysctl",
         })
     }
 }

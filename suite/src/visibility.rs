@@ -32,6 +32,18 @@ pub struct TableView {
     pub recv_queue: bool,
     /// Why the probe could not run, if it could not: then nothing is assumed listed.
     pub unprobed: Option<String>,
+    /// Whether the table lists a connection the server has not accepted yet (gVisor does not).
+    pub lists_unaccepted: bool,
+    /// Whether a segment between two loopback sockets is processed within the sending call
+    /// (Linux: the peer is in CLOSE_WAIT when close() returns), or later (gVisor's netstack
+    /// works asynchronously: a checkpoint must then wait for the table to stop changing).
+    pub synchronous: bool,
+    /// Whether the receive-queue figure counts a received FIN as one byte (Linux) or not (BSD):
+    /// checkpoints take it off, so the matrix compares unread data, not table conventions.
+    pub fin_counted: bool,
+    /// The slowest read of the table during the probe (it decides how many cases can poll it at
+    /// once).
+    pub read_cost: Duration,
 }
 
 impl TableView {
@@ -41,6 +53,10 @@ impl TableView {
             unlisted: BTreeSet::new(),
             recv_queue: true,
             unprobed: None,
+            lists_unaccepted: true,
+            synchronous: true,
+            fin_counted: false,
+            read_cost: Duration::ZERO,
         }
     }
 
@@ -52,6 +68,10 @@ impl TableView {
                 unlisted: PROBED.into_iter().collect(),
                 recv_queue: false,
                 unprobed: Some(why),
+                lists_unaccepted: false,
+                synchronous: false,
+                fin_counted: false,
+                read_cost: Duration::ZERO,
             },
         }
     }
@@ -66,6 +86,10 @@ impl TableView {
                         unlisted: PROBED.into_iter().collect(),
                         recv_queue: false,
                         unprobed: Some(why),
+                        lists_unaccepted: false,
+                        synchronous: false,
+                        fin_counted: false,
+                        read_cost: Duration::ZERO,
                     };
                 }
             }
@@ -76,6 +100,10 @@ impl TableView {
             unlisted: PROBED.into_iter().collect(),
             recv_queue: false,
             unprobed: Some("the probe thread panicked".into()),
+            lists_unaccepted: false,
+            synchronous: false,
+            fin_counted: false,
+            read_cost: Duration::ZERO,
         })
     }
 
@@ -84,16 +112,19 @@ impl TableView {
         self.unlisted.is_empty() && self.recv_queue
     }
 
-    /// A socket of the case is absent from the table: what that means here.
-    pub fn absent_word(&self) -> String {
-        // Only states a socket can still be in after it left the table of a complete one matter:
-        // the lingering ones (TIME_WAIT, an orphaned FIN_WAIT2).
-        let hidden: Vec<&str> = self
+    /// One end of a case's connection is absent from the table: what that means here. Only
+    /// what a socket can still be after it left the table of a complete one matters: a lingering
+    /// state (TIME_WAIT, an orphaned FIN_WAIT2) or, for the server's end, not accepted yet.
+    pub fn absent_word(&self, server_end: bool) -> String {
+        let mut hidden: Vec<&str> = self
             .unlisted
             .iter()
             .filter(|s| matches!(s, TcpState::TimeWait | TcpState::FinWait2))
             .map(|s| s.name())
             .collect();
+        if server_end && !self.lists_unaccepted {
+            hidden.push("queued unaccepted");
+        }
         if hidden.is_empty() {
             "CLOSED".into()
         } else {
@@ -115,24 +146,55 @@ impl TableView {
             let names: Vec<&str> = self.unlisted.iter().map(|s| s.name()).collect();
             format!("does not list {}", names.join(", "))
         };
+        if !self.lists_unaccepted {
+            s += ", nor connections not yet accepted";
+        }
         s += if self.recv_queue {
             "; receive queues real"
         } else {
             "; receive queues not reported"
         };
+        if self.fin_counted {
+            s += " (a received FIN counted as 1, taken off)";
+        }
+        if !self.synchronous {
+            s += "; segments processed after the call returns";
+        }
         s
     }
 }
 
 /// The probe itself, over any table reader (tests hand in a filtered one).
-pub fn walk(table: impl Fn() -> std::io::Result<Vec<TcpEntry>>) -> Result<TableView, String> {
+pub fn walk(read: impl Fn() -> std::io::Result<Vec<TcpEntry>>) -> Result<TableView, String> {
+    let cost = std::cell::Cell::new(Duration::ZERO);
+    let table = || {
+        let t0 = Instant::now();
+        let t = read();
+        cost.set(cost.get().max(t0.elapsed()));
+        t
+    };
     fn io(what: &'static str) -> impl Fn(std::io::Error) -> String {
         move |e| format!("{what}: {e}")
     }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("bind"))?;
     let server_addr = listener.local_addr().map_err(io("local_addr"))?;
     let mut client = TcpStream::connect(server_addr).map_err(io("connect"))?;
-    let (mut server, client_addr) = listener.accept().map_err(io("accept"))?;
+    let client_addr = client.local_addr().map_err(io("local_addr"))?;
+    // Before accept(): is the queued connection's server end in the table?
+    let end = Instant::now() + PROBE_WAIT;
+    let lists_unaccepted = loop {
+        let t = table().map_err(io("read the TCP table"))?;
+        if t.iter()
+            .any(|e| e.local == server_addr && e.remote == client_addr)
+        {
+            break true;
+        }
+        if Instant::now() > end {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let (mut server, _) = listener.accept().map_err(io("accept"))?;
     drop(listener);
     let find = |local: SocketAddr, remote: SocketAddr, want: TcpState| {
         let end = Instant::now() + PROBE_WAIT;
@@ -167,14 +229,31 @@ pub fn walk(table: impl Fn() -> std::io::Result<Vec<TcpEntry>>) -> Result<TableV
     } else {
         unlisted.insert(TcpState::Established);
     }
+    // The client closes first and lets go of its socket: the server sits in CLOSE_WAIT (its 5
+    // bytes still unread), the client's orphaned socket in FIN_WAIT2.
+    drop(client);
+    // Synchronous only if the peer's state follows at once every time: one lucky reading of an
+    // asynchronous stack must not pass for it.
+    let mut synchronous = table().map_err(io("read the TCP table"))?.iter().any(|e| {
+        e.local == server_addr && e.remote == client_addr && e.state == TcpState::CloseWait
+    });
+    for _ in 0..SYNC_TRIALS {
+        if !synchronous {
+            break;
+        }
+        synchronous = closes_synchronously(&table)?;
+    }
+    // Linux's figure is rcv_nxt - copied_seq, so the FIN counts as one more byte (6); BSD's
+    // Recv-Q counts bytes only (5).
+    let mut fin_counted = false;
+    match find(server_addr, client_addr, TcpState::CloseWait)? {
+        None => {
+            unlisted.insert(TcpState::CloseWait);
+        }
+        Some(e) => fin_counted = recv_queue && e.recv_queue == 6,
+    }
     let mut buf = [0u8; 5];
     server.read_exact(&mut buf).map_err(io("read"))?;
-    // The client closes first and lets go of its socket: the server sits in CLOSE_WAIT, the
-    // client's orphaned socket in FIN_WAIT2.
-    drop(client);
-    if find(server_addr, client_addr, TcpState::CloseWait)?.is_none() {
-        unlisted.insert(TcpState::CloseWait);
-    }
     if find(client_addr, server_addr, TcpState::FinWait2)?.is_none() {
         unlisted.insert(TcpState::FinWait2);
     }
@@ -187,7 +266,31 @@ pub fn walk(table: impl Fn() -> std::io::Result<Vec<TcpEntry>>) -> Result<TableV
         unlisted,
         recv_queue,
         unprobed: None,
+        lists_unaccepted,
+        synchronous,
+        fin_counted,
+        read_cost: cost.get(),
     })
+}
+
+/// More connections closed to tell a synchronous stack from a lucky asynchronous one.
+const SYNC_TRIALS: usize = 8;
+
+/// Whether the server's end of a fresh connection is in CLOSE_WAIT on the first table read
+/// after the client's close() returned.
+fn closes_synchronously(
+    table: &impl Fn() -> std::io::Result<Vec<TcpEntry>>,
+) -> Result<bool, String> {
+    let e = |what: &'static str| move |e: std::io::Error| format!("{what}: {e}");
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(e("bind"))?;
+    let server_addr = l.local_addr().map_err(e("local_addr"))?;
+    let c = TcpStream::connect(server_addr).map_err(e("connect"))?;
+    let client_addr = c.local_addr().map_err(e("local_addr"))?;
+    let (_s, _) = l.accept().map_err(e("accept"))?;
+    drop(c);
+    Ok(table().map_err(e("read the TCP table"))?.iter().any(|x| {
+        x.local == server_addr && x.remote == client_addr && x.state == TcpState::CloseWait
+    }))
 }
 
 #[cfg(test)]
@@ -211,18 +314,23 @@ mod tests {
         .unwrap();
         assert!(view.unlisted.contains(&TcpState::TimeWait), "{view:?}");
         assert!(!view.recv_queue);
-        assert!(view.absent_word().contains("TIME_WAIT"));
-        assert!(view.absent_word().starts_with("not visible"));
+        assert!(view.absent_word(false).contains("TIME_WAIT"));
+        assert!(view.absent_word(false).starts_with("not visible"));
     }
 
     #[test]
     fn a_complete_table_makes_absence_closed() {
-        assert_eq!(TableView::complete().absent_word(), "CLOSED");
+        assert_eq!(TableView::complete().absent_word(true), "CLOSED");
         let unread_only = TableView {
             unlisted: [TcpState::CloseWait].into_iter().collect(),
             recv_queue: true,
             unprobed: None,
+            lists_unaccepted: false,
+            synchronous: true,
+            fin_counted: false,
+            read_cost: Duration::ZERO,
         };
-        assert_eq!(unread_only.absent_word(), "CLOSED");
+        assert_eq!(unread_only.absent_word(false), "CLOSED");
+        assert!(unread_only.absent_word(true).contains("unaccepted"));
     }
 }

@@ -234,3 +234,147 @@ fn a_corrupt_snapshot_is_named_and_exits_2() {
         text(&o)
     );
 }
+
+/// Every descendant of `pid` with its command line (read from /proc; empty where it is absent).
+fn descendants(pid: u32) -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parent_of = |p: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let pids: Vec<u32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    let mut found = vec![pid];
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for p in &pids {
+            if !found.contains(p) && parent_of(*p).is_some_and(|pp| found.contains(&pp)) {
+                found.push(*p);
+                grew = true;
+            }
+        }
+    }
+    found
+        .into_iter()
+        .skip(1)
+        .map(|p| (p, platforms::procs::command_line(p).unwrap_or_default()))
+        .collect()
+}
+
+/// Whether a process exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn ctrl_c_during_a_multi_stack_run_leaves_no_qemu_sandbox_or_agent() {
+    // The stacks need root, runsc, virtme-ng and a Linux 6.1 kernel (`.ci/stacks-install`).
+    let cache = suite::stacks::cache_dir();
+    let missing = [
+        ("runsc", suite::stacks::gvisor::release().err()),
+        (
+            "a Linux 6.1 kernel",
+            suite::stacks::vm::find_kernel(&cache, "6.1").err(),
+        ),
+    ]
+    .into_iter()
+    .find_map(|(what, err)| err.map(|e| format!("{what}: {e}")));
+    if let Some(why) = missing {
+        eprintln!("skipped: the stacks are not installed here ({why}); run .ci/stacks-install");
+        return;
+    }
+    if !std::path::Path::new("/proc/self/stat").exists() {
+        eprintln!("skipped: cannot list processes on this platform");
+        return;
+    }
+    let tag = format!("t-stacks-{}", std::process::id());
+    // Many rounds of a short family, so every stack is still running when the interrupt comes.
+    let mut child = runner(
+        &tag,
+        &[
+            "conform",
+            "--on",
+            "host,gvisor,linux-6.1",
+            "--filter",
+            "close/",
+            "--repeat",
+            "100000",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Interrupt once the guest runs cases and a sandbox and a host agent exist.
+    let end = Instant::now() + Duration::from_secs(300);
+    let mut guest_running = false;
+    let seen = loop {
+        while let Ok(line) = rx.try_recv() {
+            guest_running |= line.starts_with("[linux-6.1]") && line.contains("  done  ");
+        }
+        let d = descendants(child.id());
+        let has = |what: &str| d.iter().any(|(_, c)| c.contains(what));
+        if guest_running && has("qemu-system") && has("runsc") && has("sockconform-agent") {
+            break d;
+        }
+        if Instant::now() > end {
+            platforms::procs::interrupt(child.id()).ok();
+            let _ = child.wait();
+            panic!("the three stacks never ran at once: {d:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Ctrl-C as a terminal sends it to the runner (the stacks sit in groups of their own).
+    platforms::procs::interrupt(child.id()).unwrap();
+    let waited = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(30),
+            "the interrupted run did not end within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "the run was interrupted");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<&(u32, String)> = seen.iter().filter(|(p, _)| alive(*p)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "processes of the interrupted run survived it: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_nothing_left(&tag);
+}

@@ -15,7 +15,7 @@ pub fn ephemeral_exhaustion() -> Case {
             client(Op::ConnectMany { max: 100, compare_ports: true }),
         ],
     )
-    .needs(&[Need::Isolation])
+    .needs(&[Need::Isolation, Need::Sysctl])
 }
 
 pub fn capacity_10k_idle() -> Case {

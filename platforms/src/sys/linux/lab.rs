@@ -403,7 +403,16 @@ fn start(ns: &Ns, program: &Path, args: &[&str], script: &str) -> io::Result<Run
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {what}: {e}")))?;
+        .map_err(|e| {
+            // The tool is started inside the lab host's namespace (setns before exec): a kernel
+            // that cannot move a process into another network namespace fails here, not the tool.
+            let why = if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                format!("cannot run {what} inside a lab host: this kernel cannot enter another network namespace (setns: {e}), which the lab's three hosts need")
+            } else {
+                format!("cannot run {what}: {e}")
+            };
+            io::Error::new(e.kind(), why)
+        })?;
     let mut stdin = child.stdin.take().expect("piped");
     // A tool that fails early closes its input (EPIPE here); its exit status tells why.
     let _ = stdin.write_all(script.as_bytes());

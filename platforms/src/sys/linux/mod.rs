@@ -10,9 +10,13 @@ pub use capture::Capture;
 mod unix;
 
 pub use unix::{
-    adopt_inherited, close_inherited_descriptors, exit_description, poll, set_fd_limit,
-    sigpipe_default, spawn_inheriting, terminate, wait_stdin_hangup,
+    abort, adopt_inherited, close, close_inherited_descriptors, exit_description, poll,
+    raise_fd_limit, recv, set_fd_limit, sigpipe_default, spawn_inheriting, terminate,
+    wait_readable, wait_stdin_hangup,
 };
+
+/// Nothing to mark: the kernel's wait channel tells a blocked agent from an idle one.
+pub fn mark_operation(_on: bool) {}
 
 use crate::{names, Os, TcpEntry, TcpState, Unavailable};
 use socket2::Socket;
@@ -101,10 +105,39 @@ pub fn isolate_thread() -> Result<(), Unavailable> {
         .map_err(|e| format!("cannot bring loopback up in the case namespace: {e}"))
 }
 
-/// Bring an interface of the calling thread's namespace up (SIOCSIFFLAGS |= IFF_UP).
+/// Bring an interface of the calling thread's namespace up. Nothing to do when it already is (a
+/// new namespace in gVisor starts with `lo` up, and gVisor has no SIOCSIFFLAGS); otherwise
+/// SIOCSIFFLAGS |= IFF_UP, and where that ioctl is not supported (ENOTTY, EINVAL) an RTM_NEWLINK
+/// request over NETLINK_ROUTE. Either way the flags are read back: success means IFF_UP is set.
 pub fn set_interface_up(name: &str) -> io::Result<()> {
     let fd = cvt(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut req = ifreq(name)?;
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    if unsafe { req.ifr_ifru.ifru_flags } & libc::IFF_UP as libc::c_short != 0 {
+        return Ok(());
+    }
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    if let Err(e) = cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }) {
+        if !matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)) {
+            return Err(e);
+        }
+        let mut index = ifreq(name)?;
+        cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut index) })?;
+        set_link_up_netlink(unsafe { index.ifr_ifru.ifru_ifindex })
+            .map_err(|n| io::Error::new(n.kind(), format!("SIOCSIFFLAGS: {e}; netlink: {n}")))?;
+    }
+    let mut check = ifreq(name)?;
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut check) })?;
+    if unsafe { check.ifr_ifru.ifru_flags } & libc::IFF_UP as libc::c_short == 0 {
+        return Err(io::Error::other(format!(
+            "{name} is still down after the kernel accepted bringing it up"
+        )));
+    }
+    Ok(())
+}
+
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     if name.len() >= req.ifr_name.len() {
         return Err(io::Error::new(
@@ -115,10 +148,117 @@ pub fn set_interface_up(name: &str) -> io::Result<()> {
     for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *d = s as libc::c_char;
     }
-    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })?;
-    Ok(())
+    Ok(req)
+}
+
+/// RTM_NEWLINK { ifi_index, ifi_flags = ifi_change = IFF_UP } with NLM_F_ACK on a NETLINK_ROUTE
+/// socket of the calling thread's namespace; the kernel's acknowledgement carries the result.
+fn set_link_up_netlink(index: libc::c_int) -> io::Result<()> {
+    const NLMSG_HDRLEN: usize = 16;
+    const IFINFOMSG_LEN: usize = 16;
+    const RTM_NEWLINK: u16 = 16;
+    const NLMSG_ERROR: u16 = 2;
+    let fd = cvt(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    })?;
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let seq: u32 = 1;
+    let mut msg = Vec::with_capacity(NLMSG_HDRLEN + IFINFOMSG_LEN);
+    // struct nlmsghdr: len, type, flags, seq, pid (0: the kernel).
+    msg.extend_from_slice(&((NLMSG_HDRLEN + IFINFOMSG_LEN) as u32).to_ne_bytes());
+    msg.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    msg.extend_from_slice(&seq.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    // struct ifinfomsg: family (AF_UNSPEC), pad, type, index, flags, change.
+    msg.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
+    msg.extend_from_slice(&index.to_ne_bytes());
+    msg.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
+    msg.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes());
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    let sent = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 1024];
+    // Every wait has a deadline: an acknowledgement that never comes is an error, not a hang
+    // (poll, not SO_RCVTIMEO, which gVisor's netlink sockets do not support).
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut pfd = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        match unsafe { libc::poll(&mut pfd, 1, left.as_millis() as libc::c_int) } {
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no netlink acknowledgement within 2 s",
+                ))
+            }
+            r if r < 0 => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            _ => {}
+        }
+        let n = unsafe {
+            libc::recv(
+                sock.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR | libc::EAGAIN) => continue,
+                _ => return Err(e),
+            }
+        }
+        let reply = &buf[..n as usize];
+        let mut at = 0;
+        while reply.len() >= at + NLMSG_HDRLEN {
+            let word = |i: usize| u32::from_ne_bytes(reply[i..i + 4].try_into().unwrap());
+            let len = word(at) as usize;
+            let typ = u16::from_ne_bytes([reply[at + 4], reply[at + 5]]);
+            if len < NLMSG_HDRLEN || at + len > reply.len() {
+                return Err(io::Error::other("malformed netlink reply"));
+            }
+            if word(at + 8) == seq && typ == NLMSG_ERROR {
+                if len < NLMSG_HDRLEN + 4 {
+                    return Err(io::Error::other("short netlink acknowledgement"));
+                }
+                // struct nlmsgerr: error (0 = ack, else -errno), then the request's header.
+                let errno = -(word(at + NLMSG_HDRLEN) as i32);
+                return match errno {
+                    0 => Ok(()),
+                    e => Err(io::Error::from_raw_os_error(e)),
+                };
+            }
+            at += (len + 3) & !3;
+        }
+    }
 }
 
 // --- processes -----------------------------------------------------------------------------------
@@ -196,6 +336,76 @@ mod tests {
         let t = parse_proc_net_tcp(text);
         assert_eq!(t[0].local, "[::1]:80".parse().unwrap());
         assert_eq!(t[0].state, TcpState::Established);
+    }
+
+    /// Run `f` on a fresh thread moved into a new network namespace (lo down, as Linux makes
+    /// it); None (after printing why) without the privilege.
+    fn in_fresh_namespace<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        std::thread::spawn(move || {
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                eprintln!(
+                    "skipped: cannot unshare(CLONE_NEWNET): {}",
+                    io::Error::last_os_error()
+                );
+                return None;
+            }
+            Some(f())
+        })
+        .join()
+        .unwrap()
+    }
+
+    fn lo_is_up() -> bool {
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mut req = ifreq("lo").unwrap();
+        cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) }).unwrap();
+        unsafe { req.ifr_ifru.ifru_flags & libc::IFF_UP as libc::c_short != 0 }
+    }
+
+    #[test]
+    fn isolation_brings_loopback_up_and_connects() {
+        let Some(r) = in_fresh_namespace(|| {
+            isolate_thread()?;
+            let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            std::net::TcpStream::connect(l.local_addr().unwrap()).map_err(|e| e.to_string())?;
+            // Idempotent: already up is success.
+            set_interface_up("lo").map_err(|e| e.to_string())?;
+            Ok::<bool, String>(lo_is_up())
+        }) else {
+            return;
+        };
+        assert_eq!(r, Ok(true));
+    }
+
+    #[test]
+    fn netlink_brings_loopback_up() {
+        // The fallback path on its own, where the ioctl would also work (a Linux host).
+        let Some(r) = in_fresh_namespace(|| {
+            let before = lo_is_up();
+            let index = unsafe { libc::if_nametoindex(c"lo".as_ptr()) } as libc::c_int;
+            set_link_up_netlink(index).map_err(|e| e.to_string())?;
+            Ok::<_, String>((before, lo_is_up()))
+        }) else {
+            return;
+        };
+        match r {
+            Ok(flags) => assert_eq!(flags, (false, true)),
+            // gVisor answers RTM_NEWLINK without attributes with EOPNOTSUPP (its lo is up).
+            Err(e) => assert!(e.contains("95") || e.contains("not supported"), "{e}"),
+        }
+    }
+
+    #[test]
+    fn netlink_reports_a_missing_interface() {
+        let Some(r) = in_fresh_namespace(|| set_link_up_netlink(4242)) else {
+            return;
+        };
+        let e = r.unwrap_err();
+        assert!(
+            matches!(e.raw_os_error(), Some(libc::ENODEV | libc::EOPNOTSUPP)),
+            "{e}"
+        );
     }
 
     #[test]
