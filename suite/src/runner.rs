@@ -48,7 +48,7 @@ type EntryKey = (SocketAddr, SocketAddr, TcpState);
 /// stack that processes segments after the sending call returns.
 const QUIET: Duration = Duration::from_millis(300);
 /// How long a checkpoint on such a stack waits for a closed endpoint's FIN or RST on the wire.
-const CLOSING_DEADLINE: Duration = Duration::from_secs(2);
+const CLOSING_DEADLINE: Duration = Duration::from_secs(5);
 /// How long an explicit await may wait for a state.
 const AWAIT_DEADLINE: Duration = Duration::from_secs(5);
 

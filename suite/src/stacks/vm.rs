@@ -1,14 +1,594 @@
-//! STUB by the lead so the workspace compiles: the VM helper replaces this whole file.
+//! Another Linux kernel: the suite runs in a QEMU guest booted with virtme-ng (`vng`) on a Debian
+//! kernel, so a kernel series ("6.1", Debian 12's) is a platform next to the host's own.
+//!
+//! The kernel is found unpacked in the cache (`.ci/stacks-install` runs `dpkg-deb -x` on Debian's
+//! `linux-image-<release>` into `<cache>/linux-image-<release>/` and indexes its modules with
+//! `depmod`) or installed under /boot. The guest (measured with virtme-ng 1.42, QEMU 7.2):
+//!
+//! * sees the host's root file system read-only over 9p (`--force-9p`); /etc, /usr, /tmp, ... are
+//!   writable overlays that live in guest memory; only the artifact folder `out` is written
+//!   through to the host (`--rwdir`);
+//! * has no network device: vng adds one only with `--network`, so QEMU runs with `-net none`;
+//! * is software-emulated (`--disable-kvm`): /dev/kvm may exist yet fail to boot these kernels
+//!   when the host is itself a VM; boot takes about 20-30 s;
+//! * loads its modules (veth, nf_tables, ...) on demand: vng finds `lib/modules/<release>` next to
+//!   the unpacked `boot/vmlinuz-<release>` and links it into the guest's /lib/modules, and the
+//!   guest's kernel runs the host's /sbin/modprobe (kmod) on it;
+//! * runs one shell script, written into `<cache>/vm/` (the kernel's command line, which carries
+//!   `--exec`, holds 2048 bytes and a longer one hangs the guest at a prompt): it takes the
+//!   virtio ports for its standard streams (see `GUEST_PORTS`), raises the descriptor limit,
+//!   then `exec`s `sockconform`, whose exit code virtme-ng-init writes to its return port, and
+//!   vng exits with it (255 when the guest died without one, e.g. a kernel panic).
+//!
+//! Processes: vng -> sh -> virtme-run -> qemu. Measured: SIGTERM or SIGKILL to vng alone leaves
+//! virtme-run and QEMU running (SIGINT to vng alone does nothing); SIGTERM to the whole process
+//! group ends them all. So that nothing outlives even a runner killed with SIGKILL (when only the
+//! group leader gets the parent-death signal), vng runs under `unshare --pid --fork --kill-child`:
+//! vng is the init of a PID namespace of its own and gets SIGKILL when `unshare` dies, and the
+//! kernel then kills everything in that namespace, QEMU included.
+
+use super::Launch;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+/// A kernel this machine can boot: found in the cache (unpacked Debian packages) or under /boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kernel {
+    /// The kernel's release as `uname -r` prints it, e.g. "6.1.0-57-amd64".
     pub release: String,
+    /// The bootable image (vmlinuz).
     pub image: PathBuf,
+    /// Its modules, `lib/modules/<release>`, when they are there.
     pub modules: Option<PathBuf>,
 }
-pub fn find_kernel(_cache: &Path, _series: &str) -> Result<Kernel, String> {
-    Err("not written yet".into())
+
+/// Guest memory: the catalog with 10,000 idle connections fits in well under 1 GiB.
+const MEMORY: &str = "2G";
+/// Virtual CPUs: each is one host thread of software emulation.
+const CPUS: &str = "2";
+/// Descriptors in the guest (its default is 1024, hard 4096): `ports/capacity_10k_idle` opens
+/// 10,000 connections in one process.
+const FD_LIMIT: u32 = 65536;
+/// The guest's PATH: `ip` and `nft` live in /usr/sbin or /sbin.
+const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// virtme-ng-init connects the script to its virtio ports (stdin, stdout, stderr, and the return
+/// port read back as vng's exit code) through the /dev/virtio-ports links that udev makes. Where
+/// the host's root has no udev (Debian's udev package is not installed by default), it runs the
+/// script on the serial console instead, which vng discards, and vng exits with 255 whatever the
+/// script did. The script then makes the links itself and takes the ports; after it exits,
+/// virtme-ng-init finds the return port through the same links.
+const GUEST_PORTS: &str = r#"if [ ! -e /dev/virtio-ports/virtme.stdout ]; then
+  mkdir -p /dev/virtio-ports
+  for p in /sys/class/virtio-ports/*; do
+    ln -sf "/dev/${p##*/}" "/dev/virtio-ports/$(cat "$p/name")"
+  done
+  exec </dev/virtio-ports/virtme.stdin >/dev/virtio-ports/virtme.stdout 2>/dev/virtio-ports/virtme.stderr
+fi
+"#;
+
+/// Find the newest installed-or-unpacked kernel whose release is of `series` ("6.1"): unpacked
+/// under `cache/*/boot/` or installed under /boot. Err with the command that provides one.
+pub fn find_kernel(cache: &Path, series: &str) -> Result<Kernel, String> {
+    find_kernel_in(cache, Path::new("/boot"), Path::new("/lib/modules"), series)
 }
-pub fn command(_l: &super::Launch, _k: &Kernel) -> Result<Command, String> {
-    Err("not written yet".into())
+
+/// `find_kernel` with the system's folders as arguments, for tests.
+fn find_kernel_in(
+    cache: &Path,
+    boot: &Path,
+    system_modules: &Path,
+    series: &str,
+) -> Result<Kernel, String> {
+    let mut found: Vec<Kernel> = Vec::new();
+    // Unpacked packages first: of two equal releases, the cache's is kept (sort is stable).
+    let mut unpacked: Vec<PathBuf> = std::fs::read_dir(cache)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    unpacked.sort();
+    for dir in unpacked {
+        for release in images_in(&dir.join("boot"), series) {
+            let modules = ["lib/modules", "usr/lib/modules"]
+                .iter()
+                .map(|m| dir.join(m).join(&release))
+                .find(|m| m.is_dir());
+            found.push(Kernel {
+                image: dir.join("boot").join(format!("vmlinuz-{release}")),
+                modules,
+                release,
+            });
+        }
+    }
+    for release in images_in(boot, series) {
+        let modules = Some(system_modules.join(&release)).filter(|m| m.is_dir());
+        found.push(Kernel {
+            image: boot.join(format!("vmlinuz-{release}")),
+            modules,
+            release,
+        });
+    }
+    found.sort_by(|a, b| compare_releases(&b.release, &a.release));
+    found.into_iter().next().ok_or_else(|| {
+        format!(
+            "no Linux {series} kernel to boot: none unpacked in {}/*/boot/ nor installed in {}; \
+             run `.ci/stacks-install` as root (it unpacks Debian 12's kernel, Linux 6.1, into \
+             that cache and installs virtme-ng and QEMU)",
+            cache.display(),
+            boot.display()
+        )
+    })
+}
+
+/// The releases of the `vmlinuz-<release>` files in `dir` that belong to `series`. The -cloud
+/// flavor is left out: it lacks 9p, the guest's root file system.
+fn images_in(dir: &Path, series: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut releases: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("vmlinuz-")
+                .map(String::from)
+        })
+        .filter(|r| platforms::id::linux_release(r).as_deref() == Some(series))
+        .filter(|r| !r.contains("-cloud"))
+        .collect();
+    releases.sort();
+    releases
+}
+
+/// Releases in version order: runs of digits compare as numbers ("6.1.0-57" > "6.1.0-9").
+fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let b = s.as_bytes();
+        for i in 1..=b.len() {
+            if i == b.len() || b[i].is_ascii_digit() != b[start].is_ascii_digit() {
+                out.push((b[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(&cb) {
+        let ord = match (x, y) {
+            ((true, x), (true, y)) => {
+                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then(x.cmp(y))
+            }
+            ((_, x), (_, y)) => x.cmp(y),
+        };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len())
+}
+
+/// The command that boots `kernel` with virtme-ng and runs `bin_dir/sockconform <args>` inside,
+/// as root, in `root`, with SOCKCONFORM_ROOT=<root>, the folder `out` writable and everything
+/// else of the host read-only, and no network of the host. It writes the guest's script into
+/// `<cache>/vm/`. Its exit code is sockconform's (255: the guest died without one).
+pub fn command(l: &Launch, kernel: &Kernel) -> Result<Command, String> {
+    let exe = l.bin_dir.join(exe_name("sockconform"));
+    for (what, path) in [
+        ("the sockconform binary", &exe),
+        ("the repository root", &l.root),
+        ("the artifact folder", &l.out),
+        ("the kernel image", &kernel.image),
+    ] {
+        if !path.is_absolute() || !path.exists() {
+            return Err(format!(
+                "{what} {} must exist and be absolute",
+                path.display()
+            ));
+        }
+    }
+    check_modules(kernel)?;
+    let vng = on_path("vng").ok_or(
+        "virtme-ng (vng) is not on PATH: run `.ci/stacks-install` as root (pip install virtme-ng)",
+    )?;
+    let unshare = on_path("unshare").ok_or(
+        "unshare (util-linux) is not on PATH; it keeps QEMU from outliving the run (Debian: \
+         `apt-get install util-linux`)",
+    )?;
+    let script = write_guest_script(&l.cache, &guest_script(l, &exe, kernel))?;
+    let mut cmd = Command::new(unshare);
+    cmd.args(unshare_args(is_root()))
+        .arg(vng)
+        .args(vng_args(l, kernel, &script)?)
+        // vng passes its own current folder to the guest, which the script leaves for `root`.
+        .current_dir(&l.root)
+        // QEMU's stdio would put a terminal into raw mode; the guest reads nothing.
+        .stdin(Stdio::null());
+    Ok(cmd)
+}
+
+/// vng under a PID namespace of its own that dies with `unshare` (see the module's doc). A user
+/// namespace too when not root: creating a PID namespace needs CAP_SYS_ADMIN.
+fn unshare_args(root: bool) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    if !root {
+        a.extend(["--user".into(), "--map-root-user".into()]);
+    }
+    a.extend(["--pid", "--fork", "--kill-child"].map(String::from));
+    a
+}
+
+/// The arguments of vng. vng hands most of them to a shell and to QEMU without quoting, hence
+/// the check on paths.
+fn vng_args(l: &Launch, kernel: &Kernel, script: &Path) -> Result<Vec<String>, String> {
+    for (what, path) in [
+        ("the kernel image", &kernel.image),
+        ("the artifact folder", &l.out),
+        (
+            "the guest script (under the cache folder)",
+            &script.to_path_buf(),
+        ),
+    ] {
+        check_plain_path(what, path)?;
+    }
+    Ok(vec![
+        "--run".into(),
+        kernel.image.display().to_string(),
+        "--disable-kvm".into(),
+        "--force-9p".into(),
+        "--memory".into(),
+        MEMORY.into(),
+        "--cpus".into(),
+        CPUS.into(),
+        "--name".into(),
+        "sockconform-vm".into(),
+        format!("--rwdir={}", l.out.display()),
+        "--exec".into(),
+        format!("sh {}", script.display()),
+    ])
+}
+
+/// Paths vng puts into a shell command line and QEMU's comma-separated options unquoted.
+fn check_plain_path(what: &str, path: &Path) -> Result<(), String> {
+    let s = path.to_str().unwrap_or("");
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._+-".contains(&b));
+    if plain {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {} cannot be handed to virtme-ng, which passes it unquoted to a shell and to \
+             QEMU: use a path of letters, digits and / . _ + -",
+            path.display()
+        ))
+    }
+}
+
+/// The shell script the guest runs (as root: vng's default with --exec).
+fn guest_script(l: &Launch, exe: &Path, kernel: &Kernel) -> String {
+    let root = sh_quote(&l.root.display().to_string());
+    let mut run = format!("exec {}", sh_quote(&exe.display().to_string()));
+    for a in &l.args {
+        run.push(' ');
+        run.push_str(&sh_quote(a));
+    }
+    format!(
+        "# sockconform in a Linux {release} guest (written by suite/src/stacks/vm.rs)\n\
+         {GUEST_PORTS}\
+         export PATH={GUEST_PATH}\n\
+         ulimit -n {FD_LIMIT} || {{ echo 'cannot raise the descriptor limit to {FD_LIMIT}' >&2; exit 2; }}\n\
+         cd {root} || exit 2\n\
+         export SOCKCONFORM_ROOT={root}\n\
+         {run}\n",
+        release = kernel.release,
+    )
+}
+
+/// One shell word: single quotes, with each ' written as '\''.
+fn sh_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._+-=:,@%".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Write the script as `<cache>/vm/guest-<hash of its text>.sh`: the same run reuses its file,
+/// and runs at once never write into each other's.
+fn write_guest_script(cache: &Path, text: &str) -> Result<PathBuf, String> {
+    let dir = cache.join("vm");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(format!("guest-{:016x}.sh", fnv1a(text.as_bytes())));
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text) {
+        return Ok(path);
+    }
+    let tmp = dir.join(format!(".guest-{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// FNV-1a, 64 bits: a name that stays the same across Rust releases.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Modules load in the guest only when they are indexed (modules.dep) and the host's root, which
+/// the guest shares, has kmod's modprobe.
+fn check_modules(kernel: &Kernel) -> Result<(), String> {
+    let Some(dir) = &kernel.modules else {
+        return Err(format!(
+            "the modules of Linux {} are missing (no lib/modules/{} beside {}): the suite needs \
+             veth, nf_tables and 9p from them; run `.ci/stacks-install` as root",
+            kernel.release,
+            kernel.release,
+            kernel.image.display()
+        ));
+    };
+    if !dir.join("modules.dep").is_file() {
+        return Err(format!(
+            "{} has no modules.dep: run `depmod -b <folder holding lib/> {}`, or \
+             `.ci/stacks-install` as root",
+            dir.display(),
+            kernel.release
+        ));
+    }
+    if !["/sbin/modprobe", "/usr/sbin/modprobe"]
+        .iter()
+        .any(|p| Path::new(p).is_file())
+    {
+        return Err(
+            "modprobe is missing: the guest loads its modules with the host's kmod (Debian: \
+             `apt-get install kmod`, or run `.ci/stacks-install` as root)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+fn exe_name(name: &str) -> String {
+    format!("{name}{}", std::env::consts::EXE_SUFFIX)
+}
+
+fn is_root() -> bool {
+    // vng and unshare are Linux-only, so /proc is there; "Uid: real effective saved fs".
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sockconform-vm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn touch(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"").unwrap();
+    }
+
+    /// An unpacked Debian package: boot/vmlinuz-<release>, with or without its modules.
+    fn unpack(cache: &Path, release: &str, modules: bool) -> PathBuf {
+        let dir = cache.join(format!("linux-image-{release}"));
+        touch(&dir.join("boot").join(format!("vmlinuz-{release}")));
+        if modules {
+            touch(&dir.join("lib/modules").join(release).join("modules.dep"));
+        }
+        dir
+    }
+
+    #[test]
+    fn the_newest_kernel_of_the_series_is_found() {
+        let base = scratch("find");
+        let (cache, boot, sysmods) = (base.join("cache"), base.join("boot"), base.join("mods"));
+        unpack(&cache, "6.1.0-9-amd64", true);
+        let newest = unpack(&cache, "6.1.0-57-amd64", true);
+        // Other series, and the -cloud flavor (no 9p), are not candidates.
+        unpack(&cache, "6.10.0-1-amd64", true);
+        unpack(&cache, "6.12.0-3-amd64", true);
+        unpack(&cache, "6.1.0-99-cloud-amd64", true);
+        touch(&boot.join("vmlinuz-6.1.0-40-amd64"));
+        touch(&boot.join("config-6.1.0-99-amd64"));
+        let k = find_kernel_in(&cache, &boot, &sysmods, "6.1").unwrap();
+        assert_eq!(
+            k,
+            Kernel {
+                release: "6.1.0-57-amd64".into(),
+                image: newest.join("boot/vmlinuz-6.1.0-57-amd64"),
+                modules: Some(newest.join("lib/modules/6.1.0-57-amd64")),
+            }
+        );
+        let k = find_kernel_in(&cache, &boot, &sysmods, "6.10").unwrap();
+        assert_eq!(k.release, "6.10.0-1-amd64");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn an_installed_kernel_is_found_under_boot_with_the_systems_modules() {
+        let base = scratch("boot");
+        let (cache, boot, sysmods) = (base.join("cache"), base.join("boot"), base.join("mods"));
+        unpack(&cache, "6.1.0-9-amd64", false);
+        touch(&boot.join("vmlinuz-6.1.0-40-amd64"));
+        std::fs::create_dir_all(sysmods.join("6.1.0-40-amd64")).unwrap();
+        let k = find_kernel_in(&cache, &boot, &sysmods, "6.1").unwrap();
+        assert_eq!(k.image, boot.join("vmlinuz-6.1.0-40-amd64"));
+        assert_eq!(k.modules, Some(sysmods.join("6.1.0-40-amd64")));
+        // An unpacked package without its modules reports none.
+        std::fs::remove_file(boot.join("vmlinuz-6.1.0-40-amd64")).unwrap();
+        let k = find_kernel_in(&cache, &boot, &sysmods, "6.1").unwrap();
+        assert_eq!(k.release, "6.1.0-9-amd64");
+        assert_eq!(k.modules, None);
+        assert!(check_modules(&k)
+            .unwrap_err()
+            .contains(".ci/stacks-install"));
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn no_kernel_says_which_command_provides_one() {
+        let base = scratch("none");
+        let e = find_kernel_in(&base.join("absent"), &base.join("boot"), &base, "6.1").unwrap_err();
+        assert!(e.contains("no Linux 6.1 kernel"), "{e}");
+        assert!(e.contains(".ci/stacks-install"), "{e}");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn releases_compare_as_versions() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_releases("6.1.0-57-amd64", "6.1.0-9-amd64"), Greater);
+        assert_eq!(compare_releases("6.1.0-9-amd64", "6.1.0-10-amd64"), Less);
+        assert_eq!(compare_releases("6.1.0-57-amd64", "6.1.0-57-amd64"), Equal);
+        assert_eq!(compare_releases("6.1.10", "6.1.9"), Greater);
+    }
+
+    fn launch(base: &Path) -> Launch {
+        Launch {
+            bin_dir: base.join("bin"),
+            root: PathBuf::from("/src/it's here"),
+            out: base.join("out"),
+            cache: base.join("cache"),
+            args: vec![
+                "conform".into(),
+                "--filter".into(),
+                "close/".into(),
+                "--json".into(),
+                "/o/a b.json".into(),
+            ],
+        }
+    }
+
+    fn kernel() -> Kernel {
+        Kernel {
+            release: "6.1.0-57-amd64".into(),
+            image: PathBuf::from("/c/linux-image-6.1.0-57-amd64/boot/vmlinuz-6.1.0-57-amd64"),
+            modules: None,
+        }
+    }
+
+    #[test]
+    fn vng_boots_the_kernel_emulated_without_network_with_out_writable() {
+        let l = launch(Path::new("/t"));
+        let a = vng_args(&l, &kernel(), Path::new("/t/cache/vm/guest-1.sh")).unwrap();
+        assert_eq!(
+            a.join(" "),
+            "--run /c/linux-image-6.1.0-57-amd64/boot/vmlinuz-6.1.0-57-amd64 --disable-kvm \
+             --force-9p --memory 2G --cpus 2 --name sockconform-vm --rwdir=/t/out \
+             --exec sh /t/cache/vm/guest-1.sh"
+        );
+        // No host network: vng adds a device only with --network / -n.
+        assert!(!a.iter().any(|x| x.starts_with("--net") || x == "-n"));
+        assert_eq!(unshare_args(true).join(" "), "--pid --fork --kill-child");
+        assert_eq!(
+            unshare_args(false).join(" "),
+            "--user --map-root-user --pid --fork --kill-child"
+        );
+    }
+
+    #[test]
+    fn paths_vng_would_pass_unquoted_are_refused() {
+        let mut l = launch(Path::new("/t"));
+        l.out = PathBuf::from("/t/my out");
+        let e = vng_args(&l, &kernel(), Path::new("/t/s.sh")).unwrap_err();
+        assert!(e.contains("the artifact folder /t/my out"), "{e}");
+        l.out = PathBuf::from("/t/a,b");
+        assert!(vng_args(&l, &kernel(), Path::new("/t/s.sh")).is_err());
+    }
+
+    #[test]
+    fn the_guest_script_takes_the_ports_raises_the_limit_and_runs_in_root() {
+        let l = launch(Path::new("/t"));
+        let s = guest_script(&l, Path::new("/t/bin/sockconform"), &kernel());
+        assert!(s.starts_with("# sockconform in a Linux 6.1.0-57-amd64 guest"));
+        assert!(s.contains("exec </dev/virtio-ports/virtme.stdin >/dev/virtio-ports/virtme.stdout"));
+        assert!(s.contains(
+            "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+        ));
+        assert!(s.contains("ulimit -n 65536 ||"));
+        assert!(s.contains("cd '/src/it'\\''s here' || exit 2\n"));
+        assert!(s.contains("export SOCKCONFORM_ROOT='/src/it'\\''s here'\n"));
+        assert!(
+            s.ends_with("exec /t/bin/sockconform conform --filter close/ --json '/o/a b.json'\n")
+        );
+        // The ports are taken before anything can print.
+        assert!(s.find("virtme.stdout").unwrap() < s.find("ulimit").unwrap());
+    }
+
+    #[test]
+    fn shell_words_are_quoted() {
+        assert_eq!(sh_quote("close/"), "close/");
+        assert_eq!(sh_quote(""), "''");
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote("$HOME;x"), "'$HOME;x'");
+    }
+
+    #[test]
+    fn the_guest_script_is_written_once_per_text() {
+        let base = scratch("script");
+        let a = write_guest_script(&base, "echo a\n").unwrap();
+        let b = write_guest_script(&base, "echo b\n").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(write_guest_script(&base, "echo a\n").unwrap(), a);
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "echo a\n");
+        assert!(a.starts_with(base.join("vm")));
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// Boots the Linux 6.1 guest (about 30 s, software-emulated) and runs `sockconform list`
+    /// there. Needs root, `.ci/stacks-install` and `cargo build --bins`.
+    #[test]
+    #[ignore]
+    fn boots_linux_6_1_and_runs_the_suite() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let base = scratch("boot-run");
+        let out = base.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let l = Launch {
+            bin_dir: root.join("target/debug"),
+            root: root.clone(),
+            out: out.clone(),
+            cache: super::super::cache_dir(),
+            args: vec!["list".into()],
+        };
+        let k = find_kernel(&l.cache, "6.1").unwrap();
+        let o = command(&l, &k).unwrap().output().unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success(),
+            "{:?}\n{stdout}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(stdout.contains("close/orderly_idle"), "{stdout}");
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }
