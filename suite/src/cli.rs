@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage:
   cargo xtask conform [--filter TEXT]... [--bless] [--repeat N] [--json PATH] [--jobs N]
+                      [--artifact DIR] [--on STACK,...] [--require CAP,...]
   cargo xtask list [--markdown] [--check-readme]
   cargo xtask explore [--cases N] [--seed N]
 
@@ -24,6 +25,9 @@ conform   run the catalog on this machine and compare with snapshots/<os>/
   --repeat N      run the selection N times; fail if any run observes something different
   --json PATH     write every case's status, observation, raw timings and skip reason to PATH
   --jobs N        cases run at once (default: all; they spend their time waiting)
+  --artifact DIR  write results.json and pending snapshots into DIR (a CI artifact's layout)
+  --on STACKS     run on these stacks of this machine: host, gvisor, linux-X.Y (comma-separated)
+  --require CAPS  fail at once unless these are available: isolation, capture, lab, ipv6, sysctl
 list      print the catalog with intents and required capabilities
   --markdown      as the Markdown table of the README
   --check-readme  fail if README.md's catalog differs from the catalog in the code
@@ -82,6 +86,10 @@ pub struct ConformOptions {
     pub artifact: Option<PathBuf>,
     /// Run on these stacks (`host`, `gvisor`, `linux-6.1`...) instead of only here.
     pub on: Vec<String>,
+    /// Capabilities this run must have (`isolation`, `capture`, `lab`, `ipv6`, `sysctl`): a run
+    /// that would skip cases for want of one fails at once instead (CI's Linux job, which
+    /// would otherwise go green having compared nothing).
+    pub require: Vec<String>,
 }
 
 impl ConformOptions {
@@ -109,6 +117,17 @@ impl ConformOptions {
                 }
                 "--json" => o.json = Some(PathBuf::from(value("--json")?)),
                 "--artifact" => o.artifact = Some(PathBuf::from(value("--artifact")?)),
+                "--require" => {
+                    for need in value("--require")?.split(',').filter(|s| !s.is_empty()) {
+                        if !NEEDS.contains(&need) {
+                            return Err(format!(
+                                "--require {need:?}: not a capability (one of {})",
+                                NEEDS.join(", ")
+                            ));
+                        }
+                        o.require.push(need.to_string());
+                    }
+                }
                 "--on" => {
                     for stack in value("--on")?.split(',').filter(|s| !s.is_empty()) {
                         crate::stacks::Stack::parse(stack)?;
@@ -129,6 +148,26 @@ impl ConformOptions {
         }
         Ok(o)
     }
+}
+
+/// The capabilities `--require` and `--filter needs:` name.
+pub const NEEDS: [&str; 5] = ["isolation", "capture", "lab", "ipv6", "sysctl"];
+
+/// The first required capability this run lacks, with why.
+pub fn missing_requirement(require: &[String], cfg: &RunConfig) -> Option<String> {
+    require.iter().find_map(|need| {
+        let r = match need.as_str() {
+            "isolation" => &cfg.isolation,
+            "capture" => &cfg.capture,
+            "lab" => &cfg.lab,
+            "ipv6" => &cfg.ipv6,
+            "sysctl" => &cfg.sysctl,
+            _ => return Some(format!("{need}: not a capability")),
+        };
+        r.as_ref()
+            .err()
+            .map(|why| format!("{need} is required (--require) but unavailable: {why}"))
+    })
 }
 
 /// Whether a filter selects a case: a prefix of its id ("close", "close/", "close/orderly_idle"),
@@ -347,6 +386,10 @@ pub fn conform(o: &ConformOptions) -> i32 {
     );
     if let (None, (_, Some(why))) = (o.jobs, cfg.default_jobs(cases.len())) {
         println!("{why} (--jobs N overrides)");
+    }
+    if let Some(why) = missing_requirement(&o.require, &cfg) {
+        eprintln!("error: {why}");
+        return 2;
     }
     if base.is_fallback() {
         println!(
@@ -768,6 +811,11 @@ mod tests {
             .contains("--frobnicate"));
         assert!(ConformOptions::parse(&args("--repeat 0")).is_err());
         assert!(ConformOptions::parse(&args("--filter")).is_err());
+        let o = ConformOptions::parse(&args("--require isolation,capture")).unwrap();
+        assert_eq!(o.require, ["isolation", "capture"]);
+        assert!(ConformOptions::parse(&args("--require root"))
+            .unwrap_err()
+            .contains("not a capability"));
     }
 
     #[test]

@@ -62,7 +62,9 @@ impl fmt::Display for SnapshotError {
 /// unreadable or not a snapshot of ours.
 pub fn read_body(path: &Path) -> Result<Option<String>, SnapshotError> {
     let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+        // A Windows checkout may turn line ends into CRLF (.gitattributes asks it not to): the
+        // comparison is of lines, not of line ends.
+        Ok(t) => t.replace("\r\n", "\n"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(SnapshotError {
@@ -215,6 +217,10 @@ mod tests {
         assert!(read_body(&p).is_err());
         assert_eq!(read_body(&dir.join("missing.snap")).unwrap(), None);
         write_accepted(&p, "{\"ok\": true}").unwrap();
+        assert_eq!(read_body(&p).unwrap().unwrap(), "{\"ok\": true}\n");
+        // The same snapshot as a Windows checkout without .gitattributes would write it.
+        let crlf = std::fs::read_to_string(&p).unwrap().replace('\n', "\r\n");
+        std::fs::write(&p, crlf).unwrap();
         assert_eq!(read_body(&p).unwrap().unwrap(), "{\"ok\": true}\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -961,7 +961,9 @@ fn the_repository_claims_against_the_committed_snapshots() {
         .filter(|(_, c)| c.claim.platform == "linux")
         .map(|(r, c)| format!("{} [{}]", r.case, c.claim.tag))
         .collect();
+    // One entry per finding, however many Linux releases (columns) contradict it.
     found.sort();
+    found.dedup();
     assert_eq!(
         found,
         [

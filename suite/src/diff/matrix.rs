@@ -348,6 +348,15 @@ pub fn agree(a: Option<&str>, b: Option<&str>) -> bool {
     if a == b {
         return true;
     }
+    // A measurement or fact the platform cannot take ("kernel memory per connection:
+    // unavailable (cannot read the slab caches here)") says nothing about behavior.
+    let unavailable = |l: &str| l.contains(": unavailable (");
+    if unavailable(&a) || unavailable(&b) {
+        let subject = |l: &str| l.split([':', '(']).next().unwrap_or("").trim().to_string();
+        if subject(&a) == subject(&b) {
+            return true;
+        }
+    }
     let (Some(ea), Some(eb)) = (checkpoint_ends(&a), checkpoint_ends(&b)) else {
         return false;
     };
@@ -559,5 +568,9 @@ mod tests {
         assert!(!agree(Some(linux), Some(q2)));
         assert!(!agree(Some(linux), None));
         assert!(agree(None, None));
+        assert!(agree(
+            Some("kernel memory per connection (both ends, TCP slab caches): about 4 KiB"),
+            Some("kernel memory per connection: unavailable (cannot read the slab caches here)")
+        ));
     }
 }
