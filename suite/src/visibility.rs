@@ -60,19 +60,24 @@ impl TableView {
         }
     }
 
+    /// A table the probe could not walk: nothing is assumed listed or real.
+    fn unprobed(why: String) -> TableView {
+        TableView {
+            unlisted: PROBED.into_iter().collect(),
+            recv_queue: false,
+            unprobed: Some(why),
+            lists_unaccepted: false,
+            synchronous: false,
+            fin_counted: false,
+            read_cost: Duration::ZERO,
+        }
+    }
+
     /// Walk one loopback connection through the probed states on the calling thread's stack.
     pub fn probe_here() -> TableView {
         match walk(platforms::tcp_table) {
             Ok(v) => v,
-            Err(why) => TableView {
-                unlisted: PROBED.into_iter().collect(),
-                recv_queue: false,
-                unprobed: Some(why),
-                lists_unaccepted: false,
-                synchronous: false,
-                fin_counted: false,
-                read_cost: Duration::ZERO,
-            },
+            Err(why) => TableView::unprobed(why),
         }
     }
 
@@ -82,29 +87,13 @@ impl TableView {
         std::thread::spawn(move || {
             if isolated {
                 if let Err(why) = platforms::isolate_thread() {
-                    return TableView {
-                        unlisted: PROBED.into_iter().collect(),
-                        recv_queue: false,
-                        unprobed: Some(why),
-                        lists_unaccepted: false,
-                        synchronous: false,
-                        fin_counted: false,
-                        read_cost: Duration::ZERO,
-                    };
+                    return TableView::unprobed(why);
                 }
             }
             TableView::probe_here()
         })
         .join()
-        .unwrap_or_else(|_| TableView {
-            unlisted: PROBED.into_iter().collect(),
-            recv_queue: false,
-            unprobed: Some("the probe thread panicked".into()),
-            lists_unaccepted: false,
-            synchronous: false,
-            fin_counted: false,
-            read_cost: Duration::ZERO,
-        })
+        .unwrap_or_else(|_| TableView::unprobed("the probe thread panicked".into()))
     }
 
     /// Whether every probed state is listed and queues are real.

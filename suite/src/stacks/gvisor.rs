@@ -114,7 +114,7 @@ pub fn command(l: &Launch) -> Result<Command, String> {
     std::fs::write(&config, text).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
     let mut cmd = Command::new("runsc");
     cmd.arg(format!("--root={}", state.display()))
-        .args(runsc_flags(is_root()))
+        .args(runsc_flags(super::is_root()))
         .arg("run")
         .arg(format!("--bundle={}", bundle.display()))
         .arg(&id)
@@ -170,18 +170,6 @@ fn remove_stale_bundles(base: &Path) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-}
-
-fn is_root() -> bool {
-    // runsc is Linux-only, so /proc is there; "Uid: real effective saved fs".
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }
 
 /// What of this process's environment the run inside sees: the basics and the suite's own

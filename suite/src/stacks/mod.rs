@@ -98,6 +98,19 @@ fn exe(name: &str) -> String {
     format!("{name}{}", std::env::consts::EXE_SUFFIX)
 }
 
+/// Whether this process runs as root (runsc and unshare then need no rootless mode). The stacks
+/// are Linux-only, so /proc is there: "Uid: real effective saved fs".
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
 /// The cache for stack downloads: $SOCKCONFORM_STACKS_CACHE, else ~/.cache/sockconform-stacks.
 pub fn cache_dir() -> PathBuf {
     if let Ok(p) = std::env::var("SOCKCONFORM_STACKS_CACHE") {

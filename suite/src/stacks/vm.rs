@@ -176,7 +176,7 @@ fn compare_releases(a: &str, b: &str) -> std::cmp::Ordering {
 /// else of the host read-only, and no network of the host. It writes the guest's script into
 /// `<cache>/vm/`. Its exit code is sockconform's (255: the guest died without one).
 pub fn command(l: &Launch, kernel: &Kernel) -> Result<Command, String> {
-    let exe = l.bin_dir.join(exe_name("sockconform"));
+    let exe = l.bin_dir.join(super::exe("sockconform"));
     for (what, path) in [
         ("the sockconform binary", &exe),
         ("the repository root", &l.root),
@@ -200,7 +200,7 @@ pub fn command(l: &Launch, kernel: &Kernel) -> Result<Command, String> {
     )?;
     let script = write_guest_script(&l.cache, &guest_script(l, &exe, kernel))?;
     let mut cmd = Command::new(unshare);
-    cmd.args(unshare_args(is_root()))
+    cmd.args(unshare_args(super::is_root()))
         .arg(vng)
         .args(vng_args(l, kernel, &script)?)
         // vng passes its own current folder to the guest, which the script leaves for `root`.
@@ -361,22 +361,6 @@ fn on_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join(program))
         .find(|p| p.is_file())
-}
-
-fn exe_name(name: &str) -> String {
-    format!("{name}{}", std::env::consts::EXE_SUFFIX)
-}
-
-fn is_root() -> bool {
-    // vng and unshare are Linux-only, so /proc is there; "Uid: real effective saved fs".
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }
 
 #[cfg(test)]
