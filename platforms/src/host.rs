@@ -281,7 +281,15 @@ pub fn tcp_socket_slab_bytes() -> io::Result<u64> {
     if !cfg!(target_os = "linux") {
         return unsupported("reading kernel slab usage");
     }
-    let text = std::fs::read_to_string("/proc/slabinfo")?;
+    let text = std::fs::read_to_string("/proc/slabinfo").map_err(|e| match e.kind() {
+        // Mode 0400, owned by root of the initial user namespace: root of any other user
+        // namespace (a rootless run) is refused too.
+        io::ErrorKind::PermissionDenied => io::Error::new(
+            e.kind(),
+            "the kernel shows /proc/slabinfo only to real root",
+        ),
+        _ => e,
+    })?;
     Ok(parse_slabinfo(
         &text,
         &["TCP", "TCPv6", "sock_inode_cache", "request_sock_TCP"],

@@ -115,6 +115,58 @@ pub fn isolate_thread() -> Result<(), Unavailable> {
     sys::isolate_thread()
 }
 
+/// How this run holds the privileges that isolation, capture and the lab need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Privileges {
+    /// Root already, or a platform without user namespaces: nothing changed.
+    Unchanged,
+    /// This process moved into a new user namespace in which it is root, with a network namespace
+    /// of its own; `outer_uid` is the user it is outside. What only real root may read (the
+    /// kernel's slab caches) is recorded as not visible.
+    UserNamespace { outer_uid: u32 },
+    /// Not root, and no user namespace could be entered: why, naming the setting that forbids
+    /// it and the command that changes it.
+    Refused(Unavailable),
+}
+
+impl Privileges {
+    /// One line for the run's header; None when nothing changed.
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Privileges::Unchanged => None,
+            Privileges::UserNamespace { outer_uid } => Some(format!(
+                "not root (uid {outer_uid}): running as root of a user namespace of its own"
+            )),
+            Privileges::Refused(why) => Some(why.clone()),
+        }
+    }
+}
+
+/// Where the process is not root, enter a user namespace in which it is (Linux; see
+/// `sys/linux/userns.rs`), so every capability below is there as under root. Must be called
+/// before the process starts any thread; the first call decides, later ones return its answer.
+pub fn enter_user_namespace() -> &'static Privileges {
+    privileges_cell().get_or_init(enter_sys)
+}
+
+/// What `enter_user_namespace` decided, if it was called.
+pub fn privileges() -> Option<&'static Privileges> {
+    privileges_cell().get()
+}
+
+fn privileges_cell() -> &'static std::sync::OnceLock<Privileges> {
+    static P: std::sync::OnceLock<Privileges> = std::sync::OnceLock::new();
+    &P
+}
+
+#[cfg(target_os = "linux")]
+use sys::userns::enter as enter_sys;
+
+#[cfg(not(target_os = "linux"))]
+fn enter_sys() -> Privileges {
+    Privileges::Unchanged
+}
+
 /// Can this run isolate each case in its own network namespace?
 pub fn probe_isolation() -> Result<(), Unavailable> {
     std::thread::spawn(isolate_thread)

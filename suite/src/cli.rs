@@ -333,6 +333,8 @@ pub fn conform(o: &ConformOptions) -> i32 {
     if !o.on.is_empty() {
         return crate::stacks::conform_on(o);
     }
+    // Before any thread starts: a user who is not root becomes root of a user namespace.
+    let privileges = platforms::enter_user_namespace();
     let cases = match select(catalog::all(), &o.filters) {
         Ok(c) => c,
         Err(e) => {
@@ -384,6 +386,9 @@ pub fn conform(o: &ConformOptions) -> i32 {
         capability_text(&cfg.capture),
         cfg.table.describe()
     );
+    if let Some(how) = privileges.describe() {
+        println!("{how}");
+    }
     if let (None, (_, Some(why))) = (o.jobs, cfg.default_jobs(cases.len())) {
         println!("{why} (--jobs N overrides)");
     }
@@ -566,7 +571,7 @@ fn compare(
                     ));
                 }
             }
-            Some(old) if *old == new && !base.is_fallback() => continue,
+            Some(old) if observe::agrees(old, &new) && !base.is_fallback() => continue,
             Some(old) => {
                 report.status = Status::Changed;
                 diffs.push(format!("{}\n{}", path.display(), snapshot::diff(old, &new)));

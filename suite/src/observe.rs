@@ -269,6 +269,23 @@ pub fn memory_bucket(bytes: u64) -> &'static str {
     }
 }
 
+/// Whether this run's rendered observation says the same as a stored one: the same text, or
+/// every line that differs is a measurement this run could not take here (`SUBJECT: not visible
+/// (why)`, e.g. the slab caches only real root may read) where the stored line has the same
+/// subject. Not visible is never a difference, and never a value either.
+pub fn agrees(stored: &str, run: &str) -> bool {
+    if stored == run {
+        return true;
+    }
+    let (a, b): (Vec<&str>, Vec<&str>) = (stored.lines().collect(), run.lines().collect());
+    a.len() == b.len()
+        && a.iter().zip(&b).all(|(s, r)| {
+            s == r
+                || r.find(": not visible (")
+                    .is_some_and(|i| s.starts_with(&r[..i + 2]))
+        })
+}
+
 /// A short signature of what happened, for the summary table: the notable outcomes in order
 /// (end of stream, errors, deaths) and, when captured, who sent FIN or RST first.
 pub fn signature(obs: &Observation, wire: &Wire) -> String {
@@ -313,6 +330,23 @@ pub fn signature(obs: &Observation, wire: &Wire) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_visible_agrees_only_with_the_same_subject() {
+        let root = "{\n  \"steps\": [\n    \"a -> ok\",\n    \"kernel memory per connection (x): 4 KiB to 8 KiB\"\n  ]\n}";
+        let rootless = root.replace("4 KiB to 8 KiB", "not visible (only real root)");
+        assert!(agrees(root, &rootless));
+        assert!(agrees(root, root));
+        // A value where the snapshot has none, another subject, or any other changed line is a
+        // difference.
+        assert!(!agrees(&rootless, root));
+        assert!(!agrees(
+            root,
+            &rootless.replace("kernel memory", "kernel pages")
+        ));
+        assert!(!agrees(root, &rootless.replace("a -> ok", "a -> eof")));
+    }
+
     use proptest::prelude::*;
 
     proptest! {

@@ -756,9 +756,14 @@ impl Run {
             }
             Step::MemoryMark => self.memory_mark = platforms::host::tcp_socket_slab_bytes().ok(),
             Step::MemoryPerConnection(n) => {
-                let now = platforms::host::tcp_socket_slab_bytes().ok();
+                let now = platforms::host::tcp_socket_slab_bytes();
                 let line = match (self.memory_mark, now) {
-                    (Some(before), Some(after)) => {
+                    // The caches exist, but this run may not read them (a rootless run: only
+                    // real root may): not visible, which agrees with any figure root observed.
+                    (_, Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => format!(
+                        "kernel memory per connection (both ends, TCP slab caches): not visible ({e})"
+                    ),
+                    (Some(before), Ok(after)) => {
                         let per = after.saturating_sub(before) / (*n).max(1) as u64;
                         self.measurements.push(("kernel_bytes_per_connection".into(), per));
                         format!(

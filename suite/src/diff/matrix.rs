@@ -350,7 +350,7 @@ pub fn agree(a: Option<&str>, b: Option<&str>) -> bool {
     }
     // A measurement or fact the platform cannot take ("kernel memory per connection:
     // unavailable (cannot read the slab caches here)") says nothing about behavior.
-    let unavailable = |l: &str| l.contains(": unavailable (");
+    let unavailable = |l: &str| l.contains(": unavailable (") || l.contains(": not visible (");
     if unavailable(&a) || unavailable(&b) {
         let subject = |l: &str| l.split([':', '(']).next().unwrap_or("").trim().to_string();
         if subject(&a) == subject(&b) {

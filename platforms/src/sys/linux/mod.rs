@@ -4,6 +4,7 @@
 
 pub mod capture;
 pub mod lab;
+pub mod userns;
 pub use capture::Capture;
 
 #[path = "../unix.rs"]
@@ -97,6 +98,10 @@ pub fn isolate_thread() -> Result<(), Unavailable> {
     // or socket refers to it, so it vanishes by itself after the case, a failure or a Ctrl-C.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         let e = io::Error::last_os_error();
+        // A user whose attempt at a user namespace was refused: that refusal is the reason.
+        if let Some(crate::Privileges::Refused(why)) = crate::privileges() {
+            return Err(format!("cannot create a network namespace ({e}): {why}"));
+        }
         return Err(format!(
             "cannot create a network namespace: {e} (run as root, or with CAP_SYS_ADMIN)"
         ));
