@@ -100,7 +100,7 @@ pub fn isolate_thread() -> Result<(), Unavailable> {
         let e = io::Error::last_os_error();
         // A user whose attempt at a user namespace was refused: that refusal is the reason.
         if let Some(crate::Privileges::Refused(why)) = crate::privileges() {
-            return Err(format!("cannot create a network namespace ({e}): {why}"));
+            return Err(format!("cannot create a network namespace: {why}"));
         }
         return Err(format!(
             "cannot create a network namespace: {e} (run as root, or with CAP_SYS_ADMIN)"
