@@ -125,7 +125,7 @@ pub fn explain(step: Step, errno: i32, s: &Settings) -> Unavailable {
 /// Called first thing by `conform`: see the module docs.
 pub fn enter() -> Privileges {
     let uid = unsafe { libc::geteuid() };
-    if uid == 0 {
+    if uid == 0 || holds_namespace_capabilities() {
         return Privileges::Unchanged;
     }
     let gid = unsafe { libc::getegid() };
@@ -144,6 +144,27 @@ pub fn enter() -> Privileges {
         Ok(()) => Privileges::UserNamespace { outer_uid: uid },
         Err((step, errno)) => Privileges::Refused(explain(step, errno, &Settings::read())),
     }
+}
+
+/// Whether this process already holds CAP_SYS_ADMIN and CAP_NET_RAW (a binary given them with
+/// setcap, or ambient capabilities): it makes its namespaces and captures as it is, like root.
+fn holds_namespace_capabilities() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    capabilities_allow_namespaces(&status)
+}
+
+/// From the text of /proc/self/status: the effective set (CapEff, hex) has both capabilities.
+fn capabilities_allow_namespaces(status: &str) -> bool {
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    // linux/capability.h: CAP_NET_RAW 13, CAP_SYS_ADMIN 21 (libc does not name them).
+    let need = (1u64 << 21) | (1u64 << 13);
+    effective & need == need
 }
 
 /// The whole sequence, in the calling (single-threaded) process: new user namespace, this
@@ -319,6 +340,17 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("uid/gid map failed with EPERM"), "{t}");
+    }
+
+    #[test]
+    fn a_process_with_both_capabilities_stays_as_it_is() {
+        let status = |eff: &str| format!("Name:\tx\nCapInh:\t0\nCapEff:\t{eff}\nCapBnd:\t0\n");
+        assert!(capabilities_allow_namespaces(&status("000001ffffffffff")));
+        // CAP_SYS_ADMIN (21) and CAP_NET_RAW (13) only.
+        assert!(capabilities_allow_namespaces(&status("0000000000202000")));
+        assert!(!capabilities_allow_namespaces(&status("0000000000200000")));
+        assert!(!capabilities_allow_namespaces(&status("0000000000000000")));
+        assert!(!capabilities_allow_namespaces("Name:\tx\n"));
     }
 
     #[test]
