@@ -277,6 +277,8 @@ struct RunReport<'a> {
     platform: &'a str,
     /// The raw release the id came from (the full kernel release, the OS build); never compared.
     platform_detail: &'a str,
+    /// The kernel release (see `platforms::kernel_release`); shown by `diff`, never compared.
+    kernel: &'a str,
     /// The platform whose snapshots this run was compared with (itself, or the nearest).
     compared_with: &'a str,
     os: String,
@@ -566,7 +568,16 @@ fn compare(
                     ));
                 }
             }
-            Some(old) if *old == new && !base.is_fallback() => continue,
+            Some(old) if *old == new && !base.is_fallback() => {
+                // The observation is unchanged; --bless still refreshes a header that is not this
+                // run's (the kernel that confirmed it, insta's exact format).
+                if !(bless
+                    && base.write_dir == base.compared_dir
+                    && snapshot::differs_from_this_run(&path, &new))
+                {
+                    continue;
+                }
+            }
             Some(old) => {
                 report.status = Status::Changed;
                 diffs.push(format!("{}\n{}", path.display(), snapshot::diff(old, &new)));
@@ -684,6 +695,7 @@ fn summarize(
         let report = RunReport {
             platform: &base.id,
             platform_detail: platforms::platform_detail(),
+            kernel: platforms::kernel_release(),
             compared_with: &base.compared,
             os: os_info::get().to_string(),
             isolation: capability_text(&cfg.isolation),
