@@ -204,6 +204,35 @@ fn bad_input_exits_2_with_a_clear_message() {
     let o = runner(&tag, &["conform", "--bogus"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--bogus"));
+    // A bad flag is one line and a hint, never the whole usage, and nothing ran.
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(err.lines().nth(1).unwrap().starts_with("hint:"), "{err}");
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+    let o = runner(&tag, &["conform", "--filtr", "close"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("--filter"),
+        "the near flag is suggested: {}",
+        text(&o)
+    );
+    // An unwritable --json fails before any case runs.
+    let o = runner(
+        &tag,
+        &["conform", "--json", "/nonexistent-sockconform/r.json"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty(), "nothing ran: {}", text(&o));
+    // The help lists every command.
+    let o = runner(&tag, &["--help"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    for name in ["conform", "list", "diff", "import", "explore"] {
+        assert!(text(&o).contains(name), "{name}: {}", text(&o));
+    }
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub struct Launch {
 }
 
 use crate::cli::ConformOptions;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -128,6 +128,11 @@ fn inner_args(o: &ConformOptions, stack: &Stack, out: &std::path::Path) -> Vec<S
     args.push(out.display().to_string());
     for f in &o.filters {
         args.extend(["--filter".to_string(), f.clone()]);
+    }
+    if o.bless {
+        // The artifact then also holds the snapshots whose observation is unchanged but whose
+        // header is not this run's, for the import to refresh.
+        args.push("--bless".into());
     }
     if o.repeat > 1 {
         args.extend(["--repeat".to_string(), o.repeat.to_string()]);
@@ -253,6 +258,12 @@ pub fn conform_on(o: &ConformOptions) -> i32 {
     {
         eprintln!("warning: cannot handle Ctrl-C ({e}); an interrupt may leave a stack running");
     }
+    let tty = std::io::stdout().is_terminal();
+    let per_stack = crate::cli::select(crate::catalog::all(), &o.filters)
+        .map(|c| c.len())
+        .unwrap_or(0)
+        * o.repeat as usize;
+    let mut finished_cases = vec![0usize; stacks.len()];
     // Print lines as they come; reap each stack as it ends, or end it at its deadline (a guest
     // stuck at boot must not hang the run).
     while !running.is_empty() {
@@ -279,7 +290,31 @@ pub fn conform_on(o: &ConformOptions) -> i32 {
             return 130;
         }
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok((_, line)) => {
+            Ok((i, mut line)) => {
+                // On a terminal: how far each stack is, and the time left for the slowest one.
+                if tty
+                    && [" done ", " skip ", " FAIL "]
+                        .iter()
+                        .any(|w| line.contains(w))
+                {
+                    finished_cases[i] += 1;
+                    let done: usize = finished_cases.iter().sum();
+                    let left = running
+                        .iter()
+                        .filter_map(|(k, _, _, _, t0)| {
+                            let n = finished_cases[*k];
+                            (n > 0).then(|| {
+                                t0.elapsed().as_secs_f64() / n as f64
+                                    * per_stack.saturating_sub(n) as f64
+                            })
+                        })
+                        .fold(0.0, f64::max);
+                    line += &format!("  [{done}/{}", per_stack * stacks.len());
+                    if left > 0.0 {
+                        line += &format!(", {}", crate::cli::left_text(left));
+                    }
+                    line.push(']');
+                }
                 println!("{line}");
                 let _ = std::io::stdout().flush();
             }
