@@ -214,6 +214,10 @@ pub struct ConformOptions {
     #[arg(long, value_name = "CAP,...", value_delimiter = ',',
           value_parser = clap::builder::PossibleValuesParser::new(NEEDS))]
     pub require: Vec<String>,
+    /// Write every captured segment of each case as a pcap file into DIR
+    /// (close__orderly_idle.pcap), for tcpdump -r or Wireshark; with --on, one folder per stack
+    #[arg(long, value_name = "DIR", value_parser = writable_dir)]
+    pub pcap: Option<PathBuf>,
 }
 
 impl Default for ConformOptions {
@@ -227,6 +231,7 @@ impl Default for ConformOptions {
             artifact: None,
             on: Vec::new(),
             require: Vec::new(),
+            pcap: None,
         }
     }
 }
@@ -495,6 +500,7 @@ pub fn conform(o: &ConformOptions) -> i32 {
     let mut reports: Vec<CaseReport> = Vec::new();
     let mut first: BTreeMap<String, CaseRun> = BTreeMap::new();
     let mut progress = Progress::new(cases.len() * o.repeat as usize);
+    let mut pcaps = Pcaps::default();
     for round in 1..=o.repeat {
         if o.repeat > 1 {
             println!("-- run {round} of {}", o.repeat);
@@ -504,6 +510,9 @@ pub fn conform(o: &ConformOptions) -> i32 {
             let id = case.id();
             if round == 1 {
                 let report = compare(case, &run, &stored[&id], &base, o.bless, &cfg);
+                if let Some(dir) = &o.pcap {
+                    pcaps.add(dir, &id, run.as_ref());
+                }
                 reports.push(report);
                 if let Some(run) = run {
                     first.insert(id, run);
@@ -534,6 +543,9 @@ pub fn conform(o: &ConformOptions) -> i32 {
         }
     }
     let wall = started.elapsed();
+    if let Some(dir) = &o.pcap {
+        pcaps.report(dir);
+    }
     summarize(&reports, wall, o, &cfg, &base)
 }
 
@@ -581,6 +593,46 @@ fn run_all(
         }
     });
     results
+}
+
+/// What `--pcap` wrote (the first run of each case), and why a case has no file.
+#[derive(Default)]
+struct Pcaps {
+    written: usize,
+    missing: BTreeMap<String, Vec<String>>,
+}
+
+impl Pcaps {
+    fn add(&mut self, dir: &Path, id: &str, run: Option<&CaseRun>) {
+        let why = match run.map(|r| (&r.frames, &r.wire)) {
+            Some((Some(frames), _)) => match crate::pcap::write(dir, id, frames) {
+                Ok(_) => {
+                    self.written += 1;
+                    return;
+                }
+                Err(e) => format!("cannot write: {e}"),
+            },
+            Some((None, Wire::NotCaptured { reason })) => format!("not captured: {reason}"),
+            Some((None, _)) => "not captured".to_string(),
+            None => "skipped".to_string(),
+        };
+        self.missing.entry(why).or_default().push(id.to_string());
+    }
+
+    fn report(&self, dir: &Path) {
+        println!(
+            "pcap: {} file(s) in {} (tcpdump -r FILE, or open in Wireshark)",
+            self.written,
+            dir.display()
+        );
+        for (why, ids) in &self.missing {
+            println!(
+                "pcap: no file for {} case(s), {why}: {}",
+                ids.len(),
+                ids.join(", ")
+            );
+        }
+    }
 }
 
 /// One line per finished case; on a terminal each line also says how far the run is and an

@@ -129,6 +129,10 @@ fn inner_args(o: &ConformOptions, stack: &Stack, out: &std::path::Path) -> Vec<S
     for f in &o.filters {
         args.extend(["--filter".to_string(), f.clone()]);
     }
+    if o.pcap.is_some() {
+        // Into the artifact, which every stack can write; copied to the asked folder afterwards.
+        args.extend(["--pcap".to_string(), out.join("pcap").display().to_string()]);
+    }
     if o.bless {
         // The artifact then also holds the snapshots whose observation is unchanged but whose
         // header is not this run's, for the import to refresh.
@@ -352,14 +356,41 @@ pub fn conform_on(o: &ConformOptions) -> i32 {
     for (_, line) in rx.try_iter() {
         println!("{line}");
     }
-    report(
+    let code = report(
         &stacks,
         finished,
         &root,
         &stacks_dir,
         o.bless,
         started.elapsed(),
-    )
+    );
+    if let Some(dir) = &o.pcap {
+        for stack in &stacks {
+            let (from, to) = (
+                stacks_dir.join(stack.name()).join("pcap"),
+                dir.join(stack.name()),
+            );
+            match copy_files(&from, &to) {
+                Ok(n) => println!("pcap: {n} file(s) of {} in {}", stack.name(), to.display()),
+                Err(e) => eprintln!("pcap: {} not copied: {e}", stack.name()),
+            }
+        }
+    }
+    code
+}
+
+/// Copy the files of `from` into `to` (created); returns how many.
+fn copy_files(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<usize> {
+    std::fs::create_dir_all(to)?;
+    let mut n = 0;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// The per-stack summary, then the import of every artifact a stack handed back.
