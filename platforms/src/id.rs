@@ -132,7 +132,21 @@ fn sys_detect() -> (String, String) {
     }
 }
 
-#[cfg(target_os = "linux")]
+/// The kernel release (see `crate::kernel_release`), given the platform detail that
+/// `detect_parts` read (on Linux, FreeBSD and Windows the kernel release already).
+#[cfg(target_os = "macos")]
+pub fn kernel_release(_detail: &str) -> String {
+    format!("Darwin {}", uname_release())
+}
+
+/// The kernel release (see `crate::kernel_release`), given the platform detail that
+/// `detect_parts` read (on Linux, FreeBSD and Windows the kernel release already).
+#[cfg(not(target_os = "macos"))]
+pub fn kernel_release(detail: &str) -> String {
+    detail.to_string()
+}
+
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 fn uname_release() -> String {
     // SAFETY: uname fills a zeroed struct of fixed-size, NUL-terminated arrays.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };

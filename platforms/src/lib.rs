@@ -61,6 +61,15 @@ pub fn platform_detail() -> &'static str {
     &platform().1
 }
 
+/// The kernel release this run saw, recorded in every snapshot header and results.json, shown by
+/// `diff` and never compared: the full `uname` release on Linux and FreeBSD, the Darwin release on
+/// macOS (the OS version alone does not name it), the build on Windows; on gVisor, whose `uname`
+/// says 4.4.0 on every release, gVisor's own release.
+pub fn kernel_release() -> &'static str {
+    static K: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    K.get_or_init(|| id::kernel_release(platform_detail()))
+}
+
 fn platform() -> &'static (String, String) {
     static P: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     P.get_or_init(id::detect_parts)

@@ -109,6 +109,50 @@ impl fmt::Display for Segment {
     }
 }
 
+/// One captured packet as it was on the wire, from its IP header on (no link header), for a pcap
+/// file: what a reader such as tcpdump or Wireshark needs beyond the portable [`Segment`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// When the kernel saw it, as wall-clock time since the Unix epoch.
+    pub at: Duration,
+    /// The captured bytes: the IP and TCP headers and at most the start of the payload
+    /// ([`SNAPLEN`] bytes in all).
+    pub data: Vec<u8>,
+    /// The packet's whole length on the wire (more than `data` when the payload was cut).
+    pub len: u32,
+}
+
+/// Bytes kept of each packet: every IPv4/IPv6 and TCP header fits (as `tcpdump -s 256`).
+pub const SNAPLEN: u32 = 256;
+
+/// pcap's link type for packets that start at the IP header (IPv4 or IPv6, told by the version).
+const LINKTYPE_RAW: u32 = 101;
+
+/// Write `frames` as a standard pcap file (microsecond timestamps, link type RAW), the format
+/// `tcpdump -r` and Wireshark read.
+pub fn write_pcap(out: &mut impl std::io::Write, frames: &[Frame]) -> std::io::Result<()> {
+    let mut header = Vec::with_capacity(24);
+    header.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes()); // magic: microseconds, little-endian
+    header.extend_from_slice(&2u16.to_le_bytes()); // version 2.4
+    header.extend_from_slice(&4u16.to_le_bytes());
+    header.extend_from_slice(&0i32.to_le_bytes()); // timestamps are UTC
+    header.extend_from_slice(&0u32.to_le_bytes()); // accuracy
+    header.extend_from_slice(&SNAPLEN.to_le_bytes());
+    header.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
+    out.write_all(&header)?;
+    for f in frames {
+        let data = &f.data[..f.data.len().min(SNAPLEN as usize)];
+        let mut record = Vec::with_capacity(16 + data.len());
+        record.extend_from_slice(&(f.at.as_secs() as u32).to_le_bytes());
+        record.extend_from_slice(&f.at.subsec_micros().to_le_bytes());
+        record.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        record.extend_from_slice(&f.len.max(data.len() as u32).to_le_bytes());
+        record.extend_from_slice(data);
+        out.write_all(&record)?;
+    }
+    out.flush()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +184,34 @@ mod tests {
         assert_eq!(event("S.", 0).as_deref(), Some("SYN-ACK"));
         assert_eq!(event("S", 5).as_deref(), Some("SYN+data 5"));
         assert_eq!(event("S.", 5).as_deref(), Some("SYN-ACK+data 5"));
+    }
+
+    #[test]
+    fn pcap_files_have_the_standard_header_and_one_record_per_frame() {
+        let frames = [
+            Frame {
+                at: Duration::new(1_700_000_000, 123_456_789),
+                data: vec![0x45; 40],
+                len: 40,
+            },
+            Frame {
+                at: Duration::new(1_700_000_001, 0),
+                data: vec![0x60; 300],
+                len: 1500,
+            },
+        ];
+        let mut out = Vec::new();
+        write_pcap(&mut out, &frames).unwrap();
+        let u32_at = |i: usize| u32::from_le_bytes(out[i..i + 4].try_into().unwrap());
+        assert_eq!(u32_at(0), 0xa1b2_c3d4);
+        assert_eq!((u32_at(16), u32_at(20)), (SNAPLEN, LINKTYPE_RAW));
+        // First record: seconds, microseconds, captured and original length, then the bytes.
+        assert_eq!((u32_at(24), u32_at(28)), (1_700_000_000, 123_456));
+        assert_eq!((u32_at(32), u32_at(36)), (40, 40));
+        // The second is cut to the snap length, its wire length kept.
+        let second = 24 + 16 + 40;
+        assert_eq!((u32_at(second + 8), u32_at(second + 12)), (SNAPLEN, 1500));
+        assert_eq!(out.len(), second + 16 + SNAPLEN as usize);
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl fmt::Display for Seen {
 }
 
 /// Run a case once; a runner error (a hang, a broken agent) fails the property outright.
-pub fn run(case: &Case, cfg: &RunConfig) -> Result<Seen, String> {
+pub fn run_script(case: &Case, cfg: &RunConfig) -> Result<Seen, String> {
     let r = runner::run_case(case, cfg);
     if let Some(e) = r.error {
         return Err(format!("runner error: {e}"));
@@ -135,15 +135,15 @@ pub struct Divergence {
 /// The property for one script.
 pub fn check(moves: &[(Side, Move)], cfg: &RunConfig) -> Result<(), String> {
     let case = script(moves);
-    let first = run(&case, cfg)?;
-    let again = run(&case, cfg)?;
+    let first = run_script(&case, cfg)?;
+    let again = run_script(&case, cfg)?;
     if first != again {
         return Err(format!(
             "two runs over IPv4 differ (the script races with the kernel)\n  first run:\n{first}  second run:\n{again}"
         ));
     }
     if cfg.ipv6.is_ok() {
-        let v6 = run(&case.clone().over_ipv6(case.intent), cfg)?;
+        let v6 = run_script(&case.clone().over_ipv6(case.intent), cfg)?;
         if first != v6 {
             return Err(format!(
                 "IPv4 and IPv6 observe differently\n  IPv4:\n{first}  IPv6:\n{v6}"
@@ -188,22 +188,21 @@ pub fn search(
     }
 }
 
-const USAGE: &str = "usage: cargo xtask explore [--cases N] [--seed N]
+/// The flags of `cargo xtask explore`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// How many scripts to generate
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub cases: u32,
+    /// The generator's seed, to reproduce an exploration (default: from the clock)
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
 
-explore   generate scripts, run each twice over IPv4 and once over IPv6, and shrink any divergence
-  --cases N   how many scripts to generate (default 32)
-  --seed N    the generator's seed, to reproduce an exploration (default: from the clock)";
-
-/// `sockconform explore`: exit 0 when every script agreed with itself, 1 with a divergence, 2 on
-/// bad input.
-pub fn main(args: &[String]) -> i32 {
-    let (cases, seed) = match parse(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e}\n\n{USAGE}");
-            return 2;
-        }
-    };
+/// `sockconform explore`: exit 0 when every script agreed with itself, 1 with a divergence.
+pub fn run(opts: &Options) -> i32 {
+    let (cases, seed) = (opts.cases, opts.seed);
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -234,29 +233,6 @@ pub fn main(args: &[String]) -> i32 {
             1
         }
     }
-}
-
-fn parse(args: &[String]) -> Result<(u32, Option<u64>), String> {
-    let (mut cases, mut seed) = (32, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut number = |name: &str| -> Result<u64, String> {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("{name} takes a whole number"))
-        };
-        match a.as_str() {
-            "--cases" => {
-                cases = u32::try_from(number("--cases")?)
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or("--cases takes a whole number of at least 1")?
-            }
-            "--seed" => seed = Some(number("--seed")?),
-            other => return Err(format!("unknown flag {other:?}")),
-        }
-    }
-    Ok((cases, seed))
 }
 
 #[cfg(test)]

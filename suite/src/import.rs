@@ -24,15 +24,6 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-const USAGE: &str = "usage: cargo xtask import ARTIFACTS_DIR [--accept]
-
-Copy the pending snapshots of CI artifacts or stack runs (one folder per artifact, each with a
-results.json, as `gh run download RUN_ID -D ARTIFACTS_DIR` lays them out) into
-snapshots/<platform-id>/ for `cargo insta review`. The platform is the id results.json names
-(linux-6.18, gvisor-20221219, macos-15, ...); its pending files must sit in
-snapshots/<that id>/<family>/.
-  --accept   write them as accepted .snap files instead of pending .snap.new files";
-
 /// What a case's status in results.json must be for the run to have written a pending file for it.
 const WRITES_PENDING: [&str; 4] = ["new", "changed", "unstable", "failed"];
 
@@ -80,6 +71,9 @@ pub struct Imported {
     pub changed: usize,
     /// Pending files whose body equals the accepted snapshot already: not written.
     pub unchanged: usize,
+    /// With --accept, files whose body equals the accepted snapshot but whose header does not
+    /// (another run's kernel, an older format): written, so the record names this run.
+    pub refreshed: usize,
     /// Pending files of this platform left in the checkout that this import did not write.
     pub other_pending: usize,
 }
@@ -110,40 +104,23 @@ struct Artifact {
     pending: Vec<Pending>,
 }
 
-struct Options {
-    artifacts: PathBuf,
-    accept: bool,
-}
-
-fn parse(args: &[String]) -> Result<Option<Options>, String> {
-    let mut dir = None;
-    let mut accept = false;
-    for a in args {
-        match a.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--accept" => accept = true,
-            flag if flag.starts_with("--") => return Err(format!("unknown flag {flag:?}")),
-            path if dir.is_none() => dir = Some(PathBuf::from(path)),
-            extra => return Err(format!("one ARTIFACTS_DIR only (also got {extra:?})")),
-        }
-    }
-    let artifacts = dir.ok_or("ARTIFACTS_DIR is missing")?;
-    Ok(Some(Options { artifacts, accept }))
+/// The flags of `cargo xtask import`: copy the pending snapshots of CI artifacts or stack runs
+/// (one folder per artifact, each with a results.json, as `gh run download RUN_ID -D
+/// ARTIFACTS_DIR` lays them out) into snapshots/<platform-id>/ for `cargo insta review`. The
+/// platform is the id results.json names; its pending files must sit in
+/// snapshots/<that id>/<family>/.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// The downloaded artifacts: one folder per artifact, each with its results.json
+    #[arg(value_name = "ARTIFACTS_DIR")]
+    pub artifacts: PathBuf,
+    /// Write them as accepted .snap files instead of pending .snap.new files
+    #[arg(long)]
+    pub accept: bool,
 }
 
 /// Entry point of `cargo xtask import`; returns the exit code (0 ok, 1 write failed, 2 refused).
-pub fn main(args: &[String]) -> i32 {
-    let opts = match parse(args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n\n{USAGE}");
-            return 2;
-        }
-    };
+pub fn run(opts: &Options) -> i32 {
     // Checked before the root, so a wrong path gets the message about the path.
     if let Err(e) = check_artifacts_dir(&opts.artifacts) {
         eprintln!("error: {e}");
@@ -284,6 +261,12 @@ fn report(out: &mut dyn Write, a: &Artifact, i: &Imported, accept: bool) -> std:
             i.new,
             i.changed
         );
+        if i.refreshed > 0 {
+            line += &format!(
+                ", {} with the same observation and this run's header",
+                i.refreshed
+            );
+        }
         if i.unchanged > 0 {
             line += &format!(
                 "; {} already equal to the accepted snapshot, left alone",
@@ -503,8 +486,12 @@ fn map_pending(run: &Run, source: &Path, root: &Path) -> Result<Pending, ImportE
     let stem = file.strip_suffix(".snap.new").unwrap_or(file);
     let name = stem.strip_suffix(".wire").unwrap_or(stem);
     let case = format!("{family}/{name}");
+    let mut refresh_only = false;
     match run.status.get(&case) {
         Some(s) if WRITES_PENDING.contains(&s.as_str()) => {}
+        // `conform --bless` into an artifact also writes a passed case whose accepted snapshot
+        // has another run's header; its body must then be the accepted one (checked below).
+        Some(s) if s == "passed" => refresh_only = true,
         Some(s) => {
             return refuse(format!(
                 "{shown}: {} reports case {case} as {s}, so that run wrote no pending file for it \
@@ -545,6 +532,14 @@ fn map_pending(run: &Run, source: &Path, root: &Path) -> Result<Pending, ImportE
     let accepted = snapshot::platform_dir(root, platform)
         .join(family)
         .join(format!("{stem}.snap"));
+    if refresh_only && !matches!(snapshot::read_body(&accepted), Ok(Some(b)) if b == body) {
+        return refuse(format!(
+            "{shown}: {} reports case {case} as passed, yet the file differs from {} \
+             (the file is not from this run)",
+            dir.join("results.json").display(),
+            accepted.display()
+        ));
+    }
     Ok(Pending {
         accepted,
         bytes,
@@ -588,8 +583,14 @@ fn write_artifact(a: &Artifact, root: &Path, accept: bool) -> Result<Imported, I
     for p in &a.pending {
         match snapshot::read_body(&p.accepted) {
             Ok(Some(old)) if old == p.body => {
-                done.unchanged += 1;
-                continue;
+                // The same observation: only --accept writes it, and only when its header is
+                // not the run's (the kernel that last confirmed it, insta's exact format).
+                let same_bytes = std::fs::read(&p.accepted).is_ok_and(|b| b == p.bytes);
+                if !accept || same_bytes {
+                    done.unchanged += 1;
+                    continue;
+                }
+                done.refreshed += 1;
             }
             Ok(None) => done.new += 1,
             // Differs, or the accepted one is unreadable: either way the run's file replaces it.
@@ -1114,12 +1115,42 @@ mod tests {
     }
 
     #[test]
+    fn accept_refreshes_the_header_of_an_unchanged_observation() {
+        let f = fixture();
+        let accepted = "repo/snapshots/windows-10.0.26100/connect/closed_port.snap";
+        let old = snap("Windows", r#"{"case": "connect/closed_port", "new": true}"#)
+            .replace("version: \"1.0\"", "version: \"0.9\"");
+        f.put(accepted, &old);
+        let artifact = f.artifacts().join("conform-windows-10.0.26100");
+        let mut out = Vec::new();
+        let done = import(&artifact, &f.root(), false, &mut out).unwrap();
+        assert_eq!(
+            (done[0].written.len(), done[0].unchanged),
+            (0, 1),
+            "review: left alone"
+        );
+        let done = import(&artifact, &f.root(), true, &mut out).unwrap();
+        assert_eq!((done[0].written.len(), done[0].refreshed), (1, 1));
+        let now = std::fs::read_to_string(f.dir.join(accepted)).unwrap();
+        assert!(now.contains("1.0") && now != old, "{now}");
+        // Once refreshed, nothing more to write.
+        let done = import(&artifact, &f.root(), true, &mut out).unwrap();
+        assert_eq!((done[0].written.len(), done[0].unchanged), (0, 1));
+    }
+
+    #[test]
     fn bad_arguments_and_missing_folders_exit_2() {
-        let args = |s: &str| -> Vec<String> { s.split_whitespace().map(String::from).collect() };
-        assert_eq!(main(&args("/nonexistent/sockconform-artifacts")), 2);
-        assert_eq!(main(&args("")), 2);
-        assert_eq!(main(&args("a b")), 2);
-        assert_eq!(main(&args("a --frob")), 2);
+        let main = |s: &str| {
+            let args: Vec<String> = std::iter::once("import")
+                .chain(s.split_whitespace())
+                .map(String::from)
+                .collect();
+            crate::cli::main(&args)
+        };
+        assert_eq!(main("/nonexistent/sockconform-artifacts"), 2);
+        assert_eq!(main(""), 2);
+        assert_eq!(main("a b"), 2);
+        assert_eq!(main("a --frob"), 2);
         let f = fixture();
         std::fs::create_dir_all(f.dir.join("empty")).unwrap();
         let mut out = Vec::new();

@@ -17,6 +17,7 @@ pub mod diff;
 pub mod explore;
 pub mod import;
 pub mod observe;
+pub mod pcap;
 pub mod proto;
 pub mod runner;
 pub mod script;

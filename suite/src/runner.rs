@@ -214,6 +214,8 @@ pub struct CaseRun {
     pub measurements: Vec<(String, u64)>,
     /// Every captured segment with its time since the capture started, for the JSON results.
     pub wire_raw: Vec<String>,
+    /// The packets behind `wire_raw`, as captured (for `--pcap`); None when nothing was captured.
+    pub frames: Option<Vec<platforms::wire::Frame>>,
     /// Set when the run itself failed (an agent hung or broke protocol): the observation is partial.
     pub error: Option<String>,
     pub elapsed: Duration,
@@ -238,6 +240,7 @@ pub fn run_case(case: &Case, cfg: &RunConfig) -> CaseRun {
                     raw_timings: Vec::new(),
                     measurements: Vec::new(),
                     wire_raw: Vec::new(),
+                    frames: None,
                     error: Some(format!("runner panicked: {msg}")),
                     elapsed: Duration::ZERO,
                 }
@@ -254,11 +257,13 @@ fn run_here(case: &Case, cfg: &RunConfig) -> CaseRun {
         run.settle();
     }
     let mut wire_raw = Vec::new();
+    let mut frames = None;
     let wire = match run.capture.take() {
         Some(c) => {
             // Read before stop: the case's traffic is over, so no drop can come after this.
             let dropped = c.dropped();
-            let segs = c.stop();
+            let (segs, packets) = c.stop_with_frames();
+            frames = Some(packets);
             let labels = run.endpoint_labels();
             wire_raw = observe::raw_wire(&segs, &labels);
             let vary = case.retransmissions_vary;
@@ -296,6 +301,7 @@ fn run_here(case: &Case, cfg: &RunConfig) -> CaseRun {
         raw_timings: std::mem::take(&mut run.raw),
         measurements: std::mem::take(&mut run.measurements),
         wire_raw,
+        frames,
         error,
         elapsed: started.elapsed(),
     }

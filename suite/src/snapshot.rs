@@ -97,8 +97,8 @@ pub fn split_body(text: &str) -> Option<&str> {
     Some(&rest[end..])
 }
 
-/// Metadata recorded in the header (never compared): the OS as `os_info` names it, and the
-/// platform id with the raw release it came from (on Linux `os_info` says only "Debian 12").
+/// Metadata recorded in the header (never compared): the OS as `os_info` names it, the platform
+/// id, and the kernel release (on Linux `os_info` says only "Debian 12").
 pub fn header_meta() -> std::collections::BTreeMap<&'static str, String> {
     let info = os_info::get();
     std::collections::BTreeMap::from([
@@ -106,16 +106,63 @@ pub fn header_meta() -> std::collections::BTreeMap<&'static str, String> {
         ("version", info.version().to_string()),
         ("arch", info.architecture().unwrap_or("unknown").to_string()),
         ("platform", platforms::platform_id().to_string()),
-        ("kernel", platforms::platform_detail().to_string()),
+        ("kernel", platforms::kernel_release().to_string()),
     ])
 }
 
-/// The header's `info:` block, keys in the order insta writes a map (sorted).
+/// The header's `info:` block, keys in the order insta writes a map (sorted), each value quoted
+/// exactly when insta's YAML emitter quotes it, so `cargo insta accept` rewrites nothing.
 pub fn header_info() -> String {
+    info_block(&header_meta())
+}
+
+fn info_block(meta: &std::collections::BTreeMap<&str, String>) -> String {
     let mut s = String::from("info:\n");
-    for (k, v) in header_meta() {
-        s += &format!("  {k}: {v:?}\n");
+    for (k, v) in meta {
+        s += &format!("  {}: {}\n", yaml_scalar(k), yaml_scalar(v));
     }
+    s
+}
+
+/// A string as insta's vendored YAML emitter writes it (`insta/src/content/yaml/vendored/emitter.rs`,
+/// `need_quotes` and `escape_str`): plain when YAML would read it back as the same string, else
+/// double-quoted with JSON-like escapes. `tests::headers_are_what_insta_writes` holds this to
+/// insta's own parse and save.
+fn yaml_scalar(v: &str) -> String {
+    let needs_quotes = v.is_empty()
+        || v.starts_with(' ')
+        || v.ends_with(' ')
+        || v.starts_with(['&', '*', '?', '|', '-', '<', '>', '=', '!', '%', '@', '.'])
+        || v.contains(|c: char| {
+            matches!(c, ':' | '{' | '}' | '[' | ']' | ',' | '#' | '`' | '"' | '\'' | '\\'
+                | '\0'..='\x06' | '\t' | '\n' | '\r' | '\x0e'..='\x1a' | '\x1c'..='\x1f')
+        })
+        || [
+            "yes", "Yes", "YES", "no", "No", "NO", "True", "TRUE", "true", "False", "FALSE",
+            "false", "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL", "~",
+        ]
+        .contains(&v)
+        || v.starts_with("0x")
+        || v.parse::<i64>().is_ok()
+        || v.parse::<f64>().is_ok();
+    if !needs_quotes {
+        return v.to_string();
+    }
+    let mut s = String::from("\"");
+    for c in v.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\x08' => s.push_str("\\b"),
+            '\t' => s.push_str("\\t"),
+            '\n' => s.push_str("\\n"),
+            '\x0c' => s.push_str("\\f"),
+            '\r' => s.push_str("\\r"),
+            '\0'..='\x1f' | '\x7f' => s.push_str(&format!("\\u{:04x}", c as u32)),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
     s
 }
 
@@ -150,9 +197,16 @@ pub fn recorded_platforms(root: &Path) -> Vec<String> {
 }
 
 fn file_text(body: &str) -> String {
+    file_text_with(&header_meta(), body)
+}
+
+/// A snapshot file as insta writes it: the YAML header (`source`, then `info`), `---`, the body
+/// with trailing whitespace trimmed and one newline.
+fn file_text_with(meta: &std::collections::BTreeMap<&str, String>, body: &str) -> String {
     format!(
-        "---\nsource: {ASSERTION_SOURCE}\n{}---\n{}",
-        header_info(),
+        "---\nsource: {}\n{}---\n{}",
+        yaml_scalar(ASSERTION_SOURCE),
+        info_block(meta),
         body.trim_end().to_string() + "\n"
     )
 }
@@ -164,6 +218,13 @@ pub fn write_accepted(path: &Path, body: &str) -> std::io::Result<()> {
     }
     let _ = std::fs::remove_file(pending_path(path));
     std::fs::write(path, file_text(body))
+}
+
+/// Whether the accepted snapshot at `path` is not byte for byte what this run would write for
+/// `body` (its header is another run's, or in an older format): `--bless` rewrites such files even
+/// when the observation is unchanged, so the record names the run that last confirmed it.
+pub fn differs_from_this_run(path: &Path, body: &str) -> bool {
+    std::fs::read_to_string(path).ok() != Some(file_text(body))
 }
 
 /// Write a pending snapshot (`.snap.new`) for `cargo insta review` to accept or reject.
@@ -239,6 +300,102 @@ mod tests {
             std::fs::write(dir.join(p).join(file), "").unwrap();
         }
         assert_eq!(recorded_platforms(&dir), ["gvisor", "linux-6.18"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// What `cargo insta accept` does to a file: insta's own parser reads it and insta's own writer
+    /// saves it. Our files must come out byte-identical, or every review would rewrite headers.
+    fn insta_rewrite(path: &Path) -> String {
+        let snap = insta::Snapshot::from_file(path).expect("insta reads our file");
+        let again = path.with_extension("resaved.snap");
+        snap.save(&again).expect("insta saves it");
+        let text = std::fs::read_to_string(&again).unwrap();
+        std::fs::remove_file(&again).unwrap();
+        text
+    }
+
+    #[test]
+    fn headers_are_what_insta_writes() {
+        let dir = std::env::temp_dir().join(format!("sc-insta-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("real.snap");
+        // This machine's own metadata, the header every run writes.
+        write_accepted(&p, "{\n  \"a\": 1\n}\n\n").unwrap();
+        let ours = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(insta_rewrite(&p), ours);
+        // Values that YAML would misread unquoted, and ones it reads plain; each must be quoted
+        // exactly when insta quotes it.
+        let values = [
+            "Debian",
+            "12.0.0",
+            "12",
+            "6.1",
+            "6.18.44-fc-v1045",
+            "gVisor 20221219",
+            "x86_64",
+            "",
+            " lead",
+            "trail ",
+            "a: b",
+            "a:b",
+            "yes",
+            "No",
+            "on",
+            "null",
+            "~",
+            "0x1f",
+            "-1",
+            "-x",
+            ".x",
+            "1e5",
+            "inf",
+            "NaN",
+            "[x]",
+            "{x}",
+            "a,b",
+            "#x",
+            "a#b",
+            "`x`",
+            "say \"hi\"",
+            "it's",
+            "back\\slash",
+            "tab\there",
+            "line\nbreak",
+            "cr\rx",
+            "\u{1b}[0m",
+            "del\u{7f}",
+            "ünïcode",
+            "10.0.26100",
+            "Mac OS",
+            "Windows 11 Pro",
+            "?x",
+            "!x",
+            "%x",
+            "@x",
+            "&x",
+            "*x",
+            "|x",
+            ">x",
+            "<x",
+            "=x",
+            "Darwin 24.1.0",
+            "(release not visible inside)",
+        ];
+        for (i, v) in values.iter().enumerate() {
+            let meta =
+                std::collections::BTreeMap::from([("kernel", v.to_string()), ("os", "y".into())]);
+            let p = dir.join(format!("v{i}.snap"));
+            std::fs::write(&p, file_text_with(&meta, "{}")).unwrap();
+            let ours = std::fs::read_to_string(&p).unwrap();
+            assert_eq!(insta_rewrite(&p), ours, "value {v:?}");
+            // And insta reads the value back as written.
+            let snap = insta::Snapshot::from_file(&p).unwrap();
+            let info = format!("{:?}", snap.metadata().private_info());
+            assert!(
+                info.contains(&format!("{v:?}")),
+                "{v:?} read back as {info}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

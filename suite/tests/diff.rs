@@ -300,7 +300,15 @@ fn a_gvisor_artifact_is_a_column_of_its_own_with_its_claims_and_release() {
     let c = &m.columns[gv];
     assert!(c.origin.contains("conform-gvisor-20221219"), "{c:?}");
     assert_eq!(c.detail.as_deref(), Some("gVisor release-20221219.0"));
-    assert_eq!(m.columns[col(&m, MACOS)].detail.as_deref(), Some("15.5"));
+    // results.json's kernel release stands beside the OS version, in every format.
+    assert_eq!(
+        m.columns[col(&m, MACOS)].detail.as_deref(),
+        Some("15.5, Darwin 24.5.0")
+    );
+    for format in [Format::Terminal, Format::Markdown, Format::Html] {
+        let text = diff::render(&m, format, false);
+        assert!(text.contains("Darwin 24.5.0"), "{format:?}");
+    }
     let r = row(&m, "close/with_unread_data");
     let seen = r.cells[gv].seen().expect("observed in the artifact");
     assert_eq!(seen.note.as_deref(), Some("no committed snapshot yet"));

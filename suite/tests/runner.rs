@@ -204,6 +204,35 @@ fn bad_input_exits_2_with_a_clear_message() {
     let o = runner(&tag, &["conform", "--bogus"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--bogus"));
+    // A bad flag is one line and a hint, never the whole usage, and nothing ran.
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(err.lines().nth(1).unwrap().starts_with("hint:"), "{err}");
+    assert!(o.stdout.is_empty(), "{}", text(&o));
+    let o = runner(&tag, &["conform", "--filtr", "close"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("--filter"),
+        "the near flag is suggested: {}",
+        text(&o)
+    );
+    // An unwritable --json fails before any case runs.
+    let o = runner(
+        &tag,
+        &["conform", "--json", "/nonexistent-sockconform/r.json"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty(), "nothing ran: {}", text(&o));
+    // The help lists every command.
+    let o = runner(&tag, &["--help"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    for name in ["conform", "list", "diff", "import", "explore"] {
+        assert!(text(&o).contains(name), "{name}: {}", text(&o));
+    }
 }
 
 #[test]
@@ -377,4 +406,89 @@ fn ctrl_c_during_a_multi_stack_run_leaves_no_qemu_sandbox_or_agent() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_nothing_left(&tag);
+}
+
+/// `--pcap DIR`: one file per case, read back by a real reader (tcpdump), holding every segment
+/// the capture saw, with the FIN and RST flags in the order the case's wire events name them.
+#[test]
+fn pcap_files_hold_every_segment_and_the_fins_and_rsts_of_the_wire() {
+    let tag = format!("t-pcap-{}", std::process::id());
+    let dir = std::env::temp_dir().join(format!("sc-pcap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let json = dir.join("results.json");
+    let pcaps = dir.join("pcap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = runner(&tag, &["conform", "--filter", "close/", "--pcap"])
+        .arg(&pcaps)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("results.json");
+    let cases = results["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3, "{}", text(&o));
+    let captured: Vec<&serde_json::Value> = cases
+        .iter()
+        .filter(|c| c["wire"]["wire"] == "captured")
+        .collect();
+    if captured.is_empty() {
+        eprintln!("skipped: no capture here ({})", results["capture"]);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    assert_eq!(captured.len(), 3, "{}", text(&o));
+    for c in captured {
+        let id = c["case"].as_str().unwrap();
+        let file = pcaps.join(suite::pcap::file_name(id));
+        let read = Command::new("tcpdump")
+            .args(["-nn", "-r"])
+            .arg(&file)
+            .output()
+            .expect("tcpdump reads the pcap files (apt-get install tcpdump)");
+        assert!(read.status.success(), "{id}: {}", text(&read));
+        let lines: Vec<String> = String::from_utf8_lossy(&read.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            lines.len(),
+            c["wire_raw"].as_array().unwrap().len(),
+            "{id}: every captured segment is in the file: {lines:#?}"
+        );
+        // The FIN and RST flags, in order, as tcpdump shows them and as the wire events name them.
+        let from_pcap: String = lines
+            .iter()
+            .filter_map(|l| {
+                l.split_once("Flags [")
+                    .map(|(_, f)| f.split(']').next().unwrap())
+            })
+            .flat_map(|f| {
+                [
+                    f.contains('F').then_some('F'),
+                    f.contains('R').then_some('R'),
+                ]
+            })
+            .flatten()
+            .collect();
+        let from_wire: String = c["wire"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .flat_map(|e| {
+                [
+                    e.contains("FIN").then_some('F'),
+                    e.contains("RST").then_some('R'),
+                ]
+            })
+            .flatten()
+            .collect();
+        assert!(
+            !from_wire.is_empty(),
+            "{id}: every close/ case ends with a FIN or a RST"
+        );
+        assert_eq!(from_pcap, from_wire, "{id}: {lines:#?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,6 +4,19 @@
 
 use std::process::{exit, Command};
 
+/// Static, so `cargo xtask --help` answers without building the suite; each command's own
+/// `--help` (forwarded to the suite's parser) explains its flags.
+const HELP: &str = "Usage: cargo xtask <COMMAND> [FLAGS]
+
+Commands:
+  conform  Run the catalog on this machine and compare with snapshots/<platform>/
+  list     Print the catalog with intents and required capabilities
+  diff     Render the cross-platform matrix of every platform's snapshots
+  import   Copy the pending snapshots of CI artifacts or stack runs into snapshots/<platform>/
+  explore  Generate scripts, run each twice over IPv4 and once over IPv6, shrink any divergence
+
+`cargo xtask <COMMAND> --help` lists the command's flags.";
+
 fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
@@ -13,7 +26,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("conform" | "list" | "diff" | "import" | "explore") => {}
         Some("-h" | "--help") | None => {
-            println!("usage: cargo xtask conform|list|diff|import|explore [...]   (--help after a command for its flags)");
+            println!("{HELP}");
             exit(if args.is_empty() { 2 } else { 0 })
         }
         Some(other) => {

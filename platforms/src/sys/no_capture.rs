@@ -2,7 +2,7 @@
 //! fails with the backend's reason (`super::CAPTURE_UNAVAILABLE`), so no value of the type exists
 //! and the other methods are never reached.
 
-use crate::wire::Segment;
+use crate::wire::{Frame, Segment};
 use std::io;
 use std::time::Instant;
 
@@ -24,6 +24,9 @@ impl Capture {
     }
     pub fn stop(self) -> Vec<Segment> {
         Vec::new()
+    }
+    pub fn stop_with_frames(self) -> (Vec<Segment>, Vec<Frame>) {
+        (Vec::new(), Vec::new())
     }
     pub fn dropped(&self) -> u32 {
         0

@@ -312,6 +312,9 @@ struct RunResults {
     /// The full release the id was read from (`6.18.44-fc-v1045`); shown, never compared.
     #[serde(default)]
     platform_detail: Option<String>,
+    /// The kernel release (`Darwin 24.1.0` beside macOS's `15.1.1`); shown, never compared.
+    #[serde(default)]
+    kernel: Option<String>,
     #[serde(default)]
     cases: Vec<CaseResult>,
 }
@@ -464,6 +467,11 @@ fn artifact(dir: &Path, cases: &[Case]) -> Result<Artifact, DiffError> {
         .map(|c| (c.case.as_str(), c))
         .collect();
     let snaps = dir.join("snapshots").join(&platform);
+    if let Some(k) = results.as_ref().and_then(|r| r.kernel.as_deref()) {
+        if !k.trim().is_empty() {
+            add_detail(&mut data.detail, k);
+        }
+    }
     let detail_given = data.detail.is_some();
     for case in cases {
         let id = case.id();

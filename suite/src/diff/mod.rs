@@ -24,32 +24,6 @@ use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-pub const USAGE: &str = "usage: cargo xtask diff [--format terminal|markdown|html] [--out PATH]
-                        [--artifacts DIR] [--claims PATH] [--root DIR]
-
-Render the cross-platform matrix: one row per catalog case, one column per platform id found under
-snapshots/ or in the artifacts (linux-6.18, gvisor-20221219, macos-15, ...; ordered by stack, then
-release; a stack with none keeps one \"not run\" column), each cell a short signature of what that
-platform observed, rows where the platforms disagree marked with their aligned steps, and the
-documented claims of each stack (and release range) beside its cells (a contradicted claim is
-flagged; a claim never fills a cell).
-
-  --format F       terminal (default; colored when stdout is a terminal and NO_COLOR is unset),
-                   markdown (for a CI job summary; kept under 900 KiB), or
-                   html (one standalone page with a family filter and a \"differs only\" box;
-                   the filter also reads the URL fragment, e.g. report.html#family=close&differs)
-  --out PATH       write to PATH instead of stdout
-  --artifacts DIR  a CI run's downloaded artifacts or stack runs' folders: one folder per platform
-                   (conform-macos-15/, ...) with results.json and pending snapshots
-                   (snapshots/<platform-id>/); they replace that platform's committed snapshots
-                   case by case, and a platform id not committed yet is a new column
-  --claims PATH    the claims file (default: suite/claims.toml)
-  --root DIR       the repository root holding snapshots/ (default: found from the current dir)
-
-Exit status: 0 when the matrix was rendered (disagreements and contradicted claims are findings,
-not failures); 2 on bad input (a corrupt snapshot, results.json or claims file, named in the
-message) or a bad flag.";
-
 /// Bad input, with the file named.
 #[derive(Debug)]
 pub struct DiffError(pub String);
@@ -72,75 +46,53 @@ impl From<SnapshotError> for DiffError {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// Colored when stdout is a terminal and NO_COLOR is unset
     #[default]
     Terminal,
+    /// For a CI job summary; kept under 900 KiB
+    #[value(alias = "md")]
     Markdown,
+    /// One standalone page with a family filter and a "differs only" box; the filter also reads
+    /// the URL fragment, e.g. report.html#family=close&differs
     Html,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The flags of `cargo xtask diff`: render the cross-platform matrix, one row per catalog case,
+/// one column per platform id found under snapshots/ or in the artifacts (ordered by stack, then
+/// release; a stack with none keeps one "not run" column), each cell a short signature of what
+/// that platform observed, rows where the platforms disagree marked with their aligned steps,
+/// and the documented claims beside the cells. Exit 0 when the matrix was rendered
+/// (disagreements are findings, not failures); 2 on bad input, named in the message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
 pub struct Options {
+    /// The output format
+    #[arg(long, value_enum, value_name = "F", default_value_t = Format::Terminal)]
     pub format: Format,
+    /// Write to PATH instead of stdout
+    #[arg(long, value_name = "PATH", value_parser = crate::cli::writable_file)]
     pub out: Option<PathBuf>,
+    /// A CI run's downloaded artifacts or stack runs' folders: one folder per platform with
+    /// results.json and pending snapshots; they replace that platform's committed snapshots case
+    /// by case, and a platform id not committed yet is a new column
+    #[arg(long, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
+    /// The claims file (default: suite/claims.toml)
+    #[arg(long, value_name = "PATH")]
     pub claims: Option<PathBuf>,
+    /// The repository root holding snapshots/ (default: found from the current dir)
+    #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
 }
 
-impl Options {
-    pub fn parse(args: &[String]) -> Result<Options, String> {
-        let mut o = Options::default();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
-            match a.as_str() {
-                "--format" => {
-                    o.format = match value("--format")?.as_str() {
-                        "terminal" => Format::Terminal,
-                        "markdown" | "md" => Format::Markdown,
-                        "html" => Format::Html,
-                        other => {
-                            return Err(format!(
-                                "unknown format {other:?} (terminal, markdown or html)"
-                            ))
-                        }
-                    }
-                }
-                "--out" => o.out = Some(value("--out")?.into()),
-                "--artifacts" => o.artifacts = Some(value("--artifacts")?.into()),
-                "--claims" => o.claims = Some(value("--claims")?.into()),
-                "--root" => o.root = Some(value("--root")?.into()),
-                other => return Err(format!("unknown flag {other:?}")),
-            }
-        }
-        Ok(o)
-    }
-}
-
 /// Entry point; returns the exit code.
-pub fn main(args: &[String]) -> i32 {
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("{USAGE}");
-        return 0;
-    }
-    let o = match Options::parse(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("error: {e}\n\n{USAGE}");
-            return 2;
-        }
-    };
+pub fn run(o: &Options) -> i32 {
     let color = o.format == Format::Terminal
         && o.out.is_none()
         && std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let m = match load_matrix(&o) {
+    let m = match load_matrix(o) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");
@@ -278,19 +230,28 @@ mod tests {
 
     #[test]
     fn parses_flags_and_rejects_unknown_ones() {
-        let o = Options::parse(&args(
-            "--format html --out m.html --artifacts a --claims c.toml",
-        ))
-        .unwrap();
+        use clap::Parser;
+        let parse = |s: &str| {
+            crate::cli::Cli::try_parse_from(
+                ["sockconform", "diff"]
+                    .into_iter()
+                    .chain(s.split_whitespace()),
+            )
+            .map(|c| match c.command {
+                crate::cli::Command::Diff(o) => o,
+                other => panic!("{other:?}"),
+            })
+        };
+        let o = parse("--format html --out m.html --artifacts a --claims c.toml").unwrap();
         assert_eq!(o.format, Format::Html);
         assert_eq!(o.out.as_deref(), Some(Path::new("m.html")));
         assert_eq!(o.artifacts.as_deref(), Some(Path::new("a")));
-        assert!(Options::parse(&args("--format pdf")).is_err());
-        assert!(Options::parse(&args("--out")).is_err());
-        assert!(Options::parse(&args("--frob"))
-            .unwrap_err()
-            .contains("--frob"));
-        assert_eq!(main(&args("--frob")), 2);
+        assert_eq!(parse("--format md").unwrap().format, Format::Markdown);
+        assert!(parse("--format pdf").is_err());
+        assert!(parse("--out").is_err());
+        assert!(parse("--frob").unwrap_err().to_string().contains("--frob"));
+        assert!(parse("--out /nonexistent-dir/m.html").is_err());
+        assert_eq!(crate::cli::main(&args("diff --frob")), 2);
     }
 
     #[test]

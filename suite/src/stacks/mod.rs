@@ -25,7 +25,7 @@ pub struct Launch {
 }
 
 use crate::cli::ConformOptions;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -128,6 +128,15 @@ fn inner_args(o: &ConformOptions, stack: &Stack, out: &std::path::Path) -> Vec<S
     args.push(out.display().to_string());
     for f in &o.filters {
         args.extend(["--filter".to_string(), f.clone()]);
+    }
+    if o.pcap.is_some() {
+        // Into the artifact, which every stack can write; copied to the asked folder afterwards.
+        args.extend(["--pcap".to_string(), out.join("pcap").display().to_string()]);
+    }
+    if o.bless {
+        // The artifact then also holds the snapshots whose observation is unchanged but whose
+        // header is not this run's, for the import to refresh.
+        args.push("--bless".into());
     }
     if o.repeat > 1 {
         args.extend(["--repeat".to_string(), o.repeat.to_string()]);
@@ -253,6 +262,12 @@ pub fn conform_on(o: &ConformOptions) -> i32 {
     {
         eprintln!("warning: cannot handle Ctrl-C ({e}); an interrupt may leave a stack running");
     }
+    let tty = std::io::stdout().is_terminal();
+    let per_stack = crate::cli::select(crate::catalog::all(), &o.filters)
+        .map(|c| c.len())
+        .unwrap_or(0)
+        * o.repeat as usize;
+    let mut finished_cases = vec![0usize; stacks.len()];
     // Print lines as they come; reap each stack as it ends, or end it at its deadline (a guest
     // stuck at boot must not hang the run).
     while !running.is_empty() {
@@ -279,7 +294,31 @@ pub fn conform_on(o: &ConformOptions) -> i32 {
             return 130;
         }
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok((_, line)) => {
+            Ok((i, mut line)) => {
+                // On a terminal: how far each stack is, and the time left for the slowest one.
+                if tty
+                    && [" done ", " skip ", " FAIL "]
+                        .iter()
+                        .any(|w| line.contains(w))
+                {
+                    finished_cases[i] += 1;
+                    let done: usize = finished_cases.iter().sum();
+                    let left = running
+                        .iter()
+                        .filter_map(|(k, _, _, _, t0)| {
+                            let n = finished_cases[*k];
+                            (n > 0).then(|| {
+                                t0.elapsed().as_secs_f64() / n as f64
+                                    * per_stack.saturating_sub(n) as f64
+                            })
+                        })
+                        .fold(0.0, f64::max);
+                    line += &format!("  [{done}/{}", per_stack * stacks.len());
+                    if left > 0.0 {
+                        line += &format!(", {}", crate::cli::left_text(left));
+                    }
+                    line.push(']');
+                }
                 println!("{line}");
                 let _ = std::io::stdout().flush();
             }
@@ -317,14 +356,41 @@ pub fn conform_on(o: &ConformOptions) -> i32 {
     for (_, line) in rx.try_iter() {
         println!("{line}");
     }
-    report(
+    let code = report(
         &stacks,
         finished,
         &root,
         &stacks_dir,
         o.bless,
         started.elapsed(),
-    )
+    );
+    if let Some(dir) = &o.pcap {
+        for stack in &stacks {
+            let (from, to) = (
+                stacks_dir.join(stack.name()).join("pcap"),
+                dir.join(stack.name()),
+            );
+            match copy_files(&from, &to) {
+                Ok(n) => println!("pcap: {n} file(s) of {} in {}", stack.name(), to.display()),
+                Err(e) => eprintln!("pcap: {} not copied: {e}", stack.name()),
+            }
+        }
+    }
+    code
+}
+
+/// Copy the files of `from` into `to` (created); returns how many.
+fn copy_files(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<usize> {
+    std::fs::create_dir_all(to)?;
+    let mut n = 0;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// The per-stack summary, then the import of every artifact a stack handed back.

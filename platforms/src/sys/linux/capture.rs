@@ -38,7 +38,7 @@
 //!   dual-stack socket's IPv4-mapped address (`::ffff:a.b.c.d`) appears as the plain IPv4 address
 //!   that is really on the wire.
 
-use crate::wire::Segment;
+use crate::wire::{Frame, Segment};
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -52,8 +52,9 @@ use std::time::{Duration, Instant};
 /// the 30,000 packets of 10,000 connections opened at once when the machine was loaded and the
 /// reader thread fell behind; the kernel doubles the value and charges only what is queued.
 const RCVBUF: libc::c_int = 32 << 20;
-/// Bytes read per packet: headers only (IPv4 ≤ 60 or IPv6 40, plus TCP ≤ 60).
-const HEADER_BYTES: usize = 256;
+/// Bytes read per packet: headers only (IPv4 ≤ 60 or IPv6 40, plus TCP ≤ 60); also what a pcap
+/// file keeps of each packet.
+const HEADER_BYTES: usize = crate::wire::SNAPLEN as usize;
 /// At most this many packets are read between two polls (keeps stop prompt under a flood).
 const BATCH: usize = 4096;
 
@@ -71,6 +72,8 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 
 struct State {
     segments: Vec<Segment>,
+    /// The packet behind each segment (same order), its headers as captured, for a pcap file.
+    frames: Vec<Frame>,
     /// False once the reader thread has exited: nothing more will arrive.
     running: bool,
     /// Packets read but rejected in user space (the kernel filter should leave none).
@@ -113,6 +116,7 @@ impl Capture {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 segments: Vec::new(),
+                frames: Vec::new(),
                 running: true,
                 skipped: 0,
             }),
@@ -217,9 +221,16 @@ impl Capture {
 
     /// Stop the reader thread (woken through its eventfd; what the kernel already queued is
     /// still read) and return everything captured. Drops, if any, are reported on stderr.
-    pub fn stop(mut self) -> Vec<Segment> {
+    pub fn stop(self) -> Vec<Segment> {
+        self.stop_with_frames().0
+    }
+
+    /// As [`Capture::stop`], with the packet behind each segment (the same order and count) as
+    /// it was captured: for a pcap file.
+    pub fn stop_with_frames(mut self) -> (Vec<Segment>, Vec<Frame>) {
         self.shutdown();
-        mem::take(&mut self.shared.lock().segments)
+        let mut st = self.shared.lock();
+        (mem::take(&mut st.segments), mem::take(&mut st.frames))
     }
 
     fn shutdown(&mut self) {
@@ -410,7 +421,7 @@ fn read_loop(packet: &OwnedFd, wake: &OwnedFd, shared: &Shared, started: Clock) 
         let limit = if stopping { usize::MAX } else { BATCH };
         for _ in 0..limit {
             match recv_one(packet.as_raw_fd(), &mut buf, started, &mut loopbacks) {
-                Ok(Some(Some(seg))) => batch.push(seg),
+                Ok(Some(Some(seg_frame))) => batch.push(seg_frame),
                 Ok(Some(None)) => skipped += 1,
                 Ok(None) => break,
                 Err(e) => {
@@ -422,7 +433,10 @@ fn read_loop(packet: &OwnedFd, wake: &OwnedFd, shared: &Shared, started: Clock) 
         }
         if !batch.is_empty() || skipped > 0 {
             let mut st = shared.lock();
-            st.segments.append(&mut batch);
+            for (seg, frame) in batch.drain(..) {
+                st.segments.push(seg);
+                st.frames.push(frame);
+            }
             st.skipped += skipped;
             drop(st);
             shared.changed.notify_all();
@@ -436,13 +450,13 @@ fn read_loop(packet: &OwnedFd, wake: &OwnedFd, shared: &Shared, started: Clock) 
 }
 
 /// Read one packet without blocking: `Ok(None)` when none is queued, `Ok(Some(None))` for a
-/// packet that is not a TCP segment to record.
+/// packet that is not a TCP segment to record; a segment comes with its packet as captured.
 fn recv_one(
     fd: RawFd,
     buf: &mut [u8],
     started: Clock,
     loopbacks: &mut Loopbacks,
-) -> io::Result<Option<Option<Segment>>> {
+) -> io::Result<Option<Option<(Segment, Frame)>>> {
     loop {
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
@@ -477,7 +491,12 @@ fn recv_one(
         return Ok(Some(
             parse(u16::from_be(sll.sll_protocol), captured, wire_len).map(|mut s| {
                 s.at = at;
-                s
+                let frame = Frame {
+                    at: started.realtime + at,
+                    data: captured.to_vec(),
+                    len: u32::try_from(wire_len).unwrap_or(u32::MAX),
+                };
+                (s, frame)
             }),
         ));
     }
