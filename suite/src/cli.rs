@@ -16,7 +16,7 @@ const USAGE: &str = "usage:
   cargo xtask conform [--filter TEXT]... [--bless] [--repeat N] [--json PATH] [--jobs N]
                       [--artifact DIR] [--on STACK,...] [--require CAP,...]
   cargo xtask list [--markdown] [--check-readme]
-  cargo xtask explore [--cases N] [--seed N]
+  cargo xtask explore [--cases N] [--seed N] [--on STACK,...] [--jobs N]
 
 conform   run the catalog on this machine and compare with snapshots/<os>/
   --filter TEXT   only cases whose id starts with TEXT (a family: close), whose name contains
@@ -31,9 +31,11 @@ conform   run the catalog on this machine and compare with snapshots/<os>/
 list      print the catalog with intents and required capabilities
   --markdown      as the Markdown table of the README
   --check-readme  fail if README.md's catalog differs from the catalog in the code
-explore   generate scripts, run each twice over IPv4 and once over IPv6, shrink any divergence
+explore   generate scripts, run each twice on every stack, shrink each race and distinct finding
   --cases N       how many scripts (default 32)
-  --seed N        the generator's seed, to reproduce an exploration";
+  --seed N        the generator's seed, to reproduce an exploration
+  --on STACKS     the stacks to compare (default: this machine over IPv4 and over IPv6)
+  --jobs N        script runs at once inside each stack";
 
 /// Entry point; returns the exit code (0 ok, 1 behavior changed or a case failed, 2 bad input).
 pub fn main(args: &[String]) -> i32 {
@@ -46,6 +48,7 @@ pub fn main(args: &[String]) -> i32 {
         Some("diff") => crate::diff::main(&args[1..]),
         Some("import") => crate::import::main(&args[1..]),
         Some("explore") => crate::explore::main(&args[1..]),
+        Some("explore-batch") => crate::explore::batch_main(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             if args.is_empty() {

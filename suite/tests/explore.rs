@@ -5,7 +5,7 @@
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::path::PathBuf;
-use suite::explore::{moves, run, script};
+use suite::explore::{moves, run_once as run, script};
 use suite::runner::RunConfig;
 
 #[test]
