@@ -54,6 +54,102 @@ pub struct Options {
     /// Script runs at once inside each stack (default: the stack's own choice).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
+    /// Record the first N scripts of the seed (default seed: 1) as snapshots of each platform
+    /// that runs them, family `explore/`, instead of exploring: the corpus CI compares.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub record: Option<u32>,
+    /// With --record: write the snapshots into DIR/snapshots/<platform>/ (a CI artifact's
+    /// layout) instead of into the checkout.
+    #[arg(long, requires = "record")]
+    pub artifact: Option<PathBuf>,
+}
+
+/// The committed corpus: the first `CORPUS_SIZE` scripts of `CORPUS_SEED`, recorded on every
+/// platform (`explore --record 50 --seed 1`) and compared by `cargo xtask diff`.
+pub const CORPUS_SEED: u64 = 1;
+pub const CORPUS_SIZE: u32 = 50;
+
+/// The case id of the `i`-th generated script of `seed` in a corpus: `explore/seed1_07`.
+pub fn corpus_id(seed: u64, i: usize) -> String {
+    format!("explore/seed{seed}_{i:02}")
+}
+
+/// The intent recorded with a corpus script.
+fn corpus_intent(seed: u64, i: usize, m: &[(crate::script::Side, Move)]) -> String {
+    format!(
+        "Verify: generated script {i} of seed {seed} observes the same on every platform: {}.",
+        describe(&valid_moves(m))
+    )
+}
+
+/// The corpus as cases (family `explore`), so that `cargo xtask diff` compares its snapshots.
+pub fn corpus() -> Vec<crate::script::Case> {
+    static CORPUS: std::sync::OnceLock<Vec<crate::script::Case>> = std::sync::OnceLock::new();
+    CORPUS
+        .get_or_init(|| {
+            generate(CORPUS_SIZE, CORPUS_SEED)
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let mut c = script(m);
+                    let id = corpus_id(CORPUS_SEED, i);
+                    // Leaked once per process (the OnceLock): a case's names are 'static.
+                    c.name = Box::leak(id["explore/".len()..].to_string().into_boxed_str());
+                    c.intent = Box::leak(corpus_intent(CORPUS_SEED, i, m).into_boxed_str());
+                    c
+                })
+                .collect()
+        })
+        .clone()
+}
+
+/// Write the stable observations of a recorded batch as accepted snapshots of this platform
+/// under `root/snapshots/<platform>/explore/` (the old corpus of the platform removed first);
+/// the ids whose two runs differed (not written) or failed.
+fn write_corpus(
+    root: &std::path::Path,
+    ids: &[String],
+    intents: &[String],
+    observed: &[Observed],
+) -> std::io::Result<Vec<String>> {
+    let dir = crate::snapshot::platform_dir(root, &platforms::id::detect());
+    let _ = std::fs::remove_dir_all(dir.join("explore"));
+    let mut left_out = Vec::new();
+    for ((id, intent), o) in ids.iter().zip(intents).zip(observed) {
+        let seen = match o {
+            Observed::Runs(r) if r.iter().all(|x| *x == r[0]) => &r[0],
+            Observed::Runs(_) => {
+                left_out.push(format!("{id}: unstable (its two runs differ)"));
+                continue;
+            }
+            Observed::Error(e) => {
+                left_out.push(format!("{id}: failed ({e})"));
+                continue;
+            }
+        };
+        let (wire, steps): (Vec<String>, Vec<String>) = seen
+            .lines
+            .iter()
+            .cloned()
+            .partition(|l| l.starts_with("wire: "));
+        let obs = crate::observe::Observation {
+            case: id.clone(),
+            intent: intent.clone(),
+            steps,
+            timing: Vec::new(),
+        };
+        let (snap, wire_snap) = crate::snapshot::case_paths(&dir, id);
+        crate::snapshot::write_accepted(&snap, &obs.render())?;
+        if !wire.is_empty() {
+            let events = wire
+                .iter()
+                .map(|l| l["wire: ".len()..].to_string())
+                .collect();
+            let w = crate::observe::Wire::Captured { events };
+            crate::snapshot::write_accepted(&wire_snap, &w.render(id).expect("captured"))?;
+        }
+    }
+    Ok(left_out)
 }
 
 /// What one run of a script observed, in the form that is compared: the steps' lines, then the
@@ -80,7 +176,22 @@ pub fn run_once(case: &crate::script::Case, cfg: &RunConfig) -> Result<Seen, Str
     }
     let mut lines = r.observation.steps;
     if let crate::observe::Wire::Captured { events } = r.wire {
-        lines.extend(events.into_iter().map(|e| format!("wire: {e}")));
+        // A generated script that fills a buffer never waits for the flow it starts: how much
+        // more data, which zero-window probes and retransmissions fall before its end is timing
+        // (both runs of one script on one stack differed so). Its wire keeps what ends or opens
+        // a connection (SYN, FIN, RST).
+        let timed = |e: &String| {
+            ["data (bulk)", "probe (", "retransmission"]
+                .iter()
+                .any(|w| e.contains(w))
+        };
+        let bulk = case.is_bulk();
+        lines.extend(
+            events
+                .into_iter()
+                .filter(|e| !(bulk && timed(e)))
+                .map(|e| format!("wire: {e}")),
+        );
     }
     Ok(Seen { lines })
 }
@@ -168,12 +279,20 @@ fn default_jobs(cfg: &RunConfig, runs: usize) -> usize {
 #[derive(Serialize, Deserialize)]
 struct BatchIn {
     scripts: Vec<Script>,
+    /// Record the scripts as these corpus cases (ids, intents) into `record_into`.
+    #[serde(default)]
+    record: Vec<(String, String)>,
+    #[serde(default)]
+    record_into: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct BatchOut {
     platform: String,
     observed: Vec<Observed>,
+    /// Recorded corpus cases not written, with why.
+    #[serde(default)]
+    left_out: Vec<String>,
 }
 
 /// `sockconform explore-batch [--jobs N] IN OUT` (hidden; run inside a stack): run every script
@@ -224,7 +343,25 @@ pub fn batch_main(args: &[String]) -> i32 {
         "{runs} runs in {took:.1} s ({:.1} runs/s)",
         runs as f64 / took.max(1e-9)
     );
-    let out = BatchOut { platform, observed };
+    let mut left_out = Vec::new();
+    if let Some(into) = &batch.record_into {
+        let (ids, intents): (Vec<String>, Vec<String>) = batch.record.iter().cloned().unzip();
+        match write_corpus(into, &ids, &intents, &observed) {
+            Ok(l) => left_out = l,
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write the corpus into {}: {e}",
+                    into.display()
+                );
+                return 2;
+            }
+        }
+    }
+    let out = BatchOut {
+        platform,
+        observed,
+        left_out,
+    };
     match std::fs::write(output, serde_json::to_string(&out).expect("serializes")) {
         Ok(()) => 0,
         Err(e) => {
@@ -274,6 +411,8 @@ struct OnStacks {
     round: usize,
     /// The platform id each stack reported (filled after its first batch).
     platforms: Vec<Option<String>>,
+    /// Corpus cases (id, intent) each batch records as snapshots into its folder.
+    record: Vec<(String, String)>,
 }
 
 /// How long one batch may take inside a stack (200 scripts twice in a software-emulated guest
@@ -293,6 +432,8 @@ impl OnStacks {
         let _ = std::fs::remove_file(&output);
         let text = serde_json::to_string(&BatchIn {
             scripts: scripts.to_vec(),
+            record: self.record.clone(),
+            record_into: (!self.record.is_empty()).then(|| out.clone()),
         })
         .expect("serializes");
         std::fs::write(&input, text)
@@ -417,6 +558,9 @@ impl Stacks for OnStacks {
 /// `sockconform explore`: exit 0 when it ran to its end (findings are results), 1 when a script
 /// raced or a run failed, 2 on bad input or a stack that could not run.
 pub fn run(opts: &Options) -> i32 {
+    if let Some(n) = opts.record {
+        return record(opts, n);
+    }
     let seed = opts.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -518,7 +662,123 @@ fn on_stacks(opts: &Options) -> Result<OnStacks, String> {
         dir,
         jobs: opts.jobs,
         round: 0,
+        record: Vec::new(),
     })
+}
+
+/// `explore --record N`: run the first N scripts of the seed (default `CORPUS_SEED`) twice on
+/// each platform and write the stable ones as that platform's snapshots under `explore/`.
+fn record(opts: &Options, n: u32) -> i32 {
+    let seed = opts.seed.unwrap_or(CORPUS_SEED);
+    let generated = generate(n, seed);
+    let scripts: Vec<Script> = generated.iter().map(|m| valid_moves(m)).collect();
+    let cases: Vec<(String, String)> = generated
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (corpus_id(seed, i), corpus_intent(seed, i, m)))
+        .collect();
+    let Some(target) = opts
+        .artifact
+        .clone()
+        .or_else(|| crate::snapshot::find_repo_root().and_then(|r| r.canonicalize().ok()))
+    else {
+        eprintln!("error: run this from inside the sockconform repository, or give --artifact");
+        return 2;
+    };
+    println!("sockconform explore --record: {n} script(s) of seed {seed}, each run twice");
+    let started = Instant::now();
+    let mut left_out: Vec<String> = Vec::new();
+    if opts.on.is_empty() {
+        let cfg = RunConfig::probe(crate::cli::agent_exe());
+        let jobs = opts
+            .jobs
+            .map(|j| j as usize)
+            .unwrap_or_else(|| default_jobs(&cfg, scripts.len() * 2));
+        let observed = run_batch(&scripts, &cfg, false, jobs, &|_, _| {});
+        let (ids, intents): (Vec<String>, Vec<String>) = cases.into_iter().unzip();
+        match write_corpus(&target, &ids, &intents, &observed) {
+            Ok(l) => left_out = l,
+            Err(e) => {
+                eprintln!("error: cannot write the corpus: {e}");
+                return 2;
+            }
+        }
+        println!(
+            "{}: recorded into {}",
+            platforms::id::detect(),
+            crate::snapshot::platform_dir(&target, &platforms::id::detect()).display()
+        );
+    } else {
+        let mut on = match on_stacks(opts) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        on.record = cases;
+        on.round = 1;
+        let this = &on;
+        let answers: Vec<Result<BatchOut, String>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..this.stacks.len())
+                .map(|s| {
+                    let scripts = &scripts;
+                    sc.spawn(move || this.run_one(s, scripts))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("the launcher panicked".into()))
+                })
+                .collect()
+        });
+        for (stack, a) in on.stacks.iter().zip(answers) {
+            let out = on.dir.join(stack.name()).join("round-1");
+            match a.and_then(|b| {
+                let from = crate::snapshot::platform_dir(&out, &b.platform).join("explore");
+                let to = crate::snapshot::platform_dir(&target, &b.platform).join("explore");
+                copy_files(&from, &to).map_err(|e| {
+                    format!("cannot copy {} to {}: {e}", from.display(), to.display())
+                })?;
+                println!("{}: recorded into {}", b.platform, to.display());
+                Ok(b.left_out)
+            }) {
+                Ok(l) => left_out.extend(l.into_iter().map(|x| format!("{}: {x}", stack.name()))),
+                Err(e) => {
+                    eprintln!("error: {}: {e}", stack.name());
+                    return 2;
+                }
+            }
+        }
+    }
+    for l in &left_out {
+        println!("not recorded: {l}");
+    }
+    println!(
+        "{} left out ({:.1} s); `cargo xtask diff` compares the corpus across platforms",
+        left_out.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if left_out.is_empty() {
+        0
+    } else {
+        1
+    }
+}
+
+/// Replace the folder `to` by a copy of the files of `from` (a corpus family: files only).
+fn copy_files(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Each finding side by side and as a catalog case; each race with both runs; each error.
