@@ -59,7 +59,7 @@ pub struct Options {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub record: Option<u32>,
     /// With --record: write the snapshots into DIR/snapshots/<platform>/ (a CI artifact's
-    /// layout) instead of into the checkout.
+    /// layout; with --on, DIR/<stack>/snapshots/<platform>/) instead of into the checkout.
     #[arg(long, requires = "record")]
     pub artifact: Option<PathBuf>,
 }
@@ -556,7 +556,9 @@ impl Stacks for OnStacks {
 }
 
 /// `sockconform explore`: exit 0 when it ran to its end (findings are results), 1 when a script
-/// raced or a run failed, 2 on bad input or a stack that could not run.
+/// raced or a run failed, 2 on bad input or a stack that could not run. With `--record`: 0 when
+/// every script ran (those that differ from run to run are listed, not recorded), 1 when a run
+/// failed.
 pub fn run(opts: &Options) -> i32 {
     if let Some(n) = opts.record {
         return record(opts, n);
@@ -738,7 +740,13 @@ fn record(opts: &Options, n: u32) -> i32 {
             let out = on.dir.join(stack.name()).join("round-1");
             match a.and_then(|b| {
                 let from = crate::snapshot::platform_dir(&out, &b.platform).join("explore");
-                let to = crate::snapshot::platform_dir(&target, &b.platform).join("explore");
+                // Into the checkout, or one artifact folder per stack (as `diff --artifacts`
+                // reads them).
+                let into = match &opts.artifact {
+                    Some(a) => a.join(stack.name()),
+                    None => target.clone(),
+                };
+                let to = crate::snapshot::platform_dir(&into, &b.platform).join("explore");
                 copy_files(&from, &to).map_err(|e| {
                     format!("cannot copy {} to {}: {e}", from.display(), to.display())
                 })?;
@@ -761,10 +769,12 @@ fn record(opts: &Options, n: u32) -> i32 {
         left_out.len(),
         started.elapsed().as_secs_f64()
     );
-    if left_out.is_empty() {
-        0
-    } else {
+    // A script that observes differently from run to run on a platform is a result about that
+    // platform (it has no snapshot there, and says why); a run that failed is not.
+    if left_out.iter().any(|l| l.contains(": failed (")) {
         1
+    } else {
+        0
     }
 }
 
