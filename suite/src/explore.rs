@@ -654,8 +654,16 @@ fn on_stacks(opts: &Options) -> Result<OnStacks, String> {
         .ok()
         .and_then(|e| e.parent().map(PathBuf::from))
         .ok_or("cannot tell where the sockconform binaries are")?;
-    let dir = root.join("target").join("explore");
-    let _ = std::fs::remove_dir_all(&dir);
+    // A folder of this run's own: two explorations at once must not remove each other's
+    // batches. Those of runs that are gone are removed.
+    let base = root.join("target").join("explore");
+    for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().parse::<u32>().ok();
+        if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let dir = base.join(std::process::id().to_string());
     Ok(OnStacks {
         platforms: vec![None; stacks.len()],
         stacks,
