@@ -38,7 +38,7 @@ pub enum Command {
     Diff(crate::diff::Options),
     /// Copy the pending snapshots of CI artifacts or stack runs into snapshots/<platform>/
     Import(crate::import::Options),
-    /// Generate scripts, run each twice over IPv4 and once over IPv6, shrink any divergence
+    /// Generate scripts, run each on every stack (--on), shrink each distinct difference; --record the corpus
     Explore(crate::explore::Options),
 }
 
@@ -79,6 +79,10 @@ fn command() -> clap::Command {
 /// Entry point; returns the exit code (0 ok, 1 behavior changed or a case failed, 2 bad input).
 /// `args` are the arguments after the program name.
 pub fn main(args: &[String]) -> i32 {
+    // Inside a stack only: the explorer's batch runner, started by `explore --on`.
+    if args.first().map(String::as_str) == Some("explore-batch") {
+        return crate::explore::batch_main(&args[1..]);
+    }
     let argv = std::iter::once("sockconform".to_string()).chain(args.iter().cloned());
     let cli = match command()
         .try_get_matches_from(argv)

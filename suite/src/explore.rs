@@ -1,104 +1,160 @@
-//! The explorer (`cargo xtask explore`): proptest generates scripts in the case language, runs each
-//! against real agents, and shrinks any divergence to a minimal script.
+//! The explorer (`cargo xtask explore`): proptest generates scripts in the case language, every
+//! script runs on every stack, and each distinct difference is shrunk to a minimal script.
 //!
-//! A generated script opens one connection, gives both ends a short read timeout (so no read waits
-//! long), then performs up to eight moves on either side: write, read, shutdown, SO_LINGER 0, close,
-//! hard kill. Each script runs twice over IPv4 and, where the run has IPv6, once over ::1. The
-//! property is that all three observe the same (steps, TCP states and wire events):
-//! - two IPv4 runs that differ mean the script races with the kernel: a sequence that the catalog
-//!   could only keep with an await step, which the explorer's minimal script names;
-//! - IPv4 and IPv6 that differ is a finding about the platform.
+//! A generated script opens one connection, gives both ends a 50 ms read timeout (so no read
+//! waits long), then makes up to eight moves on either side (`moves.rs`: data, shutdown, linger,
+//! close, kill, exit, poll, filling the buffer, a second connection queued on the listener, the
+//! listener's close) and ends with a checkpoint. Each script runs twice on each stack:
+//! - two runs on one stack that differ mean the script races with the kernel there: a sequence
+//!   that the catalog could only keep with an await step; it is shrunk and reported as a race;
+//! - two stacks that each agree with themselves and differ from each other is a **finding**: it is
+//!   shrunk to the fewest moves that still differ (stably), printed side by side and as a
+//!   ready-to-paste catalog case. Findings are results, not failures.
+//!
+//! The stacks are those of `conform --on` (`host`, `gvisor`, `linux-X.Y`): each runs a batch of
+//! scripts in one launch (`sockconform explore-batch IN OUT` inside it), and every round of
+//! shrinking is one more batch per stack (`shrink.rs`). Without `--on`, the two "stacks" are this
+//! machine over IPv4 and over IPv6 (where ::1 exists), run in this process.
 //!
 //! The runner's own promises hold for every generated script too: each run ends within its
 //! deadlines, without a runner error, and (tested in `tests/runner.rs`) leaves no process behind.
 
+mod moves;
+mod shrink;
+
+pub use moves::{moves, name_of, rust_case, script, valid_moves, Move, Script, READ_TIMEOUT_MS};
+pub use shrink::{differences, explore, judge, Kind, Observed, Report, Shrunk, Stacks, Verdict};
+
 use crate::runner::{self, RunConfig};
-use crate::script::ops::{linger, read, shutdown, write};
-use crate::script::{client, connected, server, Case, How, Op, Side, Step};
-use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
-use std::collections::BTreeSet;
+use crate::stacks::{Launch, Stack};
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// One move of a generated script. Moves a side can no longer make (after its close or its
-/// kill) are dropped when the script is built, so shrinking can remove any move freely.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Move {
-    Write,
-    Read,
-    ShutdownWrite,
-    ShutdownRead,
-    Linger0,
-    Close,
-    Kill,
+/// `cargo xtask explore` flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Options {
+    /// How many scripts to generate.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cases: u32,
+    /// The generator's seed, to reproduce an exploration (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run every script on each of these stacks (host, gvisor, linux-X.Y; comma-separated) and
+    /// report the stable differences between them as findings.
+    #[arg(long, value_delimiter = ',')]
+    pub on: Vec<String>,
+    /// Script runs at once inside each stack (default: the stack's own choice).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Record the first N scripts of the seed (default seed: 1) as snapshots of each platform
+    /// that runs them, family `explore/`, instead of exploring: the corpus CI compares.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub record: Option<u32>,
+    /// With --record: write the snapshots into DIR/snapshots/<platform>/ (a CI artifact's
+    /// layout; with --on, DIR/<stack>/snapshots/<platform>/) instead of into the checkout.
+    #[arg(long, requires = "record")]
+    pub artifact: Option<PathBuf>,
 }
 
-/// The read timeout both ends get, so that a read with nothing to read returns WouldBlock soon.
-pub const READ_TIMEOUT_MS: u64 = 50;
+/// The committed corpus: the first `CORPUS_SIZE` scripts of `CORPUS_SEED`, recorded on every
+/// platform (`explore --record 50 --seed 1`) and compared by `cargo xtask diff`.
+pub const CORPUS_SEED: u64 = 1;
+pub const CORPUS_SIZE: u32 = 50;
 
-/// Sequences of up to eight moves, each by the client or the server.
-pub fn moves() -> impl Strategy<Value = Vec<(Side, Move)>> {
-    let side = prop_oneof![Just(Side::Client), Just(Side::Server)];
-    let mv = prop_oneof![
-        3 => Just(Move::Write),
-        3 => Just(Move::Read),
-        1 => Just(Move::ShutdownWrite),
-        1 => Just(Move::ShutdownRead),
-        1 => Just(Move::Linger0),
-        2 => Just(Move::Close),
-        1 => Just(Move::Kill),
-    ];
-    prop::collection::vec((side, mv), 1..=8)
+/// The case id of the `i`-th generated script of `seed` in a corpus: `explore/seed1_07`.
+pub fn corpus_id(seed: u64, i: usize) -> String {
+    format!("explore/seed{seed}_{i:02}")
 }
 
-/// The case a list of moves stands for.
-pub fn script(moves: &[(Side, Move)]) -> Case {
-    let act = |side: Side, op: Op| match side {
-        Side::Client => client(op),
-        Side::Server => server(op),
-    };
-    let mut steps = connected();
-    for side in [Side::Client, Side::Server] {
-        steps.push(act(
-            side,
-            Op::SetReadTimeout {
-                ms: READ_TIMEOUT_MS,
-            },
-        ));
-    }
-    let mut gone = BTreeSet::new();
-    for &(side, m) in moves {
-        if gone.contains(&side) {
-            continue;
+/// The intent recorded with a corpus script.
+fn corpus_intent(seed: u64, i: usize, m: &[(crate::script::Side, Move)]) -> String {
+    format!(
+        "Verify: generated script {i} of seed {seed} observes the same on every platform: {}.",
+        describe(&valid_moves(m))
+    )
+}
+
+/// The corpus as cases (family `explore`), so that `cargo xtask diff` compares its snapshots.
+pub fn corpus() -> Vec<crate::script::Case> {
+    static CORPUS: std::sync::OnceLock<Vec<crate::script::Case>> = std::sync::OnceLock::new();
+    CORPUS
+        .get_or_init(|| {
+            generate(CORPUS_SIZE, CORPUS_SEED)
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let mut c = script(m);
+                    let id = corpus_id(CORPUS_SEED, i);
+                    // Leaked once per process (the OnceLock): a case's names are 'static.
+                    c.name = Box::leak(id["explore/".len()..].to_string().into_boxed_str());
+                    c.intent = Box::leak(corpus_intent(CORPUS_SEED, i, m).into_boxed_str());
+                    c
+                })
+                .collect()
+        })
+        .clone()
+}
+
+/// Write the stable observations of a recorded batch as accepted snapshots of this platform
+/// under `root/snapshots/<platform>/explore/` (the old corpus of the platform removed first);
+/// the ids whose two runs differed (not written) or failed.
+fn write_corpus(
+    root: &std::path::Path,
+    ids: &[String],
+    intents: &[String],
+    observed: &[Observed],
+) -> std::io::Result<Vec<String>> {
+    let dir = crate::snapshot::platform_dir(root, &platforms::id::detect());
+    let _ = std::fs::remove_dir_all(dir.join("explore"));
+    let mut left_out = Vec::new();
+    for ((id, intent), o) in ids.iter().zip(intents).zip(observed) {
+        let seen = match o {
+            Observed::Runs(r) if r.iter().all(|x| *x == r[0]) => &r[0],
+            Observed::Runs(_) => {
+                left_out.push(format!("{id}: unstable (its two runs differ)"));
+                continue;
+            }
+            Observed::Error(e) => {
+                left_out.push(format!("{id}: failed ({e})"));
+                continue;
+            }
+        };
+        let (wire, steps): (Vec<String>, Vec<String>) = seen
+            .lines
+            .iter()
+            .cloned()
+            .partition(|l| l.starts_with("wire: "));
+        let obs = crate::observe::Observation {
+            case: id.clone(),
+            intent: intent.clone(),
+            steps,
+            timing: Vec::new(),
+        };
+        let (snap, wire_snap) = crate::snapshot::case_paths(&dir, id);
+        crate::snapshot::write_accepted(&snap, &obs.render())?;
+        if !wire.is_empty() {
+            let events = wire
+                .iter()
+                .map(|l| l["wire: ".len()..].to_string())
+                .collect();
+            let w = crate::observe::Wire::Captured { events };
+            crate::snapshot::write_accepted(&wire_snap, &w.render(id).expect("captured"))?;
         }
-        steps.push(match m {
-            Move::Write => act(side, write(5)),
-            Move::Read => act(side, read(100)),
-            Move::ShutdownWrite => act(side, shutdown(How::Write)),
-            Move::ShutdownRead => act(side, shutdown(How::Read)),
-            Move::Linger0 => act(side, linger(Some(0))),
-            Move::Close => {
-                gone.insert(side);
-                act(side, Op::Close)
-            }
-            Move::Kill => {
-                gone.insert(side);
-                Step::Kill(side)
-            }
-        });
     }
-    steps.push(Step::Checkpoint("end"));
-    let mut case = Case::new(
-        "Verify: a generated script observes the same on every run and over IPv4 and IPv6.",
-        steps,
-    );
-    case.family = "explore";
-    case.name = "generated";
-    case
+    Ok(left_out)
 }
 
-/// What one run of a script observed, in the form that is compared.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What one run of a script observed, in the form that is compared: the steps' lines, then the
+/// wire's events as `wire: ...` lines (none when the wire was not captured).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Seen {
     pub lines: Vec<String>,
 }
@@ -112,196 +168,727 @@ impl fmt::Display for Seen {
     }
 }
 
-/// Run a case once; a runner error (a hang, a broken agent) fails the property outright.
-pub fn run_script(case: &Case, cfg: &RunConfig) -> Result<Seen, String> {
+/// Run a case once; a runner error (a hang, a broken agent) is an error, not an observation.
+pub fn run_once(case: &crate::script::Case, cfg: &RunConfig) -> Result<Seen, String> {
     let r = runner::run_case(case, cfg);
     if let Some(e) = r.error {
         return Err(format!("runner error: {e}"));
     }
     let mut lines = r.observation.steps;
     if let crate::observe::Wire::Captured { events } = r.wire {
-        lines.extend(events.into_iter().map(|e| format!("wire: {e}")));
+        // A generated script that fills a buffer never waits for the flow it starts: how much
+        // more data, which zero-window probes and retransmissions fall before its end is timing
+        // (both runs of one script on one stack differed so). Its wire keeps what ends or opens
+        // a connection (SYN, FIN, RST).
+        let timed = |e: &String| {
+            ["data (bulk)", "probe (", "retransmission"]
+                .iter()
+                .any(|w| e.contains(w))
+        };
+        let bulk = case.is_bulk();
+        lines.extend(
+            events
+                .into_iter()
+                .filter(|e| !(bulk && timed(e)))
+                .map(|e| format!("wire: {e}")),
+        );
     }
     Ok(Seen { lines })
 }
 
-/// A minimal script whose runs diverged, and what each run saw.
-#[derive(Debug)]
-pub struct Divergence {
-    pub moves: Vec<(Side, Move)>,
-    pub reason: String,
-}
-
-/// The property for one script.
-pub fn check(moves: &[(Side, Move)], cfg: &RunConfig) -> Result<(), String> {
-    let case = script(moves);
-    let first = run_script(&case, cfg)?;
-    let again = run_script(&case, cfg)?;
-    if first != again {
-        return Err(format!(
-            "two runs over IPv4 differ (the script races with the kernel)\n  first run:\n{first}  second run:\n{again}"
-        ));
-    }
-    if cfg.ipv6.is_ok() {
-        let v6 = run_script(&case.clone().over_ipv6(case.intent), cfg)?;
-        if first != v6 {
-            return Err(format!(
-                "IPv4 and IPv6 observe differently\n  IPv4:\n{first}  IPv6:\n{v6}"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Explore `cases` generated scripts from `seed`; Err is the shrunk divergence.
-pub fn explore(cfg: &RunConfig, cases: u32, seed: u64) -> Result<(), Divergence> {
-    search(cases, seed, |m| check(m, cfg))
-}
-
-/// Generate move lists from `seed` until `property` fails, then shrink the failure.
-pub fn search(
-    cases: u32,
-    seed: u64,
-    property: impl Fn(&[(Side, Move)]) -> Result<(), String>,
-) -> Result<(), Divergence> {
+/// The `n` scripts that `seed` generates: the same on every machine and every run (proptest's
+/// ChaCha generator, seeded with the seed's bytes), so a corpus is reproducible from its seed.
+pub fn generate(n: u32, seed: u64) -> Vec<Script> {
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let config = Config {
-        cases,
-        // Each shrinking step reruns real processes; 64 is enough to reach a short script.
-        max_shrink_iters: 64,
-        failure_persistence: None,
-        ..Config::default()
-    };
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
-    let mut runner = TestRunner::new_with_rng(config, rng);
-    match runner.run(&moves(), |m| property(&m).map_err(TestCaseError::fail)) {
-        Ok(()) => Ok(()),
-        Err(TestError::Fail(reason, moves)) => Err(Divergence {
-            moves,
-            reason: reason.to_string(),
-        }),
-        Err(TestError::Abort(reason)) => Err(Divergence {
-            moves: Vec::new(),
-            reason: format!("exploration aborted: {reason}"),
-        }),
+    let mut gen = TestRunner::new_with_rng(Config::default(), rng);
+    let strategy = moves();
+    (0..n)
+        .map(|_| {
+            strategy
+                .new_tree(&mut gen)
+                .expect("the move strategy never rejects")
+                .current()
+        })
+        .collect()
+}
+
+/// Run each script `runs` times on this machine, `jobs` runs at once; over ::1 with `ipv6`.
+pub fn run_batch(
+    scripts: &[Script],
+    cfg: &RunConfig,
+    ipv6: bool,
+    jobs: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Vec<Observed> {
+    const RUNS: usize = 2;
+    let total = scripts.len() * RUNS;
+    type Runs = Vec<Option<Result<Seen, String>>>;
+    let results: Vec<Mutex<Runs>> = scripts
+        .iter()
+        .map(|_| Mutex::new(vec![None; RUNS]))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, total.max(1)) {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                if k >= total {
+                    break;
+                }
+                // Both runs of one script are apart in time: the first runs of all scripts come
+                // first, so a race is not hidden by two runs sharing the same moment.
+                let (run_no, i) = (k / scripts.len(), k % scripts.len());
+                let mut case = script(&scripts[i]);
+                if ipv6 {
+                    let intent = case.intent;
+                    case = case.over_ipv6(intent);
+                }
+                let r = run_once(&case, cfg);
+                results[i].lock().unwrap()[run_no] = Some(r);
+                progress(finished.fetch_add(1, Ordering::SeqCst) + 1, total);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            let runs: Result<Vec<Seen>, String> = m
+                .into_inner()
+                .unwrap()
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Err("not run".into())))
+                .collect();
+            match runs {
+                Ok(r) => Observed::Runs(r),
+                Err(e) => Observed::Error(e),
+            }
+        })
+        .collect()
+}
+
+/// Script runs at once on this machine when not told: the runner's choice for a catalog of
+/// this size, at most 16 (every run is two processes and a namespace; more only queue).
+fn default_jobs(cfg: &RunConfig, runs: usize) -> usize {
+    cfg.default_jobs(runs).0.min(16)
+}
+
+/// A batch handed to a stack, and what it hands back.
+#[derive(Serialize, Deserialize)]
+struct BatchIn {
+    scripts: Vec<Script>,
+    /// Record the scripts as these corpus cases (ids, intents) into `record_into`.
+    #[serde(default)]
+    record: Vec<(String, String)>,
+    #[serde(default)]
+    record_into: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BatchOut {
+    platform: String,
+    observed: Vec<Observed>,
+    /// Recorded corpus cases not written, with why.
+    #[serde(default)]
+    left_out: Vec<String>,
+}
+
+/// `sockconform explore-batch [--jobs N] IN OUT` (hidden; run inside a stack): run every script
+/// of IN twice and write the observations to OUT.
+pub fn batch_main(args: &[String]) -> i32 {
+    let (mut jobs, mut files) = (None, Vec::new());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--jobs" => jobs = it.next().and_then(|v| v.parse::<usize>().ok()),
+            other => files.push(PathBuf::from(other)),
+        }
+    }
+    let [input, output] = files.as_slice() else {
+        eprintln!("usage: sockconform explore-batch [--jobs N] IN OUT");
+        return 2;
+    };
+    let batch: BatchIn = match std::fs::read_to_string(input)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", input.display());
+            return 2;
+        }
+    };
+    let cfg = RunConfig::probe(crate::cli::agent_exe());
+    let runs = batch.scripts.len() * 2;
+    let jobs = jobs.unwrap_or_else(|| default_jobs(&cfg, runs));
+    let platform = platforms::id::detect();
+    println!(
+        "{platform}: {} script(s), twice each, {jobs} at once",
+        batch.scripts.len()
+    );
+    let started = Instant::now();
+    let step = (runs / 5).max(50);
+    let observed = run_batch(&batch.scripts, &cfg, false, jobs, &|done, total| {
+        if done % step == 0 && done < total {
+            println!(
+                "{done}/{total} runs ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    });
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "{runs} runs in {took:.1} s ({:.1} runs/s)",
+        runs as f64 / took.max(1e-9)
+    );
+    let mut left_out = Vec::new();
+    if let Some(into) = &batch.record_into {
+        let (ids, intents): (Vec<String>, Vec<String>) = batch.record.iter().cloned().unzip();
+        match write_corpus(into, &ids, &intents, &observed) {
+            Ok(l) => left_out = l,
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write the corpus into {}: {e}",
+                    into.display()
+                );
+                return 2;
+            }
+        }
+    }
+    let out = BatchOut {
+        platform,
+        observed,
+        left_out,
+    };
+    match std::fs::write(output, serde_json::to_string(&out).expect("serializes")) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", output.display());
+            2
+        }
     }
 }
 
-/// The flags of `cargo xtask explore`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct Options {
-    /// How many scripts to generate
-    #[arg(long, value_name = "N", default_value_t = 32,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub cases: u32,
-    /// The generator's seed, to reproduce an exploration (default: from the clock)
-    #[arg(long, value_name = "N")]
-    pub seed: Option<u64>,
+/// This machine over IPv4 and (where ::1 exists) over IPv6, in this process.
+struct Local {
+    cfg: RunConfig,
+    jobs: Option<usize>,
+    ipv6: bool,
 }
 
-/// `sockconform explore`: exit 0 when every script agreed with itself, 1 with a divergence.
+impl Stacks for Local {
+    fn names(&self) -> Vec<String> {
+        let mut n = vec!["IPv4".to_string()];
+        if self.ipv6 {
+            n.push("IPv6".into());
+        }
+        n
+    }
+
+    fn run(&mut self, batches: Vec<(usize, Vec<Script>)>) -> Vec<Result<Vec<Observed>, String>> {
+        batches
+            .into_iter()
+            .map(|(s, scripts)| {
+                let jobs = self
+                    .jobs
+                    .unwrap_or_else(|| default_jobs(&self.cfg, scripts.len() * 2));
+                Ok(run_batch(&scripts, &self.cfg, s == 1, jobs, &|_, _| {}))
+            })
+            .collect()
+    }
+}
+
+/// Stacks of `conform --on`: each batch is a file in the stack's folder under target/explore/,
+/// run by `sockconform explore-batch` inside the stack, the stacks at once.
+struct OnStacks {
+    stacks: Vec<Stack>,
+    bin_dir: PathBuf,
+    root: PathBuf,
+    dir: PathBuf,
+    jobs: Option<u32>,
+    round: usize,
+    /// The platform id each stack reported (filled after its first batch).
+    platforms: Vec<Option<String>>,
+    /// Corpus cases (id, intent) each batch records as snapshots into its folder.
+    record: Vec<(String, String)>,
+}
+
+/// How long one batch may take inside a stack (200 scripts twice in a software-emulated guest
+/// take about ten minutes).
+const BATCH_DEADLINE: Duration = Duration::from_secs(40 * 60);
+
+impl OnStacks {
+    fn run_one(&self, s: usize, scripts: &[Script]) -> Result<BatchOut, String> {
+        let stack = &self.stacks[s];
+        let out = self
+            .dir
+            .join(stack.name())
+            .join(format!("round-{}", self.round));
+        std::fs::create_dir_all(&out)
+            .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+        let (input, output) = (out.join("in.json"), out.join("out.json"));
+        let _ = std::fs::remove_file(&output);
+        let text = serde_json::to_string(&BatchIn {
+            scripts: scripts.to_vec(),
+            record: self.record.clone(),
+            record_into: (!self.record.is_empty()).then(|| out.clone()),
+        })
+        .expect("serializes");
+        std::fs::write(&input, text)
+            .map_err(|e| format!("cannot write {}: {e}", input.display()))?;
+        let mut args = vec!["explore-batch".to_string()];
+        if let Some(j) = self.jobs.map(|j| j as usize).or(stack.default_jobs()) {
+            args.extend(["--jobs".to_string(), j.to_string()]);
+        }
+        args.extend([input.display().to_string(), output.display().to_string()]);
+        let launch = Launch {
+            bin_dir: self.bin_dir.clone(),
+            root: self.root.clone(),
+            out: out.clone(),
+            cache: crate::stacks::cache_dir(),
+            args,
+        };
+        let mut cmd = stack.command(&launch)?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Spawned and waited for on this thread: the launcher's parent-death signal is tied to
+        // the thread that spawned it, and it ends with this run.
+        let mut child = platforms::group::spawn_group_leader(&mut cmd)
+            .map_err(|e| format!("cannot start the {} stack: {e}", stack.name()))?;
+        let name = stack.name();
+        let mut readers = Vec::new();
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let name = name.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    println!("  [{name}] {line}");
+                    let _ = std::io::stdout().flush();
+                }
+            }));
+        }
+        let t0 = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break s,
+                Ok(None) if t0.elapsed() > BATCH_DEADLINE => {
+                    platforms::group::end_group(&mut child, Duration::from_secs(5));
+                    return Err(format!(
+                        "the batch did not finish within {} s",
+                        BATCH_DEADLINE.as_secs()
+                    ));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => return Err(format!("cannot wait for it: {e}")),
+            }
+        };
+        for r in readers {
+            let _ = r.join();
+        }
+        let text = std::fs::read_to_string(&output)
+            .map_err(|e| format!("no observations ({}; exit {status})", e))?;
+        let out: BatchOut = serde_json::from_str(&text)
+            .map_err(|e| format!("unreadable {}: {e}", output.display()))?;
+        if out.observed.len() != scripts.len() {
+            return Err(format!(
+                "{} observations for {} scripts",
+                out.observed.len(),
+                scripts.len()
+            ));
+        }
+        Ok(out)
+    }
+}
+
+impl Stacks for OnStacks {
+    fn names(&self) -> Vec<String> {
+        self.stacks
+            .iter()
+            .zip(&self.platforms)
+            .map(|(s, p)| match p {
+                Some(p) => format!("{} ({p})", s.name()),
+                None => s.name(),
+            })
+            .collect()
+    }
+
+    fn run(&mut self, batches: Vec<(usize, Vec<Script>)>) -> Vec<Result<Vec<Observed>, String>> {
+        self.round += 1;
+        let this = &*self;
+        let answers: Vec<Result<BatchOut, String>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = batches
+                .iter()
+                .map(|(s, scripts)| sc.spawn(move || this.run_one(*s, scripts)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("the launcher panicked".into()))
+                })
+                .collect()
+        });
+        batches
+            .iter()
+            .zip(answers)
+            .map(|((s, _), a)| {
+                a.map(|out| {
+                    self.platforms[*s] = Some(out.platform);
+                    out.observed
+                })
+            })
+            .collect()
+    }
+}
+
+/// `sockconform explore`: exit 0 when it ran to its end (findings are results), 1 when a script
+/// raced or a run failed, 2 on bad input or a stack that could not run. With `--record`: 0 when
+/// every script ran (those that differ from run to run are listed, not recorded), 1 when a run
+/// failed.
 pub fn run(opts: &Options) -> i32 {
-    let (cases, seed) = (opts.cases, opts.seed);
-    let seed = seed.unwrap_or_else(|| {
+    if opts.on.is_empty() {
+        // Before any thread starts, as `conform` does: a user who is not root runs the scripts as
+        // root of a user namespace of its own (isolation and capture included).
+        if let Some(how) = platforms::enter_user_namespace().describe() {
+            println!("{how}");
+        }
+    }
+    if let Some(n) = opts.record {
+        return record(opts, n);
+    }
+    let seed = opts.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0)
     });
-    let cfg = RunConfig::probe(crate::cli::agent_exe());
-    let families = match &cfg.ipv6 {
-        Ok(()) => "IPv4 twice and IPv6 once".to_string(),
-        Err(why) => format!("IPv4 twice (no IPv6: {why})"),
-    };
-    println!("sockconform explore: {cases} generated script(s), seed {seed}, each run {families}");
-    let start = std::time::Instant::now();
-    let outcome = explore(&cfg, cases, seed);
-    let took = start.elapsed().as_secs_f64();
-    match outcome {
-        Ok(()) => {
-            println!("all {cases} scripts observed the same on every run ({took:.1} s)");
-            0
-        }
-        Err(d) => {
-            println!("divergence after {took:.1} s; the smallest script found:");
-            for (side, m) in &d.moves {
-                println!("  {side}: {m:?}");
+    let cases = opts.cases.max(1);
+    let mut stacks: Box<dyn Stacks> = if opts.on.is_empty() {
+        let cfg = RunConfig::probe(crate::cli::agent_exe());
+        let ipv6 = match &cfg.ipv6 {
+            Ok(()) => true,
+            Err(why) => {
+                println!("no IPv6 here ({why}): each script runs twice over IPv4 only");
+                false
             }
-            println!("{}", d.reason);
-            println!("reproduce: cargo xtask explore --seed {seed} --cases {cases}");
-            1
+        };
+        Box::new(Local {
+            cfg,
+            jobs: opts.jobs.map(|j| j as usize),
+            ipv6,
+        })
+    } else {
+        match on_stacks(opts) {
+            Ok(s) => Box::new(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
         }
+    };
+    let names = stacks.names();
+    println!(
+        "sockconform explore: {cases} generated script(s), seed {seed}, each run twice on {}",
+        names.join(", ")
+    );
+    let start = Instant::now();
+    let scripts = generate(cases, seed);
+    let mut log = |l: &str| {
+        println!("{l} ({:.0} s)", start.elapsed().as_secs_f64());
+        let _ = std::io::stdout().flush();
+    };
+    let report = match explore(stacks.as_mut(), &scripts, &mut log) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: a stack could not run its batch: {e}");
+            return 2;
+        }
+    };
+    let names = stacks.names();
+    let took = start.elapsed().as_secs_f64();
+    let on = if opts.on.is_empty() {
+        String::new()
+    } else {
+        format!(" --on {}", opts.on.join(","))
+    };
+    print_report(
+        &report,
+        &names,
+        &scripts,
+        &format!("cargo xtask explore{on} --cases {cases} --seed {seed}"),
+    );
+    println!(
+        "{} script(s) in {took:.1} s: {} agreed, {} finding(s), {} race(s), {} error(s); {} round(s), {} batch(es)",
+        report.scripts,
+        report.agreed,
+        report.findings.len(),
+        report.races.len(),
+        report.errors.len(),
+        report.rounds,
+        report.batches
+    );
+    if report.races.is_empty() && report.errors.is_empty() {
+        0
+    } else {
+        1
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    proptest! {
-        #[test]
-        fn a_script_never_acts_on_a_side_that_closed_or_died(m in moves()) {
-            let case = script(&m);
-            let mut gone = BTreeSet::new();
-            for s in &case.steps {
-                match s {
-                    Step::Do(a) => {
-                        prop_assert!(!gone.contains(&a.side), "{:?} acts after it ended", a.side);
-                        if a.op == Op::Close {
-                            gone.insert(a.side);
-                        }
-                    }
-                    Step::Kill(side) => {
-                        prop_assert!(gone.insert(*side), "{side:?} killed after it ended");
-                    }
-                    _ => {}
-                }
-            }
-            prop_assert!(matches!(case.steps.last(), Some(Step::Checkpoint("end"))));
+fn on_stacks(opts: &Options) -> Result<OnStacks, String> {
+    let stacks = opts
+        .on
+        .iter()
+        .map(|s| Stack::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = crate::snapshot::find_repo_root()
+        .and_then(|r| r.canonicalize().ok())
+        .ok_or("run this from inside the sockconform repository")?;
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(PathBuf::from))
+        .ok_or("cannot tell where the sockconform binaries are")?;
+    // A folder of this run's own: two explorations at once must not remove each other's
+    // batches. Those of runs that are gone are removed.
+    let base = root.join("target").join("explore");
+    for e in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().parse::<u32>().ok();
+        if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
+    let dir = base.join(std::process::id().to_string());
+    Ok(OnStacks {
+        platforms: vec![None; stacks.len()],
+        stacks,
+        bin_dir,
+        root,
+        dir,
+        jobs: opts.jobs,
+        round: 0,
+        record: Vec::new(),
+    })
+}
 
-    #[test]
-    fn a_divergence_is_shrunk_to_the_moves_that_cause_it() {
-        // A stand-in property that fails whenever the server is killed after a client write.
-        let property = |m: &[(Side, Move)]| {
-            let write = m.iter().position(|x| *x == (Side::Client, Move::Write));
-            let kill = m.iter().rposition(|x| *x == (Side::Server, Move::Kill));
-            match (write, kill) {
-                (Some(w), Some(k)) if w < k => Err("diverged".to_string()),
-                _ => Ok(()),
+/// `explore --record N`: run the first N scripts of the seed (default `CORPUS_SEED`) twice on
+/// each platform and write the stable ones as that platform's snapshots under `explore/`.
+fn record(opts: &Options, n: u32) -> i32 {
+    let seed = opts.seed.unwrap_or(CORPUS_SEED);
+    let generated = generate(n, seed);
+    let scripts: Vec<Script> = generated.iter().map(|m| valid_moves(m)).collect();
+    let cases: Vec<(String, String)> = generated
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (corpus_id(seed, i), corpus_intent(seed, i, m)))
+        .collect();
+    let Some(target) = opts
+        .artifact
+        .clone()
+        .or_else(|| crate::snapshot::find_repo_root().and_then(|r| r.canonicalize().ok()))
+    else {
+        eprintln!("error: run this from inside the sockconform repository, or give --artifact");
+        return 2;
+    };
+    println!("sockconform explore --record: {n} script(s) of seed {seed}, each run twice");
+    let started = Instant::now();
+    let mut left_out: Vec<String> = Vec::new();
+    if opts.on.is_empty() {
+        let cfg = RunConfig::probe(crate::cli::agent_exe());
+        let jobs = opts
+            .jobs
+            .map(|j| j as usize)
+            .unwrap_or_else(|| default_jobs(&cfg, scripts.len() * 2));
+        let observed = run_batch(&scripts, &cfg, false, jobs, &|_, _| {});
+        let (ids, intents): (Vec<String>, Vec<String>) = cases.into_iter().unzip();
+        match write_corpus(&target, &ids, &intents, &observed) {
+            Ok(l) => left_out = l,
+            Err(e) => {
+                eprintln!("error: cannot write the corpus: {e}");
+                return 2;
+            }
+        }
+        println!(
+            "{}: recorded into {}",
+            platforms::id::detect(),
+            crate::snapshot::platform_dir(&target, &platforms::id::detect()).display()
+        );
+    } else {
+        let mut on = match on_stacks(opts) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
             }
         };
-        let d = search(500, 3, property).expect_err("500 scripts include such a pair");
-        assert_eq!(
-            d.moves,
-            [(Side::Client, Move::Write), (Side::Server, Move::Kill)]
-        );
-        assert!(search(50, 3, |_| Ok(())).is_ok());
+        on.record = cases;
+        on.round = 1;
+        let this = &on;
+        let answers: Vec<Result<BatchOut, String>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..this.stacks.len())
+                .map(|s| {
+                    let scripts = &scripts;
+                    sc.spawn(move || this.run_one(s, scripts))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("the launcher panicked".into()))
+                })
+                .collect()
+        });
+        for (stack, a) in on.stacks.iter().zip(answers) {
+            let out = on.dir.join(stack.name()).join("round-1");
+            match a.and_then(|b| {
+                let from = crate::snapshot::platform_dir(&out, &b.platform).join("explore");
+                // Into the checkout, or one artifact folder per stack (as `diff --artifacts`
+                // reads them).
+                let into = match &opts.artifact {
+                    Some(a) => a.join(stack.name()),
+                    None => target.clone(),
+                };
+                let to = crate::snapshot::platform_dir(&into, &b.platform).join("explore");
+                copy_files(&from, &to).map_err(|e| {
+                    format!("cannot copy {} to {}: {e}", from.display(), to.display())
+                })?;
+                println!("{}: recorded into {}", b.platform, to.display());
+                Ok(b.left_out)
+            }) {
+                Ok(l) => left_out.extend(l.into_iter().map(|x| format!("{}: {x}", stack.name()))),
+                Err(e) => {
+                    eprintln!("error: {}: {e}", stack.name());
+                    return 2;
+                }
+            }
+        }
     }
+    for l in &left_out {
+        println!("not recorded: {l}");
+    }
+    println!(
+        "{} left out ({:.1} s); `cargo xtask diff` compares the corpus across platforms",
+        left_out.len(),
+        started.elapsed().as_secs_f64()
+    );
+    // A script that observes differently from run to run on a platform is a result about that
+    // platform (it has no snapshot there, and says why); a run that failed is not.
+    if left_out.iter().any(|l| l.contains(": failed (")) {
+        1
+    } else {
+        0
+    }
+}
 
-    #[test]
-    fn a_script_starts_connected_with_read_timeouts() {
-        let case = script(&[(Side::Client, Move::Read)]);
-        let ops: Vec<String> = case
-            .steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Do(a) => Some(format!("{}: {}", a.side, a.op)),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            ops,
-            [
-                "server: listen(backlog 16)",
-                "client: connect",
-                "server: accept",
-                "client: read timeout 50 ms",
-                "server: read timeout 50 ms",
-                "client: read(100)",
-            ]
+/// Replace the folder `to` by a copy of the files of `from` (a corpus family: files only).
+fn copy_files(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Each finding side by side and as a catalog case; each race with both runs; each error.
+pub fn print_report(r: &Report, names: &[String], scripts: &[Script], reproduce: &str) {
+    for (n, f) in r.findings.iter().enumerate() {
+        let Verdict::Finding {
+            stacks,
+            seen,
+            lines,
+        } = &f.verdict
+        else {
+            continue;
+        };
+        let (a, b) = (&names[stacks[0]], &names[stacks[1]]);
+        println!(
+            "\n=== finding {}: {a} and {b} differ ({} move(s); {} generated script(s) shrank to it)",
+            n + 1,
+            f.script.len(),
+            f.from.len()
+        );
+        print_side_by_side(a, &seen[0], b, &seen[1]);
+        println!("  differing: ");
+        for l in lines {
+            println!("    {l}");
+        }
+        let intent = format!(
+            "Verify: {} (found by `{reproduce}`: {a} and {b} differ).",
+            describe(&f.script)
+        );
+        println!("  as a catalog case:\n");
+        for l in rust_case(&f.script, &intent).lines() {
+            println!("    {l}");
+        }
+    }
+    for (n, race) in r.races.iter().enumerate() {
+        let Verdict::Race { stack, runs, .. } = &race.verdict else {
+            continue;
+        };
+        println!(
+            "\n=== race {}: two runs on {} differ ({} move(s): {}); a catalog case needs an await step here",
+            n + 1,
+            names[*stack],
+            race.script.len(),
+            describe(&race.script)
+        );
+        print_side_by_side("first run", &runs[0], "second run", &runs[1]);
+    }
+    for (i, stack, reason) in &r.errors {
+        println!(
+            "\n=== error: script {} ({}) on {}: {reason}",
+            i + 1,
+            describe(&valid_moves(&scripts[*i])),
+            names[*stack]
+        );
+    }
+    println!("\nreproduce: {reproduce}");
+}
+
+/// "server close, client write".
+pub fn describe(m: &[(crate::script::Side, Move)]) -> String {
+    if m.is_empty() {
+        return "the idle connection".into();
+    }
+    m.iter()
+        .map(|(s, mv)| format!("{s} {}", moves::words(*mv).join(" ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_side_by_side(a_name: &str, a: &Seen, b_name: &str, b: &Seen) {
+    let rows = crate::diff::matrix::align("steps", &[&a.lines, &b.lines]);
+    let width = rows
+        .iter()
+        .filter_map(|r| r.cells[0].as_ref().map(|c| c.chars().count()))
+        .max()
+        .unwrap_or(0)
+        .clamp(a_name.len(), 70);
+    println!("  {:<width$}   {b_name}", a_name);
+    for r in rows {
+        let cell = |c: &Option<String>| c.clone().unwrap_or_else(|| "-".into());
+        let mark = if r.differs { "≠" } else { " " };
+        println!(
+            "  {:<width$} {mark} {}",
+            cell(&r.cells[0]),
+            cell(&r.cells[1])
         );
     }
 }

@@ -130,6 +130,7 @@ pub fn wire_events(
     let mut next_seq: BTreeMap<(u16, u16), u32> = BTreeMap::new();
     let mut unnamed: BTreeMap<String, usize> = BTreeMap::new();
     let mut sent: std::collections::HashSet<(u16, u32)> = std::collections::HashSet::new();
+    let mut probes_since_event: std::collections::BTreeSet<String> = Default::default();
     for s in segs {
         let key = (s.src.port(), s.dst.port());
         let dir = format!("{} > {}", name(s.src.port()), name(s.dst.port()));
@@ -143,12 +144,17 @@ pub fn wire_events(
         let is_probe =
             s.event().is_none() && s.payload == 0 && known == Some(s.seq.wrapping_add(1));
         if is_probe {
-            // Zero-window probes in bulk cases come as often as the timer says: not stable.
+            // Zero-window probes in bulk cases come as often as the timer says: not stable. Both
+            // directions may probe in turn (both ends filled): one line each until another event.
             let ev = format!("{dir}: probe (ACK below the next sequence number)");
-            if !(bulk && out.last() == Some(&ev)) {
+            if !(bulk && probes_since_event.contains(&ev)) {
+                probes_since_event.insert(ev.clone());
                 out.push(ev);
             }
             continue;
+        }
+        if s.event().is_some() {
+            probes_since_event.clear();
         }
         let Some(ev) = s.event() else { continue };
         // Where the count of retransmissions is not stable, the first one stands for all.
@@ -420,6 +426,32 @@ mod tests {
         assert_eq!(ev[0], "client > server: SYN");
         assert_eq!(ev.len(), 4, "{ev:?}");
         assert!(ev[3].starts_with("server > client: RST"), "{ev:?}");
+    }
+
+    #[test]
+    fn bulk_probes_of_both_directions_in_turn_count_once_each() {
+        let labels = BTreeMap::from([(80, "server".to_string()), (5000, "client".to_string())]);
+        let mut c = seg(5000, 80, "PA", 5);
+        c.seq = 100;
+        let mut s = seg(80, 5000, "PA", 5);
+        s.seq = 300;
+        let mut cp = seg(5000, 80, "A", 0);
+        cp.seq = 104;
+        let mut sp = seg(80, 5000, "A", 0);
+        sp.seq = 304;
+        let probes = |n: usize| {
+            let mut v = vec![c.clone(), s.clone()];
+            for _ in 0..n {
+                v.extend([cp.clone(), sp.clone()]);
+            }
+            v
+        };
+        let (few, many) = (
+            wire_events(&probes(2), &labels, true, None),
+            wire_events(&probes(5), &labels, true, None),
+        );
+        assert_eq!(few, many);
+        assert_eq!(few.len(), 4, "{few:?}");
     }
 
     #[test]

@@ -139,7 +139,11 @@ fn columns_are_the_platform_ids_and_a_missing_case_is_not_run_with_its_claims() 
     let (m, root) = fixture_matrix("missing");
     // gVisor and FreeBSD have no platform: one "not run" column each, named by the stack.
     assert_eq!(names(&m), [LINUX, "gvisor", MACOS, WINDOWS, "freebsd"]);
-    assert_eq!(m.rows.len(), suite::catalog::all().len());
+    // The catalog and the explorer's recorded corpus.
+    assert_eq!(
+        m.rows.len(),
+        suite::catalog::all().len() + suite::explore::corpus().len()
+    );
 
     // macos ran other cases but not this one.
     let r = row(&m, "shutdown/read_then_peer_sends");

@@ -5,7 +5,7 @@
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::path::PathBuf;
-use suite::explore::{moves, run_script, script};
+use suite::explore::{moves, run_once as run, script};
 use suite::runner::RunConfig;
 
 #[test]
@@ -16,7 +16,7 @@ fn every_generated_script_runs_to_its_end() {
     for _ in 0..12 {
         let m = moves().new_tree(&mut gen).unwrap().current();
         let case = script(&m);
-        let seen = run_script(&case, &cfg).unwrap_or_else(|e| panic!("{m:?}: {e}"));
+        let seen = run(&case, &cfg).unwrap_or_else(|e| panic!("{m:?}: {e}"));
         let last = seen.lines.iter().rfind(|l| !l.starts_with("wire: "));
         assert!(
             last.is_some_and(|l| l.starts_with("checkpoint end: ")),

@@ -1,4 +1,5 @@
-//! connect(): refused, unanswered because the backlog is full, and reset before accept().
+//! connect(): refused, unanswered because the backlog is full, reset before accept(), and
+//! queued when the listener closes.
 
 use crate::script::ops::*;
 use crate::script::*;
@@ -52,6 +53,37 @@ pub fn reset_before_accept() -> Case {
             Step::AwaitState(Side::Server, &[TcpState::Closed]),
             server(Op::Accept),
             server(read(100)),
+        ],
+    )
+}
+
+pub fn listener_closed_with_connection_queued() -> Case {
+    Case::new(
+        "Verify: the listener is closed while a completed connection waits in its queue, never accepted: is the queued connection reset, and what does its client read (found by `cargo xtask explore --on host,gvisor --cases 200 --seed 1`)?",
+        vec![
+            server(listen()),
+            client(connect()),
+            client(Op::SetReadTimeout { ms: 500 }),
+            Step::Checkpoint("queued"),
+            server(Op::Close).on("listener"),
+            Step::Checkpoint("after_listener_close"),
+            client(read(100)),
+            client(write(5)),
+        ],
+    )
+}
+
+pub fn listener_killed_with_connection_queued() -> Case {
+    Case::new(
+        "Verify: the listening process is killed while a completed connection waits in its queue, never accepted: is the queued connection reset, and what does its client read (found by `cargo xtask explore --on host,gvisor --cases 200 --seed 1`)?",
+        vec![
+            server(listen()),
+            client(connect()),
+            client(Op::SetReadTimeout { ms: 500 }),
+            Step::Kill(Side::Server),
+            Step::Checkpoint("after_kill"),
+            client(read(100)),
+            client(write(5)),
         ],
     )
 }

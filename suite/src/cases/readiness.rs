@@ -28,3 +28,14 @@ pub fn poll_on_peer_rst() -> Case {
         ]),
     )
 }
+
+pub fn poll_after_own_shutdown_read() -> Case {
+    Case::new(
+        "Verify: the poll() events of a socket after its own shutdown(SHUT_RD), with nothing received (readable at end of stream? RDHUP?), then what a read returns (found by `cargo xtask explore --on host,gvisor --cases 200 --seed 1`).",
+        after_connect([
+            client(shutdown(How::Read)),
+            client(Op::Poll { timeout_ms: 0 }),
+            client(read(100)),
+        ]),
+    )
+}

@@ -135,7 +135,9 @@ pub fn render(m: &matrix::Matrix, format: Format, color: bool) -> String {
 /// Read everything the options name and build the matrix.
 pub fn load_matrix(o: &Options) -> Result<matrix::Matrix, DiffError> {
     let root = o.root.clone().unwrap_or_else(repo_root);
-    let cases = catalog::all();
+    // The catalog and the explorer's recorded corpus (`explore/`, the same scripts everywhere).
+    let mut cases = catalog::all();
+    cases.extend(crate::explore::corpus());
     let mut data = load::platform_ids(&root)
         .iter()
         .map(|n| load::committed(&root, n, &cases))

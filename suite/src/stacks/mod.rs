@@ -69,7 +69,7 @@ impl Stack {
     }
 
     /// The command that runs `sockconform <args>` on this stack.
-    fn command(&self, l: &Launch) -> Result<Command, String> {
+    pub(crate) fn command(&self, l: &Launch) -> Result<Command, String> {
         match self {
             Stack::Host => {
                 let mut cmd = Command::new(l.bin_dir.join(exe("sockconform")));
@@ -86,7 +86,7 @@ impl Stack {
     /// virtual CPU: more make the emulated nft steps take over a second and land faults late
     /// (false lab timings), while one and two observed the same (whole catalog, 173.6 s and
     /// 147.9 s inside the guest).
-    fn default_jobs(&self) -> Option<usize> {
+    pub(crate) fn default_jobs(&self) -> Option<usize> {
         match self {
             Stack::Linux(_) => Some(2),
             _ => None,

@@ -1,0 +1,546 @@
+//! Judging what the stacks observed of a script, and shrinking a race or a finding to the fewest
+//! moves that still show it. Every round of shrinking is one batch per stack holding every
+//! candidate reduction (a guest's boot costs seconds, so never one launch per candidate). The
+//! stacks are behind a trait, so the logic is tested with fake stacks (closures).
+
+use super::moves::{valid_moves, Script};
+use super::Seen;
+use crate::diff::matrix::{align, comparable};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What one stack observed of one script: its two runs, or why it could not run it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Observed {
+    Runs(Vec<Seen>),
+    Error(String),
+}
+
+/// Stacks that run batches of scripts (each script twice).
+pub trait Stacks {
+    /// The stacks' names, in the order indices refer to.
+    fn names(&self) -> Vec<String>;
+    /// Run each batch on its stack (stack index, scripts), the stacks at once. One answer per
+    /// batch: an observation per script, or why the stack could not run the batch at all.
+    fn run(&mut self, batches: Vec<(usize, Vec<Script>)>) -> Vec<Result<Vec<Observed>, String>>;
+}
+
+/// The differing lines of two observations, aligned as the matrix aligns them; what a stack
+/// cannot show is no difference. Each entry is "line of a  |  line of b".
+pub fn differences(a: &Seen, b: &Seen) -> BTreeSet<String> {
+    let split = |s: &Seen| {
+        let (wire, steps): (Vec<String>, Vec<String>) = s
+            .lines
+            .iter()
+            .cloned()
+            .partition(|l| l.starts_with("wire: "));
+        (steps, wire)
+    };
+    let ((sa, wa), (sb, wb)) = (split(a), split(b));
+    let mut out = BTreeSet::new();
+    let mut rows = align("steps", &[&sa, &sb]);
+    // A stack without capture shows no wire at all: nothing to compare there.
+    if !wa.is_empty() && !wb.is_empty() {
+        rows.extend(align("wire", &[&wa, &wb]));
+    }
+    for row in rows.into_iter().filter(|r| r.differs) {
+        let cell = |c: &Option<String>| c.as_deref().map(comparable).unwrap_or("-".into());
+        out.insert(format!(
+            "{}  |  {}",
+            cell(&row.cells[0]),
+            cell(&row.cells[1])
+        ));
+    }
+    out
+}
+
+/// What a script's observations on some stacks say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every stack agreed with itself and with the others.
+    Agree,
+    /// A stack observed differently from run to run: the script races with the kernel there.
+    Race {
+        stack: usize,
+        runs: [Seen; 2],
+        lines: BTreeSet<String>,
+    },
+    /// Two stacks each observed the same on both runs, and differently from each other.
+    Finding {
+        stacks: [usize; 2],
+        seen: [Seen; 2],
+        lines: BTreeSet<String>,
+    },
+    /// A stack could not run the script (a runner error: a hang, a broken agent).
+    Error { stack: usize, reason: String },
+}
+
+/// Judge one script from each stack's observation (stack index, observation).
+pub fn judge(obs: &[(usize, &Observed)]) -> Verdict {
+    let mut stable = Vec::new();
+    for &(stack, o) in obs {
+        match o {
+            Observed::Error(reason) => {
+                return Verdict::Error {
+                    stack,
+                    reason: reason.clone(),
+                }
+            }
+            Observed::Runs(runs) => {
+                if let Some(k) = runs.iter().position(|r| *r != runs[0]) {
+                    return Verdict::Race {
+                        stack,
+                        lines: differences(&runs[0], &runs[k]),
+                        runs: [runs[0].clone(), runs[k].clone()],
+                    };
+                }
+                if let Some(first) = runs.first() {
+                    stable.push((stack, first));
+                }
+            }
+        }
+    }
+    for (i, &(a, sa)) in stable.iter().enumerate() {
+        for &(b, sb) in &stable[i + 1..] {
+            let lines = differences(sa, sb);
+            if !lines.is_empty() {
+                return Verdict::Finding {
+                    stacks: [a, b],
+                    seen: [sa.clone(), sb.clone()],
+                    lines,
+                };
+            }
+        }
+    }
+    Verdict::Agree
+}
+
+/// What a shrunk script still has to show to count as the same result.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Race { stack: usize },
+    Finding { stacks: [usize; 2] },
+}
+
+impl Kind {
+    fn stacks(&self) -> Vec<usize> {
+        match self {
+            Kind::Race { stack } => vec![*stack],
+            Kind::Finding { stacks } => stacks.to_vec(),
+        }
+    }
+}
+
+/// A race or a finding, shrunk.
+#[derive(Clone, Debug)]
+pub struct Shrunk {
+    pub kind: Kind,
+    pub script: Script,
+    /// The verdict on the shrunk script (Race or Finding).
+    pub verdict: Verdict,
+    /// The generated scripts that shrank to this one (indices into the generated list).
+    pub from: Vec<usize>,
+}
+
+/// The outcome of an exploration.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub scripts: usize,
+    pub agreed: usize,
+    pub findings: Vec<Shrunk>,
+    pub races: Vec<Shrunk>,
+    /// (script index, stack, reason)
+    pub errors: Vec<(usize, usize, String)>,
+    /// Batches sent to the stacks (one per stack per round).
+    pub batches: usize,
+    pub rounds: usize,
+}
+
+/// How many results shrink at once; more wait for the next wave (so a round stays a batch a
+/// guest runs in a minute or two).
+const WAVE: usize = 12;
+
+/// Whether `v` still shows the result `kind` whose differing lines were `lines`: the same kind
+/// on the same stacks, sharing at least one differing line (so that shrinking does not wander
+/// off to another, simpler difference).
+fn still(kind: &Kind, lines: &BTreeSet<String>, v: &Verdict) -> bool {
+    match (kind, v) {
+        (
+            Kind::Race { stack },
+            Verdict::Race {
+                stack: s, lines: l, ..
+            },
+        ) => s == stack && (l.is_empty() || !l.is_disjoint(lines)),
+        (
+            Kind::Finding { stacks },
+            Verdict::Finding {
+                stacks: s,
+                lines: l,
+                ..
+            },
+        ) => s == stacks && !l.is_disjoint(lines),
+        _ => false,
+    }
+}
+
+/// Run the scripts on the given stacks, one batch per stack, all stacks at once; the verdict of
+/// each script. Err: a stack could not run its batch.
+fn run_round(
+    stacks: &mut dyn Stacks,
+    report: &mut Report,
+    work: &[(Script, Vec<usize>)],
+) -> Result<Vec<Verdict>, String> {
+    let names = stacks.names();
+    let mut per_stack: BTreeMap<usize, Vec<Script>> = BTreeMap::new();
+    let mut where_: Vec<Vec<(usize, usize)>> = Vec::new();
+    for (script, on) in work {
+        let mut at = Vec::new();
+        for &s in on {
+            let list = per_stack.entry(s).or_default();
+            let k = match list.iter().position(|x| x == script) {
+                Some(k) => k,
+                None => {
+                    list.push(script.clone());
+                    list.len() - 1
+                }
+            };
+            at.push((s, k));
+        }
+        where_.push(at);
+    }
+    let batches: Vec<(usize, Vec<Script>)> = per_stack.into_iter().collect();
+    report.batches += batches.len();
+    report.rounds += 1;
+    let order: Vec<usize> = batches.iter().map(|(s, _)| *s).collect();
+    let answers = stacks.run(batches);
+    let mut by_stack: BTreeMap<usize, Vec<Observed>> = BTreeMap::new();
+    for (s, a) in order.into_iter().zip(answers) {
+        match a {
+            Ok(obs) => {
+                by_stack.insert(s, obs);
+            }
+            Err(e) => return Err(format!("{}: {e}", names[s])),
+        }
+    }
+    Ok(where_
+        .iter()
+        .map(|at| {
+            let obs: Vec<(usize, &Observed)> =
+                at.iter().map(|&(s, k)| (s, &by_stack[&s][k])).collect();
+            judge(&obs)
+        })
+        .collect())
+}
+
+/// Explore: run every script on every stack, then shrink each distinct race and finding.
+/// Results whose differing lines are the same are shrunk once (from the shortest script); two
+/// results are the same when their shrunk scripts are.
+pub fn explore(
+    stacks: &mut dyn Stacks,
+    scripts: &[Script],
+    log: &mut dyn FnMut(&str),
+) -> Result<Report, String> {
+    let all: Vec<usize> = (0..stacks.names().len()).collect();
+    let mut report = Report {
+        scripts: scripts.len(),
+        ..Default::default()
+    };
+    let work: Vec<(Script, Vec<usize>)> = scripts
+        .iter()
+        .map(|s| (valid_moves(s), all.clone()))
+        .collect();
+    let verdicts = run_round(stacks, &mut report, &work)?;
+    // Group by what differed: one shrink per group, from its shortest script.
+    let mut groups: BTreeMap<(Kind, BTreeSet<String>), Vec<usize>> = BTreeMap::new();
+    for (i, v) in verdicts.iter().enumerate() {
+        let key = match v {
+            Verdict::Agree => {
+                report.agreed += 1;
+                continue;
+            }
+            Verdict::Error { stack, reason } => {
+                report.errors.push((i, *stack, reason.clone()));
+                continue;
+            }
+            Verdict::Race { stack, lines, .. } => (Kind::Race { stack: *stack }, lines.clone()),
+            Verdict::Finding { stacks, lines, .. } => {
+                (Kind::Finding { stacks: *stacks }, lines.clone())
+            }
+        };
+        groups.entry(key).or_default().push(i);
+    }
+    log(&format!(
+        "{} of {} scripts agreed; {} race(s) or finding(s) in {} group(s) of the same differing lines; {} error(s)",
+        report.agreed,
+        scripts.len(),
+        groups.values().map(Vec::len).sum::<usize>(),
+        groups.len(),
+        report.errors.len()
+    ));
+    struct Active {
+        kind: Kind,
+        lines: BTreeSet<String>,
+        script: Script,
+        verdict: Verdict,
+        from: Vec<usize>,
+    }
+    let mut pending: Vec<Active> = groups
+        .into_iter()
+        .map(|((kind, lines), members)| {
+            let best = *members
+                .iter()
+                .min_by_key(|&&i| (work[i].0.len(), i))
+                .expect("a group has a member");
+            Active {
+                kind,
+                lines,
+                script: work[best].0.clone(),
+                verdict: verdicts[best].clone(),
+                from: members,
+            }
+        })
+        .collect();
+    pending.reverse();
+    let mut done: Vec<Active> = Vec::new();
+    let mut active: Vec<Active> = Vec::new();
+    loop {
+        while active.len() < WAVE {
+            match pending.pop() {
+                Some(a) => active.push(a),
+                None => break,
+            }
+        }
+        if active.is_empty() {
+            break;
+        }
+        // Every single-move deletion of every active script, on the stacks its result involves.
+        let mut work = Vec::new();
+        let mut owner = Vec::new();
+        for (k, a) in active.iter().enumerate() {
+            let mut seen = BTreeSet::new();
+            for i in 0..a.script.len() {
+                let mut c = a.script.clone();
+                c.remove(i);
+                let c = valid_moves(&c);
+                if c.len() < a.script.len() && seen.insert(c.clone()) {
+                    work.push((c, a.kind.stacks()));
+                    owner.push(k);
+                }
+            }
+        }
+        let verdicts = if work.is_empty() {
+            Vec::new()
+        } else {
+            run_round(stacks, &mut report, &work)?
+        };
+        let mut improved = vec![false; active.len()];
+        for ((w, k), v) in work.into_iter().zip(owner).zip(verdicts) {
+            let a = &mut active[k];
+            if !improved[k] && still(&a.kind, &a.lines, &v) {
+                a.script = w.0;
+                a.verdict = v;
+                improved[k] = true;
+            }
+        }
+        let mut next = Vec::new();
+        for (a, better) in active.into_iter().zip(improved) {
+            if better {
+                next.push(a);
+            } else {
+                log(&format!(
+                    "shrunk to {} move(s): {}",
+                    a.script.len(),
+                    super::moves::name_of(&a.script)
+                ));
+                done.push(a);
+            }
+        }
+        active = next;
+    }
+    // The same shrunk script is the same result.
+    let mut merged: BTreeMap<(Kind, Script), Shrunk> = BTreeMap::new();
+    for a in done {
+        merged
+            .entry((a.kind.clone(), a.script.clone()))
+            .and_modify(|s| s.from.extend(&a.from))
+            .or_insert(Shrunk {
+                kind: a.kind,
+                script: a.script,
+                verdict: a.verdict,
+                from: a.from,
+            });
+    }
+    for (_, mut s) in merged {
+        s.from.sort_unstable();
+        match s.kind {
+            Kind::Race { .. } => report.races.push(s),
+            Kind::Finding { .. } => report.findings.push(s),
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::moves::Move;
+    use super::*;
+    use crate::script::Side;
+
+    /// A fake stack: a function of the script and the run number (0 or 1).
+    type FakeStack = Box<dyn Fn(&Script, usize) -> Seen>;
+
+    struct Fake {
+        stacks: Vec<FakeStack>,
+        calls: Vec<usize>,
+    }
+
+    impl Stacks for Fake {
+        fn names(&self) -> Vec<String> {
+            (0..self.stacks.len()).map(|i| format!("fake{i}")).collect()
+        }
+        fn run(
+            &mut self,
+            batches: Vec<(usize, Vec<Script>)>,
+        ) -> Vec<Result<Vec<Observed>, String>> {
+            self.calls.push(batches.len());
+            batches
+                .into_iter()
+                .map(|(s, scripts)| {
+                    Ok(scripts
+                        .iter()
+                        .map(|m| {
+                            Observed::Runs(vec![(self.stacks[s])(m, 0), (self.stacks[s])(m, 1)])
+                        })
+                        .collect())
+                })
+                .collect()
+        }
+    }
+
+    fn seen(lines: &[&str]) -> Seen {
+        Seen {
+            lines: lines.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    /// Both stacks report the same, except where `differs` says the second answers otherwise.
+    fn linux(_: &Script, _: usize) -> Seen {
+        seen(&["client: write(5) -> ok(5)", "wire: server RST"])
+    }
+
+    fn after(m: &Script, first: (Side, Move), then: (Side, Move)) -> bool {
+        let a = m.iter().position(|x| *x == first);
+        let b = m.iter().rposition(|x| *x == then);
+        matches!((a, b), (Some(a), Some(b)) if a < b)
+    }
+
+    fn generated(n: u32, seed: u64) -> Vec<Script> {
+        super::super::generate(n, seed)
+    }
+
+    #[test]
+    fn a_stable_difference_between_stacks_is_a_finding_shrunk_to_its_moves() {
+        let other = |m: &Script, _: usize| {
+            if after(m, (Side::Server, Move::Close), (Side::Client, Move::Write)) {
+                seen(&["client: write(5) -> ok(5)", "wire: server RST-ACK"])
+            } else {
+                linux(m, 0)
+            }
+        };
+        let mut fake = Fake {
+            stacks: vec![Box::new(linux), Box::new(other)],
+            calls: Vec::new(),
+        };
+        let r = explore(&mut fake, &generated(300, 5), &mut |_| {}).unwrap();
+        assert!(r.races.is_empty(), "{:?}", r.races);
+        assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+        let f = &r.findings[0];
+        assert_eq!(
+            f.script,
+            [(Side::Server, Move::Close), (Side::Client, Move::Write)]
+        );
+        assert!(f.from.len() > 1, "many generated scripts shrink to it");
+        let Verdict::Finding { stacks, lines, .. } = &f.verdict else {
+            panic!("{:?}", f.verdict)
+        };
+        assert_eq!(*stacks, [0, 1]);
+        assert_eq!(
+            lines.iter().collect::<Vec<_>>(),
+            ["wire: server RST  |  wire: server RST-ACK"]
+        );
+        // One batch per stack and round: never one launch per candidate.
+        assert!(fake.calls.iter().all(|&n| n <= 2), "{:?}", fake.calls);
+        assert_eq!(r.batches, fake.calls.iter().sum::<usize>());
+    }
+
+    #[test]
+    fn a_difference_between_runs_is_a_race_not_a_finding() {
+        let flaky = |m: &Script, run: usize| {
+            if run == 1 && m.contains(&(Side::Client, Move::Kill)) {
+                seen(&["client: write(5) -> ok(5)", "wire: server FIN"])
+            } else {
+                linux(m, run)
+            }
+        };
+        let mut fake = Fake {
+            stacks: vec![Box::new(linux), Box::new(flaky)],
+            calls: Vec::new(),
+        };
+        let r = explore(&mut fake, &generated(200, 9), &mut |_| {}).unwrap();
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        assert_eq!(r.races.len(), 1, "{:?}", r.races);
+        assert_eq!(r.races[0].script, [(Side::Client, Move::Kill)]);
+        assert_eq!(r.races[0].kind, Kind::Race { stack: 1 });
+    }
+
+    #[test]
+    fn distinct_differences_are_distinct_findings_and_agreement_is_none() {
+        let other = |m: &Script, _: usize| {
+            let mut lines = vec!["client: write(5) -> ok(5)", "wire: server RST"];
+            if m.contains(&(Side::Server, Move::Poll)) {
+                lines.push("server: poll(0 ms) -> events(IN|OUT)");
+            }
+            if m.contains(&(Side::Client, Move::Linger0)) {
+                lines[1] = "wire: server RST-ACK";
+            }
+            seen(&lines)
+        };
+        let mut fake = Fake {
+            stacks: vec![Box::new(linux), Box::new(other)],
+            calls: Vec::new(),
+        };
+        let r = explore(&mut fake, &generated(300, 1), &mut |_| {}).unwrap();
+        let mut found: Vec<Script> = r.findings.iter().map(|f| f.script.clone()).collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                vec![(Side::Client, Move::Linger0)],
+                vec![(Side::Server, Move::Poll)]
+            ]
+        );
+        let mut same = Fake {
+            stacks: vec![Box::new(linux), Box::new(linux)],
+            calls: Vec::new(),
+        };
+        let r = explore(&mut same, &generated(50, 1), &mut |_| {}).unwrap();
+        assert_eq!((r.agreed, r.findings.len(), r.races.len()), (50, 0, 0));
+        assert_eq!(r.rounds, 1);
+    }
+
+    #[test]
+    fn what_a_stack_cannot_show_is_no_difference() {
+        let a = seen(&["checkpoint end: client TIME_WAIT, server CLOSED"]);
+        let b = seen(&["checkpoint end: client not visible (CLOSED, or TIME_WAIT, which this table does not list), server CLOSED"]);
+        assert!(differences(&a, &b).is_empty());
+        let c = seen(&["checkpoint end: client FIN_WAIT2, server CLOSED"]);
+        assert_eq!(differences(&a, &c).len(), 1);
+        // A stack that captured nothing has no wire to compare.
+        let d = seen(&[
+            "checkpoint end: client TIME_WAIT, server CLOSED",
+            "wire: client FIN",
+        ]);
+        assert!(differences(&a, &d).is_empty());
+    }
+}
