@@ -42,25 +42,25 @@ use std::time::{Duration, Instant};
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct Options {
     /// How many scripts to generate.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub cases: u32,
     /// The generator's seed, to reproduce an exploration (default: from the clock).
-    #[arg(long)]
+    #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
     /// Run every script on each of these stacks (host, gvisor, linux-X.Y; comma-separated) and
     /// report the stable differences between them as findings.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_name = "STACK,...", value_delimiter = ',')]
     pub on: Vec<String>,
     /// Script runs at once inside each stack (default: the stack's own choice).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
     /// Record the first N scripts of the seed (default seed: 1) as snapshots of each platform
     /// that runs them, family `explore/`, instead of exploring: the corpus CI compares.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub record: Option<u32>,
     /// With --record: write the snapshots into DIR/snapshots/<platform>/ (a CI artifact's
     /// layout; with --on, DIR/<stack>/snapshots/<platform>/) instead of into the checkout.
-    #[arg(long, requires = "record")]
+    #[arg(long, value_name = "DIR", requires = "record")]
     pub artifact: Option<PathBuf>,
 }
 

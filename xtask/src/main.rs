@@ -13,7 +13,7 @@ Commands:
   list     Print the catalog with intents and required capabilities
   diff     Render the cross-platform matrix of every platform's snapshots
   import   Copy the pending snapshots of CI artifacts or stack runs into snapshots/<platform>/
-  explore  Generate scripts, run each twice over IPv4 and once over IPv6, shrink any divergence
+  explore  Generate scripts, run each on every stack (--on), shrink each distinct difference; --record the corpus
 
 `cargo xtask <COMMAND> --help` lists the command's flags.";
 
