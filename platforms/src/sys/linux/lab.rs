@@ -439,6 +439,49 @@ fn finish(mut run: Running) -> io::Result<()> {
     }
 }
 
+/// Wait until every interface in `devs` of `ns` is operationally up ("state UP" in `ip -o link`).
+/// A veth end that was just set up, or moved into another namespace, drops what it is given until
+/// the kernel's link watch has activated its queue and set that state, which it does on a work
+/// queue, later: a segment sent before then is lost and retransmitted a retransmission timeout
+/// later (seen under load: the reborn server's first data segment, then its retransmission).
+fn await_link_up(ns: &Ns, ip: &Path, devs: &[&str], within: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut child = ns
+            .tool(ip)
+            .args(["-o", "link", "show"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut out = String::new();
+        // A few hundred bytes: the pipe never fills, so reading before the wait cannot block it.
+        if let Some(mut pipe) = child.stdout.take() {
+            let _ = pipe.read_to_string(&mut out);
+        }
+        wait_deadline(&mut child, TOOL_DEADLINE)?;
+        let up = |dev: &str| {
+            out.lines().any(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|name| name.trim_end_matches(':').split('@').next() == Some(dev))
+                    && l.contains(" state UP ")
+            })
+        };
+        let down: Vec<&str> = devs.iter().copied().filter(|d| !up(d)).collect();
+        if down.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("lab link(s) {} not up within {within:?}", down.join(", ")),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// The `ip -batch` script of an end host: its address, its link up, the router as a permanent
 /// neighbour and the default route via it.
 fn end_host_script(addr: Ipv4Addr, gw: Ipv4Addr, gw_mac: &str) -> String {
@@ -622,7 +665,16 @@ impl Lab {
         let forwarding = self.sysctl(Host::Router, "net.ipv4.ip_forward", "1");
         let client = finish(client);
         let server = server.and_then(finish);
-        forwarding.and(client).and(server)
+        forwarding.and(client).and(server)?;
+        let ip = &self.tools.ip;
+        await_link_up(
+            &self.router,
+            ip,
+            &[ROUTER_TO_CLIENT, ROUTER_TO_SERVER],
+            TOOL_DEADLINE,
+        )?;
+        await_link_up(&self.client, ip, &[END_DEV], TOOL_DEADLINE)?;
+        await_link_up(&self.server, ip, &[END_DEV], TOOL_DEADLINE)
     }
 
     fn ns(&self, host: Host) -> &Ns {
@@ -788,7 +840,10 @@ impl Lab {
         // 4. The old namespace goes with its holder, and every connection state with it.
         drop(std::mem::replace(&mut self.server, fresh));
         self.installed.crash = false;
-        Ok(())
+        // 5. The host is back when both ends of its cable carry traffic again.
+        let ip = &self.tools.ip;
+        await_link_up(&self.router, ip, &[ROUTER_TO_SERVER], TOOL_DEADLINE)?;
+        await_link_up(&self.server, ip, &[END_DEV], TOOL_DEADLINE)
     }
 }
 
@@ -940,6 +995,48 @@ mod tests {
                 .trim_start()
                 .starts_with('Z'),
         }
+    }
+
+    #[test]
+    fn a_link_that_is_down_is_awaited_and_named() {
+        let Some(lab) = lab() else { return };
+        let ip = &lab.tools.ip;
+        finish(
+            start(
+                &lab.router,
+                ip,
+                &["link", "set", ROUTER_TO_SERVER, "down"],
+                "",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let e = await_link_up(
+            &lab.router,
+            ip,
+            &[ROUTER_TO_CLIENT, ROUTER_TO_SERVER],
+            ms(300),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains("link(s) to-server not up"), "{e}");
+        finish(
+            start(
+                &lab.router,
+                ip,
+                &["link", "set", ROUTER_TO_SERVER, "up"],
+                "",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        await_link_up(
+            &lab.router,
+            ip,
+            &[ROUTER_TO_CLIENT, ROUTER_TO_SERVER],
+            TOOL_DEADLINE,
+        )
+        .unwrap();
     }
 
     fn wait_gone(pids: &[u32]) {
