@@ -49,6 +49,13 @@ const CPUS: &str = "2";
 /// Descriptors in the guest (its default is 1024, hard 4096): `ports/capacity_10k_idle` opens
 /// 10,000 connections in one process.
 const FD_LIMIT: u32 = 65536;
+/// Where the guest runs sockconform and its agent from: a tmpfs in guest memory they are copied
+/// into at boot. Run from the 9p root instead, every agent start pages its 70 MB (debug) binary
+/// in over 9p, and 2 of 7 catalog runs hung with every guest process that touched 9p in D state
+/// (`p9_virtio_zc_request`) and QEMU spinning, until the stack's 40 min deadline. Suspected
+/// trigger: agents killed while their binary was still paging in (a flushed 9p request). From
+/// memory an agent touches 9p only for shared libraries, which the page cache already holds.
+const GUEST_BIN: &str = "/run/sockconform-bin";
 /// The guest's PATH: `ip` and `nft` live in /usr/sbin or /sbin.
 const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -271,7 +278,8 @@ fn check_plain_path(what: &str, path: &Path) -> Result<(), String> {
 /// The shell script the guest runs (as root: vng's default with --exec).
 fn guest_script(l: &Launch, exe: &Path, kernel: &Kernel) -> String {
     let root = sh_quote(&l.root.display().to_string());
-    let mut run = format!("exec {}", sh_quote(&exe.display().to_string()));
+    let agent = exe.with_file_name(format!("sockconform-agent{}", std::env::consts::EXE_SUFFIX));
+    let mut run = format!("exec {GUEST_BIN}/sockconform");
     for a in &l.args {
         run.push(' ');
         run.push_str(&sh_quote(a));
@@ -283,8 +291,13 @@ fn guest_script(l: &Launch, exe: &Path, kernel: &Kernel) -> String {
          ulimit -n {FD_LIMIT} || {{ echo 'cannot raise the descriptor limit to {FD_LIMIT}' >&2; exit 2; }}\n\
          cd {root} || exit 2\n\
          export SOCKCONFORM_ROOT={root}\n\
+         mkdir -p {GUEST_BIN} && mount -t tmpfs sockconform {GUEST_BIN} \\\n\
+           && cp {exe} {GUEST_BIN}/sockconform && cp {agent} {GUEST_BIN}/sockconform-agent \\\n\
+           || {{ echo 'cannot copy the sockconform binaries into guest memory ({GUEST_BIN})' >&2; exit 2; }}\n\
          {run}\n",
         release = kernel.release,
+        exe = sh_quote(&exe.display().to_string()),
+        agent = sh_quote(&agent.display().to_string()),
     )
 }
 
@@ -519,9 +532,13 @@ mod tests {
         assert!(s.contains("ulimit -n 65536 ||"));
         assert!(s.contains("cd '/src/it'\\''s here' || exit 2\n"));
         assert!(s.contains("export SOCKCONFORM_ROOT='/src/it'\\''s here'\n"));
-        assert!(
-            s.ends_with("exec /t/bin/sockconform conform --filter close/ --json '/o/a b.json'\n")
-        );
+        // Both binaries run from guest memory, not from 9p.
+        assert!(s.contains("mount -t tmpfs sockconform /run/sockconform-bin"));
+        assert!(s.contains("cp /t/bin/sockconform /run/sockconform-bin/sockconform"));
+        assert!(s.contains("cp /t/bin/sockconform-agent /run/sockconform-bin/sockconform-agent"));
+        assert!(s.ends_with(
+            "exec /run/sockconform-bin/sockconform conform --filter close/ --json '/o/a b.json'\n"
+        ));
         // The ports are taken before anything can print.
         assert!(s.find("virtme.stdout").unwrap() < s.find("ulimit").unwrap());
     }
