@@ -22,7 +22,10 @@
 mod moves;
 mod shrink;
 
-pub use moves::{moves, name_of, rust_case, script, valid_moves, Move, Script, READ_TIMEOUT_MS};
+pub use moves::{
+    moves, moves_with_faults, name_of, rust_case, script, valid_moves, Move, Script,
+    READ_TIMEOUT_MS,
+};
 pub use shrink::{differences, explore, judge, Kind, Observed, Report, Shrunk, Stacks, Verdict};
 
 use crate::runner::{self, RunConfig};
@@ -62,6 +65,10 @@ pub struct Options {
     /// layout; with --on, DIR/<stack>/snapshots/<platform>/) instead of into the checkout.
     #[arg(long, value_name = "DIR", requires = "record")]
     pub artifact: Option<PathBuf>,
+    /// Add the lab's faults to the moves (the server's host crashes or reboots, the network
+    /// partitions or heals); every stack must run the lab (host and linux-X.Y do, gVisor not).
+    #[arg(long, conflicts_with = "record")]
+    pub faults: bool,
 }
 
 /// The committed corpus: the first `CORPUS_SIZE` scripts of `CORPUS_SEED`, recorded on every
@@ -170,6 +177,10 @@ impl fmt::Display for Seen {
 
 /// Run a case once; a runner error (a hang, a broken agent) is an error, not an observation.
 pub fn run_once(case: &crate::script::Case, cfg: &RunConfig) -> Result<Seen, String> {
+    // A script this stack cannot run (faults without a lab) is an error, never an agreement.
+    if let Some(why) = crate::cli::unmet_needs(case, cfg) {
+        return Err(format!("cannot run here: {why}"));
+    }
     let r = runner::run_case(case, cfg);
     if let Some(e) = r.error {
         return Err(format!("runner error: {e}"));
@@ -180,16 +191,18 @@ pub fn run_once(case: &crate::script::Case, cfg: &RunConfig) -> Result<Seen, Str
         // more data, which zero-window probes and retransmissions fall before its end is timing
         // (both runs of one script on one stack differed so). Its wire keeps what ends or opens
         // a connection (SYN, FIN, RST).
+        // With faults, how many retransmissions and probes fall into a crash or partition
+        // depends on how long the moves around it take, so those are left out the same way.
         let timed = |e: &String| {
-            ["data (bulk)", "probe (", "retransmission"]
+            ["data (bulk)", "probe (", "retransmission", "retransmitted"]
                 .iter()
                 .any(|w| e.contains(w))
         };
-        let bulk = case.is_bulk();
+        let timing_varies = case.is_bulk() || case.retransmissions_vary.is_some();
         lines.extend(
             events
                 .into_iter()
-                .filter(|e| !(bulk && timed(e)))
+                .filter(|e| !(timing_varies && timed(e)))
                 .map(|e| format!("wire: {e}")),
         );
     }
@@ -199,11 +212,19 @@ pub fn run_once(case: &crate::script::Case, cfg: &RunConfig) -> Result<Seen, Str
 /// The `n` scripts that `seed` generates: the same on every machine and every run (proptest's
 /// ChaCha generator, seeded with the seed's bytes), so a corpus is reproducible from its seed.
 pub fn generate(n: u32, seed: u64) -> Vec<Script> {
+    generate_from(moves(), n, seed)
+}
+
+/// `generate` with the lab's faults among the moves (`explore --faults`).
+pub fn generate_with_faults(n: u32, seed: u64) -> Vec<Script> {
+    generate_from(moves_with_faults(), n, seed)
+}
+
+fn generate_from(strategy: impl Strategy<Value = Script>, n: u32, seed: u64) -> Vec<Script> {
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes);
     let mut gen = TestRunner::new_with_rng(Config::default(), rng);
-    let strategy = moves();
     (0..n)
         .map(|_| {
             strategy
@@ -579,7 +600,18 @@ pub fn run(opts: &Options) -> i32 {
     let cases = opts.cases.max(1);
     let mut stacks: Box<dyn Stacks> = if opts.on.is_empty() {
         let cfg = RunConfig::probe(crate::cli::agent_exe());
+        if let (true, Err(why)) = (opts.faults, &cfg.lab) {
+            eprintln!(
+                "error: --faults needs the fault lab, which this machine cannot build: {why}"
+            );
+            return 2;
+        }
         let ipv6 = match &cfg.ipv6 {
+            // The lab's hosts have IPv4 addresses only: IPv6 would run the same scripts again.
+            Ok(()) if opts.faults => {
+                println!("--faults: the lab is IPv4 only, so each script runs twice over IPv4 (races only; --on compares stacks)");
+                false
+            }
             Ok(()) => true,
             Err(why) => {
                 println!("no IPv6 here ({why}): each script runs twice over IPv4 only");
@@ -606,7 +638,11 @@ pub fn run(opts: &Options) -> i32 {
         names.join(", ")
     );
     let start = Instant::now();
-    let scripts = generate(cases, seed);
+    let scripts = if opts.faults {
+        generate_with_faults(cases, seed)
+    } else {
+        generate(cases, seed)
+    };
     let mut log = |l: &str| {
         println!("{l} ({:.0} s)", start.elapsed().as_secs_f64());
         let _ = std::io::stdout().flush();
@@ -620,11 +656,14 @@ pub fn run(opts: &Options) -> i32 {
     };
     let names = stacks.names();
     let took = start.elapsed().as_secs_f64();
-    let on = if opts.on.is_empty() {
+    let mut on = if opts.on.is_empty() {
         String::new()
     } else {
         format!(" --on {}", opts.on.join(","))
     };
+    if opts.faults {
+        on.push_str(" --faults");
+    }
     print_report(
         &report,
         &names,
@@ -654,6 +693,15 @@ fn on_stacks(opts: &Options) -> Result<OnStacks, String> {
         .iter()
         .map(|s| Stack::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
+    if opts.faults {
+        if let Some(s) = stacks.iter().find(|s| !s.has_lab()) {
+            return Err(format!(
+                "--faults needs the fault lab on every stack, and {} has none (no veth, nftables \
+                 or per-namespace sysctl there); leave it out of --on",
+                s.name()
+            ));
+        }
+    }
     let root = crate::snapshot::find_repo_root()
         .and_then(|r| r.canonicalize().ok())
         .ok_or("run this from inside the sockconform repository")?;
@@ -868,7 +916,7 @@ pub fn describe(m: &[(crate::script::Side, Move)]) -> String {
         return "the idle connection".into();
     }
     m.iter()
-        .map(|(s, mv)| format!("{s} {}", moves::words(*mv).join(" ")))
+        .map(|(s, mv)| moves::move_words(*s, *mv).join(" "))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -890,5 +938,43 @@ fn print_side_by_side(a_name: &str, a: &Seen, b_name: &str, b: &Seen) {
             cell(&r.cells[0]),
             cell(&r.cells[1])
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_refused_where_a_stack_has_no_lab() {
+        let opts = Options {
+            on: vec!["host".into(), "gvisor".into()],
+            faults: true,
+            ..Options::default()
+        };
+        let e = on_stacks(&opts).err().expect("gvisor has no lab");
+        assert!(
+            e.contains("--faults needs the fault lab on every stack, and gvisor has none"),
+            "{e}"
+        );
+        let opts = Options {
+            on: vec!["host".into(), "linux-6.1".into()],
+            faults: true,
+            ..Options::default()
+        };
+        assert!(on_stacks(&opts).is_ok());
+    }
+
+    #[test]
+    fn faults_make_other_scripts_than_the_corpus_and_the_same_for_a_seed() {
+        let plain = generate(50, 1);
+        let with = generate_with_faults(50, 1);
+        assert_eq!(with, generate_with_faults(50, 1));
+        assert!(plain.iter().flatten().all(|(_, m)| !m.is_fault()));
+        let faulty = with
+            .iter()
+            .filter(|m| valid_moves(m).iter().any(|(_, mv)| mv.is_fault()))
+            .count();
+        assert!(faulty >= 20, "{faulty} of 50 scripts hold a fault");
     }
 }

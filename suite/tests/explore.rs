@@ -5,16 +5,44 @@
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::path::PathBuf;
-use suite::explore::{moves, run_once as run, script};
+use suite::explore::{moves, moves_with_faults, run_once as run, script, Script};
 use suite::runner::RunConfig;
 
 #[test]
 fn every_generated_script_runs_to_its_end() {
+    runs_to_its_end(moves(), 12, |_| true);
+}
+
+/// With the lab's faults among the moves (crash, reboot, partition, heal), where the lab can be
+/// built: each script of twelve that holds a fault runs to its end through the lab.
+#[test]
+fn every_generated_script_with_faults_runs_to_its_end() {
+    let cfg = RunConfig::probe(PathBuf::from(env!("CARGO_BIN_EXE_sockconform-agent")));
+    if let Err(why) = &cfg.lab {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let n = runs_to_its_end(moves_with_faults(), 12, |m| {
+        m.iter().any(|(_, mv)| mv.is_fault())
+    });
+    assert!(n >= 6, "only {n} of 12 generated scripts made a fault");
+}
+
+/// Run `n` generated scripts that `keep` accepts; returns how many ran.
+fn runs_to_its_end(
+    strategy: impl Strategy<Value = Script>,
+    n: usize,
+    keep: impl Fn(&Script) -> bool,
+) -> usize {
     let cfg = RunConfig::probe(PathBuf::from(env!("CARGO_BIN_EXE_sockconform-agent")));
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
     let mut gen = TestRunner::new_with_rng(Config::default(), rng);
-    for _ in 0..12 {
-        let m = moves().new_tree(&mut gen).unwrap().current();
+    let mut ran = 0;
+    for _ in 0..n {
+        let m = strategy.new_tree(&mut gen).unwrap().current();
+        if !keep(&suite::explore::valid_moves(&m)) {
+            continue;
+        }
         let case = script(&m);
         let seen = run(&case, &cfg).unwrap_or_else(|e| panic!("{m:?}: {e}"));
         let last = seen.lines.iter().rfind(|l| !l.starts_with("wire: "));
@@ -22,5 +50,7 @@ fn every_generated_script_runs_to_its_end() {
             last.is_some_and(|l| l.starts_with("checkpoint end: ")),
             "{m:?} did not reach its last step:\n{seen}"
         );
+        ran += 1;
     }
+    ran
 }

@@ -2,7 +2,7 @@
 //! the case (and the Rust source of the case) a list of moves stands for.
 
 use crate::script::ops::{linger, read, shutdown, write};
-use crate::script::{client, connected, server, Case, How, Op, Side, Step};
+use crate::script::{client, connected, server, Case, Fault, How, Op, Side, Step};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,25 @@ pub enum Move {
     Connect2,
     /// The server accepts the queued second connection.
     Accept2,
+    /// The server's host crashes: nothing enters or leaves it, its sockets keep their state (lab
+    /// only, like the three below; made by the server side, which makes no move until healed).
+    Crash,
+    /// The server's host reboots: its processes die and its connection state is gone.
+    Reboot,
+    /// The router forwards nothing (made by the client side, which stands for the network).
+    Partition,
+    /// Every partition or crash still in place is undone.
+    Heal,
+}
+
+impl Move {
+    /// A fault of the lab's hosts or network rather than a call of an agent.
+    pub fn is_fault(self) -> bool {
+        matches!(
+            self,
+            Move::Crash | Move::Reboot | Move::Partition | Move::Heal
+        )
+    }
 }
 
 /// A script as data: the moves after the connection is set up.
@@ -41,10 +60,30 @@ pub type Script = Vec<(Side, Move)>;
 /// The read (and write) timeout both ends get, so that no call waits long.
 pub const READ_TIMEOUT_MS: u64 = 50;
 
-/// Sequences of up to eight moves, each by the client or the server.
+/// Sequences of up to eight moves, each by the client or the server. The corpus and every
+/// exploration without `--faults` use these (a seed names the same scripts on every platform).
 pub fn moves() -> impl Strategy<Value = Script> {
     let side = prop_oneof![Just(Side::Client), Just(Side::Server)];
-    let mv = prop_oneof![
+    prop::collection::vec((side, agent_move()), 1..=8)
+}
+
+/// `moves()` with the lab's faults among them (`explore --faults`, where every stack has the
+/// lab): one move in four is a crash, reboot, partition or heal.
+pub fn moves_with_faults() -> impl Strategy<Value = Script> {
+    let side = prop_oneof![Just(Side::Client), Just(Side::Server)];
+    let fault = prop_oneof![
+        2 => Just((Side::Server, Move::Crash)),
+        1 => Just((Side::Server, Move::Reboot)),
+        2 => Just((Side::Client, Move::Partition)),
+        2 => Just((Side::Client, Move::Heal)),
+    ];
+    let mv = prop_oneof![3 => (side, agent_move()), 1 => fault];
+    prop::collection::vec(mv, 1..=8)
+}
+
+/// One call of an agent, weighted.
+fn agent_move() -> impl Strategy<Value = Move> {
+    prop_oneof![
         3 => Just(Move::Write),
         3 => Just(Move::Read),
         1 => Just(Move::ShutdownWrite),
@@ -59,8 +98,7 @@ pub fn moves() -> impl Strategy<Value = Script> {
         1 => Just(Move::CloseListener),
         1 => Just(Move::Connect2),
         1 => Just(Move::Accept2),
-    ];
-    prop::collection::vec((side, mv), 1..=8)
+    ]
 }
 
 /// What the script has done so far, to tell which moves are still valid.
@@ -75,6 +113,10 @@ struct State {
     c2_accepted: bool,
     /// Sides that set their write timeout (before their first fill).
     write_timeout: [bool; 2],
+    /// The server's host is crashed (until a heal) or was rebooted; the router forwards nothing.
+    crashed: bool,
+    rebooted: bool,
+    partitioned: bool,
 }
 
 fn ix(side: Side) -> usize {
@@ -87,13 +129,30 @@ fn ix(side: Side) -> usize {
 impl State {
     fn valid(&self, side: Side, m: Move) -> bool {
         let s = ix(side);
-        if self.gone[s] {
+        match m {
+            // Faults are the runner's: valid by the state of the lab, whoever is gone.
+            Move::Crash => return side == Side::Server && !self.crashed && !self.rebooted,
+            Move::Reboot => return side == Side::Server && !self.rebooted,
+            Move::Partition => return side == Side::Client && !self.partitioned,
+            Move::Heal => return side == Side::Client && (self.partitioned || self.crashed),
+            _ => {}
+        }
+        // A crashed host runs nothing (its processes are frozen with it).
+        if self.gone[s] || (side == Side::Server && self.crashed) {
             return false;
         }
         match m {
             Move::Kill | Move::Exit => true,
             Move::CloseListener => side == Side::Server && !self.listener_closed,
-            Move::Connect2 => side == Side::Client && !self.listener_closed && !self.c2,
+            // A connect() that cannot reach the listener would wait out its SYN retries.
+            Move::Connect2 => {
+                side == Side::Client
+                    && !self.listener_closed
+                    && !self.c2
+                    && !self.crashed
+                    && !self.partitioned
+                    && !self.rebooted
+            }
             // The connection waits in the queue only while the listener is open; a client that
             // is gone may have reset it, which some stacks then never hand to accept().
             Move::Accept2 => {
@@ -119,6 +178,20 @@ impl State {
             Move::Connect2 => self.c2 = true,
             Move::Accept2 => self.c2_accepted = true,
             Move::Fill => self.write_timeout[s] = true,
+            Move::Crash => self.crashed = true,
+            Move::Reboot => {
+                // Every process of the host dies, the listener with it.
+                self.rebooted = true;
+                self.crashed = false;
+                self.closed[1] = true;
+                self.gone[1] = true;
+                self.listener_closed = true;
+            }
+            Move::Partition => self.partitioned = true,
+            Move::Heal => {
+                self.partitioned = false;
+                self.crashed = false;
+            }
             _ => {}
         }
     }
@@ -170,10 +243,17 @@ pub fn script(moves: &[(Side, Move)]) -> Case {
         "Verify: a generated script observes the same on every run, over IPv4 and IPv6, and on every stack.",
         steps,
     );
+    if valid_moves(moves).iter().any(|(_, m)| m.is_fault()) {
+        case = case.in_lab().retransmissions_vary(FAULT_RETRANSMISSIONS);
+    }
     case.family = "explore";
     case.name = "generated";
     case
 }
+
+/// Why a script with faults names its retransmissions instead of counting them.
+pub const FAULT_RETRANSMISSIONS: &str =
+    "how many fall into a fault depends on how long its moves take";
 
 fn act(side: Side, op: Op) -> Step {
     match side {
@@ -198,7 +278,23 @@ fn step_of(side: Side, m: Move) -> Step {
         Move::CloseListener => server(Op::Close).on("listener"),
         Move::Connect2 => client(crate::script::ops::connect()).on("c2"),
         Move::Accept2 => server(Op::Accept).on("c2"),
+        Move::Crash => Step::Fault(Fault::Crash),
+        Move::Reboot => Step::Fault(Fault::Reboot),
+        Move::Partition => Step::Fault(Fault::Partition),
+        Move::Heal => Step::Fault(Fault::Heal),
     }
+}
+
+/// A move as words with its maker: "server close", "server host crash", "network partition".
+pub fn move_words(side: Side, m: Move) -> Vec<String> {
+    let who = match m {
+        Move::Crash | Move::Reboot => "server host".to_string(),
+        Move::Partition | Move::Heal => "network".to_string(),
+        _ => side.to_string(),
+    };
+    let mut w: Vec<String> = who.split(' ').map(String::from).collect();
+    w.extend(words(m));
+    w
 }
 
 /// A move's name as lowercase words (`CloseListener`: "close", "listener").
@@ -217,7 +313,7 @@ pub fn words(m: Move) -> Vec<String> {
 pub fn name_of(m: &[(Side, Move)]) -> String {
     let words: Vec<String> = m
         .iter()
-        .map(|(side, mv)| format!("{side}_{}", words(*mv).join("_")))
+        .map(|(side, mv)| move_words(*side, *mv).join("_"))
         .collect();
     if words.is_empty() {
         "idle".into()
@@ -235,8 +331,12 @@ pub fn rust_case(m: &[(Side, Move)], intent: &str) -> String {
     for s in &case.steps[connected().len()..] {
         body.push(format!("            {},", rust_step(s)));
     }
+    let lab = match case.retransmissions_vary {
+        Some(why) => format!("\n    .in_lab()\n    .retransmissions_vary({why:?})"),
+        None => String::new(),
+    };
     format!(
-        "pub fn {}() -> Case {{\n    Case::new(\n        {intent:?},\n        after_connect([\n{}\n        ]),\n    )\n}}\n",
+        "pub fn {}() -> Case {{\n    Case::new(\n        {intent:?},\n        after_connect([\n{}\n        ]),\n    ){lab}\n}}\n",
         name_of(m),
         body.join("\n")
     )
@@ -267,6 +367,7 @@ fn rust_step(s: &Step) -> String {
             format!("{who}({op}){on}")
         }
         Step::Kill(side) => format!("Step::Kill(Side::{side:?})"),
+        Step::Fault(f) => format!("Step::Fault(Fault::{f:?})"),
         Step::Checkpoint(name) => format!("Step::Checkpoint({name:?})"),
         other => format!("/* {other:?} */"),
     }
@@ -301,6 +402,30 @@ mod tests {
                 }
             }
             prop_assert!(matches!(case.steps.last(), Some(Step::Checkpoint("end"))));
+        }
+
+        #[test]
+        fn a_crashed_or_rebooted_server_makes_no_move(m in moves_with_faults()) {
+            let (mut crashed, mut rebooted) = (false, false);
+            for (side, mv) in valid_moves(&m) {
+                match mv {
+                    Move::Crash => { prop_assert!(!crashed && !rebooted); crashed = true; }
+                    Move::Reboot => { prop_assert!(!rebooted); rebooted = true; crashed = false; }
+                    Move::Heal => crashed = false,
+                    Move::Partition => {}
+                    Move::Connect2 => prop_assert!(!crashed && !rebooted, "connect into a dead host"),
+                    _ => prop_assert!(side == Side::Client || !(crashed || rebooted), "{mv:?} by a dead server"),
+                }
+            }
+            let lab = m.iter().any(|(_, mv)| mv.is_fault()) && valid_moves(&m).iter().any(|(_, mv)| mv.is_fault());
+            prop_assert_eq!(script(&m).topology == crate::script::Topology::Lab, lab);
+        }
+
+        #[test]
+        fn dropping_invalid_moves_changes_nothing_with_faults(m in moves_with_faults()) {
+            let v = valid_moves(&m);
+            prop_assert_eq!(valid_moves(&v), v.clone());
+            prop_assert_eq!(script(&v).steps, script(&m).steps);
         }
 
         #[test]
@@ -359,6 +484,58 @@ mod tests {
                 (Client, Kill)
             ]
         );
+    }
+
+    #[test]
+    fn faults_stand_only_where_the_lab_state_allows() {
+        use Move::*;
+        use Side::*;
+        let m = [
+            (Client, Heal),
+            (Client, Crash),
+            (Server, Crash),
+            (Server, Write),
+            (Server, Crash),
+            (Client, Connect2),
+            (Server, Partition),
+            (Client, Partition),
+            (Client, Heal),
+            (Server, Write),
+            (Server, Reboot),
+            (Server, Read),
+            (Server, Crash),
+            (Client, Read),
+        ];
+        assert_eq!(
+            valid_moves(&m),
+            [
+                (Server, Crash),
+                (Client, Partition),
+                (Client, Heal),
+                (Server, Write),
+                (Server, Reboot),
+                (Client, Read)
+            ]
+        );
+        assert!(script(&[(Client, Write)]).retransmissions_vary.is_none());
+        assert_eq!(
+            name_of(&valid_moves(&m)[..3]),
+            "server_host_crash_network_partition_network_heal"
+        );
+    }
+
+    #[test]
+    fn a_script_with_faults_prints_as_a_lab_case() {
+        use Move::*;
+        use Side::*;
+        let text = rust_case(&[(Client, Partition), (Client, Write)], "Verify: x.");
+        assert!(
+            text.contains(
+                "            Step::Fault(Fault::Partition),\n            client(write(5)),\n"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("    )\n    .in_lab()\n    .retransmissions_vary(\"how many fall into a fault depends on how long its moves take\")\n}\n"), "{text}");
     }
 
     #[test]

@@ -60,6 +60,13 @@ impl Stack {
         }
     }
 
+    /// Whether the fault lab (veth, nftables, per-namespace sysctl) exists inside this stack: not
+    /// in gVisor's sandbox (measured: no veth, no nftables). The host's and a guest's run probe
+    /// it again and skip what needs it where it is missing.
+    pub fn has_lab(&self) -> bool {
+        !matches!(self, Stack::Gvisor)
+    }
+
     pub fn name(&self) -> String {
         match self {
             Stack::Host => "host".into(),
