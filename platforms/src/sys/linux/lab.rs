@@ -440,10 +440,13 @@ fn finish(mut run: Running) -> io::Result<()> {
 }
 
 /// Wait until every interface in `devs` of `ns` is operationally up ("state UP" in `ip -o link`).
-/// A veth end that was just set up, or moved into another namespace, drops what it is given until
-/// the kernel's link watch has activated its queue and set that state, which it does on a work
-/// queue, later: a segment sent before then is lost and retransmitted a retransmission timeout
-/// later (seen under load: the reborn server's first data segment, then its retransmission).
+/// A router end whose peer (re)appears gets its carrier at once but its transmit queue only when
+/// the kernel's link watch handles the event, on a work queue, later; it sets this state in the
+/// same step. Until then the router drops what it forwards there: the reborn server's first data
+/// segment was lost under load and the wire showed its retransmission. (An end host's own end
+/// needs no wait: opening it while its peer is up activates its queue in the same call. Its state
+/// can lag a second behind, because that event is not urgent to the link watch; measured: 1 s per
+/// lab when waited for.)
 fn await_link_up(ns: &Ns, ip: &Path, devs: &[&str], within: Duration) -> io::Result<()> {
     let deadline = Instant::now() + within;
     loop {
@@ -666,15 +669,8 @@ impl Lab {
         let client = finish(client);
         let server = server.and_then(finish);
         forwarding.and(client).and(server)?;
-        let ip = &self.tools.ip;
-        await_link_up(
-            &self.router,
-            ip,
-            &[ROUTER_TO_CLIENT, ROUTER_TO_SERVER],
-            TOOL_DEADLINE,
-        )?;
-        await_link_up(&self.client, ip, &[END_DEV], TOOL_DEADLINE)?;
-        await_link_up(&self.server, ip, &[END_DEV], TOOL_DEADLINE)
+        let (ip, ends) = (&self.tools.ip, [ROUTER_TO_CLIENT, ROUTER_TO_SERVER]);
+        await_link_up(&self.router, ip, &ends, TOOL_DEADLINE)
     }
 
     fn ns(&self, host: Host) -> &Ns {
@@ -840,10 +836,13 @@ impl Lab {
         // 4. The old namespace goes with its holder, and every connection state with it.
         drop(std::mem::replace(&mut self.server, fresh));
         self.installed.crash = false;
-        // 5. The host is back when both ends of its cable carry traffic again.
-        let ip = &self.tools.ip;
-        await_link_up(&self.router, ip, &[ROUTER_TO_SERVER], TOOL_DEADLINE)?;
-        await_link_up(&self.server, ip, &[END_DEV], TOOL_DEADLINE)
+        // 5. The host is back when the router forwards to it again.
+        await_link_up(
+            &self.router,
+            &self.tools.ip,
+            &[ROUTER_TO_SERVER],
+            TOOL_DEADLINE,
+        )
     }
 }
 
