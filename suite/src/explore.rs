@@ -4,7 +4,8 @@
 //! A generated script opens one connection, gives both ends a 50 ms read timeout (so no read
 //! waits long), then makes up to eight moves on either side (`moves.rs`: data, shutdown, linger,
 //! close, kill, exit, poll, filling the buffer, a second connection queued on the listener, the
-//! listener's close) and ends with a checkpoint. Each script runs twice on each stack:
+//! listener's close; with `--faults`, the lab's crash, reboot, partition and heal) and ends with
+//! a checkpoint. Each script runs twice on each stack:
 //! - two runs on one stack that differ mean the script races with the kernel there: a sequence
 //!   that the catalog could only keep with an await step; it is shrunk and reported as a race;
 //! - two stacks that each agree with themselves and differ from each other is a **finding**: it is

@@ -89,13 +89,13 @@ impl Stack {
     }
 
     /// Cases at once inside this stack when the user did not say: the host and gVisor decide for
-    /// themselves (see `RunConfig::default_jobs`); a software-emulated guest runs two, one per
-    /// virtual CPU: more make the emulated nft steps take over a second and land faults late
-    /// (false lab timings), while one and two observed the same (whole catalog, 173.6 s and
-    /// 147.9 s inside the guest).
+    /// themselves (see `RunConfig::default_jobs`); a software-emulated guest runs one, on its one
+    /// virtual CPU (see `vm::CPUS`): two cases at once in a guest starved by the host made the
+    /// emulated nft steps and step replies late (a heal landing after a SYN retransmission, a
+    /// step deadline missed), which is false lab timing.
     pub(crate) fn default_jobs(&self) -> Option<usize> {
         match self {
-            Stack::Linux(_) => Some(2),
+            Stack::Linux(_) => Some(1),
             _ => None,
         }
     }
@@ -519,7 +519,7 @@ mod tests {
         let a = inner_args(&o, &Stack::Linux("6.1".into()), std::path::Path::new("/o"));
         assert_eq!(
             a.join(" "),
-            "conform --artifact /o --filter close/ --repeat 3 --jobs 2"
+            "conform --artifact /o --filter close/ --repeat 3 --jobs 1"
         );
         let a = inner_args(&o, &Stack::Host, std::path::Path::new("/o"));
         assert!(!a.contains(&"--jobs".to_string()));
