@@ -11,7 +11,7 @@ use crate::script::{Action, Case, Fact, Fault, Op, Port, Side, Step, Target, Tcp
 use crate::visibility::TableView;
 use platforms::lab::{Host, Lab};
 use platforms::{Capture, TcpEntry};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -482,6 +482,8 @@ struct Run {
     closing: Vec<SocketAddr>,
     /// The last step was a checkpoint, which settled the table (or waited its deadline for it).
     settled: bool,
+    /// Sides whose calls put data into connection "conn" (a write or fill that took bytes).
+    wrote: BTreeSet<Side>,
 }
 
 impl Run {
@@ -510,6 +512,7 @@ impl Run {
             view: cfg.table.clone(),
             closing: Vec::new(),
             settled: false,
+            wrote: BTreeSet::new(),
         }
     }
 
@@ -722,6 +725,7 @@ impl Run {
                         Side::Client => (canonical(client), canonical(server)),
                         Side::Server => (canonical(server), canonical(client)),
                     };
+                    let wrote = self.wrote.contains(side);
                     c.wait_for(deadline, |segs| {
                         let sent_end = segs
                             .iter()
@@ -731,7 +735,13 @@ impl Run {
                             .map(|s| s.seq.wrapping_add(s.payload as u32))
                             .next_back();
                         // Acknowledged (ack_no at or past the end, modulo 2^32), or answered
-                        // with a reset: either way the peer's stack has processed it.
+                        // with a reset: either way the peer's stack has processed it. Data the
+                        // side wrote but the capture has not seen yet is still to come: gVisor
+                        // sends after write() returns (a wait that passed on "nothing sent"
+                        // let a failed accept() race the data in limits/accept_out_of_fds).
+                        if sent_end.is_none() && wrote {
+                            return false;
+                        }
                         sent_end.is_none_or(|end| {
                             segs.iter().any(|s| {
                                 canonical(s.src) == to
@@ -924,6 +934,13 @@ impl Run {
                 if let (Some(local), Some(peer)) = (reply.local, reply.peer) {
                     self.conns.insert(a.slot, (local, peer));
                 }
+            }
+            (Op::Write { .. } | Op::Fill, side)
+                if a.slot == "conn"
+                    && (matches!(reply.outcome, Outcome::Bytes { n } if n > 0)
+                        || matches!(reply.outcome, Outcome::Filled { .. })) =>
+            {
+                self.wrote.insert(side);
             }
             (Op::Accept, Side::Server) => {
                 // How a dual-stack listener presents an IPv4 client (its address only; the port
