@@ -56,7 +56,7 @@ const CPUS: &str = "1";
 const FD_LIMIT: u32 = 65536;
 /// Where the guest runs sockconform and its agent from: a tmpfs in guest memory they are copied
 /// into at boot. Run from the 9p root instead, every agent start pages its 70 MB (debug) binary
-/// in over 9p, and 2 of 7 catalog runs hung with every guest process that touched 9p in D state
+/// in over 9p, and 2 of 8 catalog runs hung with every guest process that touched 9p in D state
 /// (`p9_virtio_zc_request`) and QEMU spinning, until the stack's 40 min deadline. Suspected
 /// trigger: agents killed while their binary was still paging in (a flushed 9p request). From
 /// memory an agent touches 9p only for shared libraries, which the page cache already holds.
