@@ -719,14 +719,16 @@ impl Run {
                 }
             }
             Step::AwaitAcked(side) => {
-                if let (Some(c), Some(&(client, server))) = (&self.capture, self.conns.get("conn"))
+                // Without a capture the wait cannot be made: said so, never passed in silence.
+                let acked = if let (Some(c), Some(&(client, server))) =
+                    (&self.capture, self.conns.get("conn"))
                 {
                     let (from, to) = match side {
                         Side::Client => (canonical(client), canonical(server)),
                         Side::Server => (canonical(server), canonical(client)),
                     };
                     let wrote = self.wrote.contains(side);
-                    c.wait_for(deadline, |segs| {
+                    Some(c.wait_for(deadline, |segs| {
                         let sent_end = segs
                             .iter()
                             .filter(|s| {
@@ -748,7 +750,18 @@ impl Run {
                                     && (s.rst || (s.ack && s.ack_no.wrapping_sub(end) < (1 << 31)))
                             })
                         })
-                    });
+                    }))
+                } else {
+                    None
+                };
+                match acked {
+                    Some(true) => {}
+                    Some(false) => self.obs.step(format!(
+                        "runner: did not observe the {side}'s data acknowledged"
+                    )),
+                    None => self.obs.step(format!(
+                        "runner: cannot wait for the {side}'s data to be acknowledged (no capture)"
+                    )),
                 }
             }
             Step::AwaitSyns(n) => {

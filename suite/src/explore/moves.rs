@@ -223,10 +223,12 @@ pub fn script(moves: &[(Side, Move)]) -> Case {
         ));
     }
     let mut st = State::default();
+    let mut lab = false;
     for &(side, m) in moves {
         if !st.valid(side, m) {
             continue;
         }
+        lab |= m.is_fault();
         if m == Move::Fill && !st.write_timeout[ix(side)] {
             steps.push(act(
                 side,
@@ -243,7 +245,7 @@ pub fn script(moves: &[(Side, Move)]) -> Case {
         "Verify: a generated script observes the same on every run, over IPv4 and IPv6, and on every stack.",
         steps,
     );
-    if valid_moves(moves).iter().any(|(_, m)| m.is_fault()) {
+    if lab {
         case = case.in_lab().retransmissions_vary(FAULT_RETRANSMISSIONS);
     }
     case.family = "explore";
@@ -417,7 +419,7 @@ mod tests {
                     _ => prop_assert!(side == Side::Client || !(crashed || rebooted), "{mv:?} by a dead server"),
                 }
             }
-            let lab = m.iter().any(|(_, mv)| mv.is_fault()) && valid_moves(&m).iter().any(|(_, mv)| mv.is_fault());
+            let lab = valid_moves(&m).iter().any(|(_, mv)| mv.is_fault());
             prop_assert_eq!(script(&m).topology == crate::script::Topology::Lab, lab);
         }
 
