@@ -28,10 +28,7 @@ pub(super) fn await_unread(s: &Socket, wait_ms: u64) -> io::Result<Outcome> {
     let mut n = 0;
     wait_until(Instant::now() + millis(wait_ms), || {
         n = platforms::host::unread_bytes(s)?;
-        Ok::<_, io::Error>(match n {
-            0 => Waited::NotMet(String::new()),
-            _ => Waited::Met,
-        })
+        Ok::<_, io::Error>(Waited::met_if(n > 0))
     })?;
     Ok(Outcome::Bytes { n })
 }

@@ -117,11 +117,7 @@ impl CaseWalk {
             // Linux-like stacks (a complete table, segments handled within the call) are settled
             // as soon as nothing is transient; on others the entries must also stop changing.
             let stable = (view.synchronous && view.is_complete()) || unchanged(&ours, &mut last);
-            Ok(if !transient && stable {
-                Waited::Met
-            } else {
-                Waited::NotMet(String::new())
-            })
+            Ok(Waited::met_if(!transient && stable))
         });
         t
     }

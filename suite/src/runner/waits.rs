@@ -3,6 +3,7 @@
 //! result; `Waited::line` alone turns a wait that was not met, or could not be made, into the
 //! observation's line (a met wait records nothing).
 
+use super::endpoints::canonical;
 use super::{step_deadline, CaseWalk};
 use crate::observe;
 use crate::proto::{Outcome, Request};
@@ -10,6 +11,7 @@ use crate::script::{Op, Side, Slot, TcpState};
 use platforms::wire::Segment;
 use platforms::Capture;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// How long an explicit await may wait for a state.
@@ -49,6 +51,15 @@ pub(crate) enum Waited {
 }
 
 impl Waited {
+    /// Met, or not met with nothing more to tell.
+    pub(crate) fn met_if(met: bool) -> Waited {
+        if met {
+            Waited::Met
+        } else {
+            Waited::NotMet(String::new())
+        }
+    }
+
     /// A wait on the wire where nothing is captured.
     fn no_capture() -> Waited {
         Waited::CannotObserve("no capture".into())
@@ -96,12 +107,8 @@ pub(super) fn on_wire(
     let Some(c) = capture else {
         return Waited::no_capture();
     };
-    let found = wait_until::<Infallible>(deadline, || {
-        Ok(match c.wait_for(deadline, &seen) {
-            true => Waited::Met,
-            false => Waited::NotMet(String::new()),
-        })
-    });
+    let found =
+        wait_until::<Infallible>(deadline, || Ok(Waited::met_if(c.wait_for(deadline, &seen))));
     match found {
         Ok(w) => w,
         Err(never) => match never {},
@@ -109,13 +116,7 @@ pub(super) fn on_wire(
 }
 
 /// Whether the peer acknowledged (or reset) every byte one end sent: `from` -> `to`, canonical.
-fn acknowledged(
-    segs: &[Segment],
-    from: std::net::SocketAddr,
-    to: std::net::SocketAddr,
-    wrote: bool,
-) -> bool {
-    use super::endpoints::canonical;
+fn acknowledged(segs: &[Segment], from: SocketAddr, to: SocketAddr, wrote: bool) -> bool {
     let sent_end = segs
         .iter()
         .filter(|s| canonical(s.src) == from && canonical(s.dst) == to && s.payload > 0)
@@ -200,9 +201,10 @@ impl CaseWalk {
                 ));
             }
             let now = self.end_state(side, Slot::CONN)?;
-            Ok(match states.contains(&now) {
-                true => Waited::Met,
-                false => Waited::NotMet(now.name().into()),
+            Ok(if states.contains(&now) {
+                Waited::Met
+            } else {
+                Waited::NotMet(now.name().into())
             })
         })?;
         Ok(waited.line(
@@ -214,12 +216,12 @@ impl CaseWalk {
     /// Wait until the capture shows the peer's stack acknowledged every byte the side sent on
     /// the main connection.
     pub(super) fn await_acked(&mut self, side: Side, deadline: Instant) -> Option<String> {
-        let capture = self.tap.capture();
-        let waited = match self.ends.conns.get(&Slot::CONN) {
-            _ if capture.is_none() => Waited::no_capture(),
-            None => Waited::CannotObserve("no connection".into()),
-            Some(&(client, server)) => {
-                use super::endpoints::canonical;
+        // What this platform cannot do comes first; a script without the connection second.
+        let conn = self.ends.conns.get(&Slot::CONN).copied();
+        let waited = match (self.tap.capture(), conn) {
+            (None, _) => Waited::no_capture(),
+            (Some(_), None) => Waited::CannotObserve("no connection".into()),
+            (capture, Some((client, server))) => {
                 let (from, to) = match side {
                     Side::Client => (canonical(client), canonical(server)),
                     Side::Server => (canonical(server), canonical(client)),
@@ -253,11 +255,11 @@ impl CaseWalk {
 
     /// Wait until the capture shows the client's data retransmitted `n` times.
     pub(super) fn await_retransmits(&mut self, n: u32, deadline: Instant) -> Option<String> {
-        let capture = self.tap.capture();
-        let waited = match self.ends.client_ports.get(&Slot::CONN) {
-            _ if capture.is_none() => Waited::no_capture(),
-            None => Waited::CannotObserve("no client connection".into()),
-            Some(&port) => on_wire(capture, deadline, |segs| {
+        let port = self.ends.client_ports.get(&Slot::CONN).copied();
+        let waited = match (self.tap.capture(), port) {
+            (None, _) => Waited::no_capture(),
+            (Some(_), None) => Waited::CannotObserve("no client connection".into()),
+            (capture, Some(port)) => on_wire(capture, deadline, |segs| {
                 observe::retransmissions(segs, port) >= n as usize
             }),
         };
@@ -341,6 +343,44 @@ mod tests {
     fn a_wait_on_the_wire_without_capture_cannot_observe() {
         let found = on_wire(None, soon(5_000), |_| panic!("no segments to look at"));
         assert_eq!(found, Waited::CannotObserve("no capture".into()));
+    }
+
+    /// A walk on a run without capture (no agents are needed for waits on the wire).
+    fn walk_without_capture() -> CaseWalk {
+        let no = || Err("not probed in this test".to_string());
+        let cfg = super::super::RunConfig {
+            agent_exe: "sockconform-agent".into(),
+            isolation: no(),
+            capture: Err("needs CAP_NET_RAW".into()),
+            lab: no(),
+            ipv6: no(),
+            table: crate::visibility::TableView::complete(),
+            sysctl: no(),
+        };
+        CaseWalk::new(&crate::script::Case::new("Verify: nothing", vec![]), &cfg)
+    }
+
+    #[test]
+    fn waits_on_the_wire_without_capture_say_they_cannot_wait() {
+        let mut walk = walk_without_capture();
+        let deadline = soon(5_000);
+        let start = Instant::now();
+        assert_eq!(
+            walk.await_syns(2, deadline).as_deref(),
+            Some("runner: cannot wait for 2 SYN(s) from the client (no capture)")
+        );
+        assert_eq!(
+            walk.await_retransmits(3, deadline).as_deref(),
+            Some("runner: cannot wait for 3 retransmission(s) of the client's data (no capture)")
+        );
+        assert_eq!(
+            walk.await_acked(Side::Server, deadline).as_deref(),
+            Some("runner: cannot wait for the server's data to be acknowledged (no capture)")
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "a wait it cannot make took time"
+        );
     }
 
     #[test]
