@@ -1,7 +1,7 @@
 //! The runner-agent protocol: one JSON line per request on the agent's stdin, one JSON line per reply
 //! on its stdout.
 
-use crate::script::Op;
+use crate::script::{Op, Slot};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io;
@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Request {
-    pub slot: String,
+    pub slot: Slot,
     pub op: Op,
     /// The concrete address for listen/connect, resolved by the runner.
     pub addr: Option<SocketAddr>,

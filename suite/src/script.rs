@@ -2,8 +2,10 @@
 //! The same model is read by the runner (to execute), the catalog listing (to describe) and the
 //! report (to tell the story of a case).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 pub use platforms::TcpState;
@@ -22,6 +24,94 @@ impl fmt::Display for Side {
             Side::Client => "client",
             Side::Server => "server",
         })
+    }
+}
+
+/// One socket slot of an agent: the name a script gives one of its sockets ("conn", "listener",
+/// "c2"). It is written and serialized as that name, so the protocol and every rendered line read
+/// as before; the runner and the agent compare slots by value instead of by string.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Slot(&'static str);
+
+impl Slot {
+    /// The connection an op uses when the script names no slot.
+    pub const CONN: Slot = Slot("conn");
+    /// The server's listener when the script names no slot.
+    pub const LISTENER: Slot = Slot("listener");
+
+    /// The slot a script names (`.on("c2")`).
+    pub const fn new(name: &'static str) -> Slot {
+        Slot(name)
+    }
+
+    /// The slot of this name, for a name read at run time (the agent reads them from its
+    /// requests). Each distinct name is kept for the life of the process: an agent serves one
+    /// case, whose script names a handful of slots.
+    pub fn named(name: &str) -> Slot {
+        static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+        if let Some(known) = [Slot::CONN, Slot::LISTENER]
+            .into_iter()
+            .find(|s| s.0 == name)
+        {
+            return known;
+        }
+        let mut names = NAMES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(kept) = names.get(name) {
+            return Slot(kept);
+        }
+        let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        names.insert(kept);
+        Slot(kept)
+    }
+
+    /// The slot's name as the script wrote it.
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    /// Whether this is the case's main connection (lines and wire labels leave its name out).
+    pub fn is_conn(self) -> bool {
+        self == Slot::CONN
+    }
+
+    /// Whether this is the server's main listener.
+    pub fn is_listener(self) -> bool {
+        self == Slot::LISTENER
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Written as the quoted name, as the string it replaces was (error messages print steps with it).
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl PartialEq<&str> for Slot {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl Serialize for Slot {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Slot {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Slot, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(Slot::named(&name))
     }
 }
 
@@ -185,10 +275,10 @@ impl Op {
     }
 
     /// The socket slot an op uses when the script names none.
-    fn default_slot(&self) -> &'static str {
+    fn default_slot(&self) -> Slot {
         match self {
-            Op::Listen { .. } | Op::ListenDualStack { .. } | Op::AcceptAll { .. } => "listener",
-            _ => "conn",
+            Op::Listen { .. } | Op::ListenDualStack { .. } | Op::AcceptAll { .. } => Slot::LISTENER,
+            _ => Slot::CONN,
         }
     }
 }
@@ -322,7 +412,7 @@ pub enum Timing {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Action {
     pub side: Side,
-    pub slot: &'static str,
+    pub slot: Slot,
     pub op: Op,
     pub timing: Timing,
 }
@@ -359,13 +449,16 @@ pub enum Step {
     /// Shut the server's host down: SIGTERM to its processes, wait up to the grace period for them
     /// to end, then SIGKILL whatever is left.
     ShutdownHost { grace_ms: u64 },
-    /// Wait (with a deadline) until the capture shows the client's data retransmitted this often.
+    /// Wait (with a deadline) until the capture shows the client's data retransmitted this often;
+    /// without a capture it cannot wait, and records that.
     AwaitRetransmits(u32),
-    /// Wait (with a deadline) until the capture shows this many SYNs from the client.
+    /// Wait (with a deadline) until the capture shows this many SYNs from the client; without a
+    /// capture it cannot wait, and records that.
     AwaitSyns(u32),
     /// Wait (with a deadline) until the capture shows the peer's stack acknowledged every byte
     /// this side sent on the connection: the data has been processed there, even on a stack that
-    /// does so after the sending call returned (gVisor). Not recorded; a no-op without capture.
+    /// does so after the sending call returned (gVisor). Records nothing when met; without a
+    /// capture it cannot wait, and records that instead.
     AwaitAcked(Side),
     /// Record a platform default as a fact (read from the kernel, not waited for).
     Fact(Fact),
@@ -533,7 +626,7 @@ impl Step {
     }
     /// Use another socket slot of the agent ("c2", "listener").
     pub fn on(mut self, slot: &'static str) -> Step {
-        self.action_mut().slot = slot;
+        self.action_mut().slot = Slot::new(slot);
         self
     }
     /// Record the duration as an absolute bucket.
@@ -624,7 +717,7 @@ mod tests {
             server(ops::listen()),
             Step::Do(Action {
                 side: Side::Server,
-                slot: "listener",
+                slot: Slot::LISTENER,
                 op: ops::listen(),
                 timing: Timing::Untimed
             })
@@ -633,10 +726,25 @@ mod tests {
         assert!(matches!(
             s,
             Step::Start(Action {
-                slot: "c2",
+                slot,
                 timing: Timing::Absolute,
                 ..
-            })
+            }) if slot == "c2"
+        ));
+    }
+
+    #[test]
+    fn slots_travel_and_print_as_their_names() {
+        let c2 = Slot::new("c2");
+        assert_eq!(serde_json::to_string(&c2).unwrap(), r#""c2""#);
+        assert_eq!(serde_json::from_str::<Slot>(r#""c2""#).unwrap(), c2);
+        let conn: Slot = serde_json::from_str(r#""conn""#).unwrap();
+        assert!(conn.is_conn() && !conn.is_listener());
+        assert_eq!(format!("{c2} {c2:?}"), r#"c2 "c2""#);
+        // A name read twice is kept once.
+        assert!(std::ptr::eq(
+            Slot::named("c9").as_str(),
+            Slot::named("c9").as_str()
         ));
     }
 

@@ -362,7 +362,7 @@ fn rust_step(s: &Step) -> String {
                 Op::Connect { .. } => "connect()".into(),
                 other => format!("Op::{other:?}"),
             };
-            let on = match a.slot {
+            let on = match a.slot.as_str() {
                 "conn" => String::new(),
                 slot => format!(".on({slot:?})"),
             };

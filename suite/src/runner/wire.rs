@@ -1,0 +1,86 @@
+//! The case's capture: started with the case's network, waited on by the waits, and turned into
+//! the wire the snapshot records when the case ends.
+
+use super::endpoints::Endpoints;
+use super::RunConfig;
+use crate::observe::{self, Wire};
+use crate::script::{Case, Slot};
+use platforms::wire::Frame;
+use platforms::Capture;
+use std::fmt::Display;
+
+/// The capture of one case, or why there is none.
+pub(super) struct Tap {
+    capture: Option<Capture>,
+    why_not: String,
+}
+
+/// What the capture held when the case ended.
+pub(super) struct CapturedWire {
+    /// What the snapshot records (or why it records no wire).
+    pub(super) wire: Wire,
+    /// Every captured segment with its time, for the JSON results.
+    pub(super) raw: Vec<String>,
+    /// The packets as captured, for `--pcap`; None when nothing was captured.
+    pub(super) frames: Option<Vec<Frame>>,
+}
+
+impl Tap {
+    pub(super) fn new(cfg: &RunConfig) -> Tap {
+        Tap {
+            capture: None,
+            why_not: cfg.capture.clone().err().unwrap_or_default(),
+        }
+    }
+
+    /// Keep the capture the case's network started, or why it did not start.
+    pub(super) fn started<E: Display>(&mut self, capture: Option<Result<Capture, E>>) {
+        match capture {
+            Some(Ok(c)) => self.capture = Some(c),
+            Some(Err(e)) => self.why_not = format!("capture failed to start: {e}"),
+            None => {}
+        }
+    }
+
+    pub(super) fn capture(&self) -> Option<&Capture> {
+        self.capture.as_ref()
+    }
+
+    /// Stop the capture and turn its segments into the wire, named by the case's endpoints.
+    pub(super) fn finish(&mut self, case: &Case, ends: &Endpoints) -> CapturedWire {
+        let Some(c) = self.capture.take() else {
+            return CapturedWire {
+                wire: Wire::NotCaptured {
+                    reason: self.why_not.clone(),
+                },
+                raw: Vec::new(),
+                frames: None,
+            };
+        };
+        // Read before stop: the case's traffic is over, so no drop can come after this.
+        let dropped = c.dropped();
+        let (segs, packets) = c.stop_with_frames();
+        let labels = ends.labels();
+        let vary = case.retransmissions_vary;
+        let mut events = observe::wire_events(&segs, &labels, case.is_bulk(), vary);
+        if let (Some(port), None) = (ends.client_ports.get(&Slot::CONN), vary) {
+            events.extend(observe::retransmission_schedule(&segs, *port));
+        }
+        let wire = if dropped > 0 {
+            // A partial wire is not an observation of the platform: neither compared nor
+            // written, like a run without capture (the segments still go to the JSON).
+            Wire::NotCaptured {
+                reason: format!(
+                    "incomplete: the kernel dropped {dropped} captured packet(s) (capture buffer full)"
+                ),
+            }
+        } else {
+            Wire::Captured { events }
+        };
+        CapturedWire {
+            wire,
+            raw: observe::raw_wire(&segs, &labels),
+            frames: Some(packets),
+        }
+    }
+}
