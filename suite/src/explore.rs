@@ -713,78 +713,18 @@ fn record(opts: &Options, n: u32) -> i32 {
     };
     println!("sockconform explore --record: {n} script(s) of seed {seed}, each run twice");
     let started = Instant::now();
-    let mut left_out: Vec<String> = Vec::new();
-    if opts.on.is_empty() {
-        let cfg = RunConfig::probe(crate::paths::agent_exe());
-        let jobs = opts
-            .jobs
-            .map(|j| j as usize)
-            .unwrap_or_else(|| default_jobs(&cfg, scripts.len() * 2));
-        let observed = run_batch(&scripts, &cfg, false, jobs, &|_, _| {});
-        let (ids, intents): (Vec<String>, Vec<String>) = cases.into_iter().unzip();
-        match write_corpus(&target, &ids, &intents, &observed) {
-            Ok(l) => left_out = l,
-            Err(e) => {
-                eprintln!("error: cannot write the corpus: {e}");
-                return 2;
-            }
-        }
-        println!(
-            "{}: recorded into {}",
-            platforms::id::detect(),
-            crate::snapshot::platform_dir(&target, &platforms::id::detect()).display()
-        );
+    let recorded = if opts.on.is_empty() {
+        record_here(opts, &target, &scripts, cases)
     } else {
-        let mut on = match on_stacks(opts) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
-        };
-        on.record = cases;
-        on.round = 1;
-        let this = &on;
-        let answers: Vec<Result<BatchOut, String>> = std::thread::scope(|sc| {
-            let handles: Vec<_> = (0..this.stacks.len())
-                .map(|s| {
-                    let scripts = &scripts;
-                    sc.spawn(move || this.run_one(s, scripts))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("the launcher panicked".into()))
-                })
-                .collect()
-        });
-        for (stack, a) in on.stacks.iter().zip(answers) {
-            let out = on.dir.join(stack.name()).join("round-1");
-            match a.and_then(|b| {
-                let from = crate::snapshot::platform_dir(&out, &b.platform).join("explore");
-                // Into the checkout, or one artifact folder per stack (as `diff --artifacts`
-                // reads them).
-                let into = match &opts.artifact {
-                    Some(a) => a.join(stack.name()),
-                    None => target.clone(),
-                };
-                let to = crate::snapshot::platform_dir(&into, &b.platform).join("explore");
-                copy_files(&from, &to).map_err(|e| {
-                    format!("cannot copy {} to {}: {e}", from.display(), to.display())
-                })?;
-                println!("{}: recorded into {}", b.platform, to.display());
-                Ok(b.left_out)
-            }) {
-                Ok(l) => left_out.extend(l.into_iter().map(|x| format!("{}: {x}", stack.name()))),
-                Err(e) => {
-                    eprintln!("error: {}: {e}", stack.name());
-                    return 2;
-                }
-            }
+        record_on(opts, &target, &scripts, cases)
+    };
+    let left_out = match recorded {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
         }
-    }
+    };
     for l in &left_out {
         println!("not recorded: {l}");
     }
@@ -800,6 +740,82 @@ fn record(opts: &Options, n: u32) -> i32 {
     } else {
         0
     }
+}
+
+/// `--record` on this machine, into `target`; the scripts left out, with why.
+fn record_here(
+    opts: &Options,
+    target: &std::path::Path,
+    scripts: &[Script],
+    cases: Vec<(String, String)>,
+) -> Result<Vec<String>, String> {
+    let cfg = RunConfig::probe(crate::paths::agent_exe());
+    let jobs = opts
+        .jobs
+        .map(|j| j as usize)
+        .unwrap_or_else(|| default_jobs(&cfg, scripts.len() * 2));
+    let observed = run_batch(scripts, &cfg, false, jobs, &|_, _| {});
+    let (ids, intents): (Vec<String>, Vec<String>) = cases.into_iter().unzip();
+    let left_out = write_corpus(target, &ids, &intents, &observed)
+        .map_err(|e| format!("cannot write the corpus: {e}"))?;
+    println!(
+        "{}: recorded into {}",
+        platforms::id::detect(),
+        crate::snapshot::platform_dir(target, &platforms::id::detect()).display()
+    );
+    Ok(left_out)
+}
+
+/// `--record --on`: one batch per stack, at once; each stack's corpus copied into the checkout,
+/// or into one artifact folder per stack (as `diff --artifacts` and `import --check` read them).
+fn record_on(
+    opts: &Options,
+    target: &std::path::Path,
+    scripts: &[Script],
+    cases: Vec<(String, String)>,
+) -> Result<Vec<String>, String> {
+    let mut on = on_stacks(opts)?;
+    on.record = cases;
+    on.round = 1;
+    let this = &on;
+    let answers: Vec<Result<BatchOut, String>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..this.stacks.len())
+            .map(|s| sc.spawn(move || this.run_one(s, scripts)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("the launcher panicked".into()))
+            })
+            .collect()
+    });
+    let mut left_out = Vec::new();
+    for (stack, a) in on.stacks.iter().zip(answers) {
+        let out = on.dir.join(stack.name()).join("round-1");
+        let b = a.map_err(|e| format!("{}: {e}", stack.name()))?;
+        let from = crate::snapshot::platform_dir(&out, &b.platform).join("explore");
+        let into = match &opts.artifact {
+            Some(a) => a.join(stack.name()),
+            None => target.to_path_buf(),
+        };
+        let to = crate::snapshot::platform_dir(&into, &b.platform).join("explore");
+        copy_files(&from, &to).map_err(|e| {
+            format!(
+                "{}: cannot copy {} to {}: {e}",
+                stack.name(),
+                from.display(),
+                to.display()
+            )
+        })?;
+        println!("{}: recorded into {}", b.platform, to.display());
+        left_out.extend(
+            b.left_out
+                .into_iter()
+                .map(|x| format!("{}: {x}", stack.name())),
+        );
+    }
+    Ok(left_out)
 }
 
 /// Replace the folder `to` by a copy of the files of `from` (a corpus family: files only).

@@ -467,26 +467,7 @@ fn map_pending(run: &Source, source: &Path, root: &Path) -> Result<Pending, Impo
     let stem = file.strip_suffix(".snap.new").unwrap_or(file);
     let name = stem.strip_suffix(".wire").unwrap_or(stem);
     let case = format!("{family}/{name}");
-    let mut refresh_only = false;
-    match run.status.get(&case) {
-        Some(s) if s.writes_pending() => {}
-        // `conform --bless` into an artifact also writes a passed case whose accepted snapshot
-        // has another run's header; its body must then be the accepted one (checked below).
-        Some(Status::Passed) => refresh_only = true,
-        Some(s) => {
-            return refuse(format!(
-                "{shown}: {} reports case {case} as {s}, so that run wrote no pending file for it \
-                 (the file is not from this run)",
-                dir.join("results.json").display()
-            ))
-        }
-        None => {
-            return refuse(format!(
-                "{shown}: case {case} is not in {} (the file is not from this run)",
-                dir.join("results.json").display()
-            ))
-        }
-    }
+    let refresh_only = written_by_run(run, &shown.to_string(), &case)?;
     // A corrupt file (no header, or a body that is not JSON) is refused, named.
     let body = match snapshot::read_body(source) {
         Ok(Some(b)) => b,
@@ -495,21 +476,7 @@ fn map_pending(run: &Source, source: &Path, root: &Path) -> Result<Pending, Impo
     };
     let bytes = std::fs::read(source).or_else(|e| refuse(format!("cannot read {shown}: {e}")))?;
     let text = String::from_utf8_lossy(&bytes);
-    if let Some(os) = header_value(&text, "os") {
-        if !os_matches(&os, platform) {
-            return refuse(format!(
-                "{shown}: its header says it was recorded on {os:?}, not on {platform}"
-            ));
-        }
-    }
-    if let Some(other) = header_value(&text, "platform") {
-        if other != platform {
-            return refuse(format!(
-                "{shown}: its header says platform {other:?}, but {} says this run was on {platform:?}",
-                dir.join("results.json").display()
-            ));
-        }
-    }
+    header_fits(run, &shown.to_string(), &text)?;
     let accepted = snapshot::platform_dir(root, platform)
         .join(family)
         .join(format!("{stem}.snap"));
@@ -526,6 +493,48 @@ fn map_pending(run: &Source, source: &Path, root: &Path) -> Result<Pending, Impo
         bytes,
         body,
     })
+}
+
+/// Whether the run's results.json says it wrote a pending file for `case`; Ok(true) when only a
+/// refreshed header can be (a passed case under `conform --bless`), refused when not at all.
+fn written_by_run(run: &Source, shown: &str, case: &str) -> Result<bool, ImportError> {
+    let results = run.dir.join(results::FILE);
+    match run.status.get(case) {
+        Some(s) if s.writes_pending() => Ok(false),
+        // `conform --bless` into an artifact also writes a passed case whose accepted snapshot
+        // has another run's header; its body must then be the accepted one (checked after).
+        Some(Status::Passed) => Ok(true),
+        Some(s) => refuse(format!(
+            "{shown}: {} reports case {case} as {s}, so that run wrote no pending file for it \
+             (the file is not from this run)",
+            results.display()
+        )),
+        None => refuse(format!(
+            "{shown}: case {case} is not in {} (the file is not from this run)",
+            results.display()
+        )),
+    }
+}
+
+/// A pending file's header must name the run's OS and platform, where it names them.
+fn header_fits(run: &Source, shown: &str, text: &str) -> Result<(), ImportError> {
+    let platform = run.platform.as_str();
+    if let Some(os) = header_value(text, "os") {
+        if !os_matches(&os, platform) {
+            return refuse(format!(
+                "{shown}: its header says it was recorded on {os:?}, not on {platform}"
+            ));
+        }
+    }
+    if let Some(other) = header_value(text, "platform") {
+        if other != platform {
+            return refuse(format!(
+                "{shown}: its header says platform {other:?}, but {} says this run was on {platform:?}",
+                run.dir.join(results::FILE).display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A value recorded in a snapshot's header (`info: os: "..."`, `platform: "linux-6.18"`), if any.

@@ -155,3 +155,63 @@ fn report(out: &mut dyn Write, dir: &Path, c: &Checked) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(body: &str) -> String {
+        format!("---\nsource: suite/tests/conform.rs\ninfo:\n  os: Debian\n---\n{body}\n")
+    }
+
+    fn put(p: &Path, text: &str) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn a_committed_observation_seen_differently_fails_and_the_rest_is_listed() {
+        let dir = std::env::temp_dir().join(format!("sc-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (root, art) = (dir.join("repo"), dir.join("corpus"));
+        let committed = root.join("snapshots/linux-6.18/explore");
+        put(
+            &committed.join("seed1_00.snap"),
+            &snap(r#"{"steps": ["client: close -> ok"]}"#),
+        );
+        put(
+            &committed.join("seed1_01.snap"),
+            &snap(r#"{"steps": ["a"]}"#),
+        );
+        put(
+            &committed.join("seed1_02.snap"),
+            &snap(r#"{"steps": ["raced here"]}"#),
+        );
+        let ran = art.join("host/snapshots/linux-6.18/explore");
+        put(
+            &ran.join("seed1_00.snap"),
+            &snap(r#"{"steps": ["client: close -> ok"]}"#),
+        );
+        put(&ran.join("seed1_01.snap"), &snap(r#"{"steps": ["b"]}"#));
+        put(&ran.join("seed1_03.snap"), &snap(r#"{"steps": ["new"]}"#));
+        let mut out = Vec::new();
+        assert!(check(&art, &root, &mut out).unwrap(), "seed1_01 differs");
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("linux-6.18 (") && out.contains(": 1 agree with the committed snapshots, 1 differ, 1 not committed, 1 committed not in this run"),
+            "{out}"
+        );
+        assert!(
+            out.contains("differs: ") && out.contains("seed1_01.snap"),
+            "{out}"
+        );
+        assert!(
+            out.contains("not in this run") && out.contains("seed1_02.snap"),
+            "{out}"
+        );
+        // Agreeing once the difference is gone.
+        put(&ran.join("seed1_01.snap"), &snap(r#"{"steps": ["a"]}"#));
+        assert!(!check(&art, &root, &mut Vec::new()).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
