@@ -30,14 +30,14 @@ pub use moves::{
 pub use shrink::{differences, explore, judge, Kind, Observed, Report, Shrunk, Stacks, Verdict};
 
 use crate::runner::{self, RunConfig};
+use crate::stacks::launch::{self, Ended};
 use crate::stacks::{Launch, Stack};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -179,7 +179,7 @@ impl fmt::Display for Seen {
 /// Run a case once; a runner error (a hang, a broken agent) is an error, not an observation.
 pub fn run_once(case: &crate::script::Case, cfg: &RunConfig) -> Result<Seen, String> {
     // A script this stack cannot run (faults without a lab) is an error, never an agreement.
-    if let Some(why) = crate::cli::unmet_needs(case, cfg) {
+    if let Some(why) = crate::select::unmet_needs(case, cfg) {
         return Err(format!("cannot run here: {why}"));
     }
     let r = runner::run_case(case, cfg);
@@ -342,7 +342,7 @@ pub fn batch_main(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let cfg = RunConfig::probe(crate::cli::agent_exe());
+    let cfg = RunConfig::probe(crate::paths::agent_exe());
     let runs = batch.scripts.len() * 2;
     let jobs = jobs.unwrap_or_else(|| default_jobs(&cfg, runs));
     let platform = platforms::id::detect();
@@ -472,57 +472,20 @@ impl OnStacks {
             cache: crate::stacks::cache_dir(),
             args,
         };
-        let mut cmd = stack.command(&launch)?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // Spawned and waited for on this thread: the launcher's parent-death signal is tied to
-        // the thread that spawned it, and it ends with this run.
-        let mut child = platforms::group::spawn_group_leader(&mut cmd)
-            .map_err(|e| format!("cannot start the {} stack: {e}", stack.name()))?;
         let name = stack.name();
-        let mut readers = Vec::new();
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let name = name.clone();
-            readers.push(std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    println!("  [{name}] {line}");
-                    let _ = std::io::stdout().flush();
-                }
-            }));
-        }
-        let t0 = Instant::now();
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break s,
-                Ok(None) if t0.elapsed() > BATCH_DEADLINE => {
-                    platforms::group::end_group(&mut child, Duration::from_secs(5));
-                    return Err(format!(
-                        "the batch did not finish within {} s",
-                        BATCH_DEADLINE.as_secs()
-                    ));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-                Err(e) => return Err(format!("cannot wait for it: {e}")),
-            }
+        let print = |line: &str| {
+            println!("  [{name}] {line}");
+            let _ = std::io::stdout().flush();
         };
-        for r in readers {
-            let _ = r.join();
-        }
+        let status = match launch::run(stack, &launch, BATCH_DEADLINE, &print)?.ended {
+            Ended::Exited(code) => code,
+            Ended::Deadline(d) => {
+                return Err(format!("the batch did not finish within {} s", d.as_secs()))
+            }
+            Ended::Interrupted => return Err("interrupted".into()),
+        };
         let text = std::fs::read_to_string(&output)
-            .map_err(|e| format!("no observations ({}; exit {status})", e))?;
+            .map_err(|e| format!("no observations ({e}; exit {status})"))?;
         let out: BatchOut = serde_json::from_str(&text)
             .map_err(|e| format!("unreadable {}: {e}", output.display()))?;
         if out.observed.len() != scripts.len() {
@@ -600,7 +563,7 @@ pub fn run(opts: &Options) -> i32 {
     });
     let cases = opts.cases.max(1);
     let mut stacks: Box<dyn Stacks> = if opts.on.is_empty() {
-        let cfg = RunConfig::probe(crate::cli::agent_exe());
+        let cfg = RunConfig::probe(crate::paths::agent_exe());
         if let (true, Err(why)) = (opts.faults, &cfg.lab) {
             eprintln!(
                 "error: --faults needs the fault lab, which this machine cannot build: {why}"
@@ -706,10 +669,7 @@ fn on_stacks(opts: &Options) -> Result<OnStacks, String> {
     let root = crate::snapshot::find_repo_root()
         .and_then(|r| r.canonicalize().ok())
         .ok_or("run this from inside the sockconform repository")?;
-    let bin_dir = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(PathBuf::from))
-        .ok_or("cannot tell where the sockconform binaries are")?;
+    let bin_dir = crate::paths::bin_dir()?;
     // A folder of this run's own: two explorations at once must not remove each other's
     // batches. Those of runs that are gone are removed.
     let base = root.join("target").join("explore");
@@ -753,78 +713,18 @@ fn record(opts: &Options, n: u32) -> i32 {
     };
     println!("sockconform explore --record: {n} script(s) of seed {seed}, each run twice");
     let started = Instant::now();
-    let mut left_out: Vec<String> = Vec::new();
-    if opts.on.is_empty() {
-        let cfg = RunConfig::probe(crate::cli::agent_exe());
-        let jobs = opts
-            .jobs
-            .map(|j| j as usize)
-            .unwrap_or_else(|| default_jobs(&cfg, scripts.len() * 2));
-        let observed = run_batch(&scripts, &cfg, false, jobs, &|_, _| {});
-        let (ids, intents): (Vec<String>, Vec<String>) = cases.into_iter().unzip();
-        match write_corpus(&target, &ids, &intents, &observed) {
-            Ok(l) => left_out = l,
-            Err(e) => {
-                eprintln!("error: cannot write the corpus: {e}");
-                return 2;
-            }
-        }
-        println!(
-            "{}: recorded into {}",
-            platforms::id::detect(),
-            crate::snapshot::platform_dir(&target, &platforms::id::detect()).display()
-        );
+    let recorded = if opts.on.is_empty() {
+        record_here(opts, &target, &scripts, cases)
     } else {
-        let mut on = match on_stacks(opts) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
-        };
-        on.record = cases;
-        on.round = 1;
-        let this = &on;
-        let answers: Vec<Result<BatchOut, String>> = std::thread::scope(|sc| {
-            let handles: Vec<_> = (0..this.stacks.len())
-                .map(|s| {
-                    let scripts = &scripts;
-                    sc.spawn(move || this.run_one(s, scripts))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("the launcher panicked".into()))
-                })
-                .collect()
-        });
-        for (stack, a) in on.stacks.iter().zip(answers) {
-            let out = on.dir.join(stack.name()).join("round-1");
-            match a.and_then(|b| {
-                let from = crate::snapshot::platform_dir(&out, &b.platform).join("explore");
-                // Into the checkout, or one artifact folder per stack (as `diff --artifacts`
-                // reads them).
-                let into = match &opts.artifact {
-                    Some(a) => a.join(stack.name()),
-                    None => target.clone(),
-                };
-                let to = crate::snapshot::platform_dir(&into, &b.platform).join("explore");
-                copy_files(&from, &to).map_err(|e| {
-                    format!("cannot copy {} to {}: {e}", from.display(), to.display())
-                })?;
-                println!("{}: recorded into {}", b.platform, to.display());
-                Ok(b.left_out)
-            }) {
-                Ok(l) => left_out.extend(l.into_iter().map(|x| format!("{}: {x}", stack.name()))),
-                Err(e) => {
-                    eprintln!("error: {}: {e}", stack.name());
-                    return 2;
-                }
-            }
+        record_on(opts, &target, &scripts, cases)
+    };
+    let left_out = match recorded {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
         }
-    }
+    };
     for l in &left_out {
         println!("not recorded: {l}");
     }
@@ -840,6 +740,82 @@ fn record(opts: &Options, n: u32) -> i32 {
     } else {
         0
     }
+}
+
+/// `--record` on this machine, into `target`; the scripts left out, with why.
+fn record_here(
+    opts: &Options,
+    target: &std::path::Path,
+    scripts: &[Script],
+    cases: Vec<(String, String)>,
+) -> Result<Vec<String>, String> {
+    let cfg = RunConfig::probe(crate::paths::agent_exe());
+    let jobs = opts
+        .jobs
+        .map(|j| j as usize)
+        .unwrap_or_else(|| default_jobs(&cfg, scripts.len() * 2));
+    let observed = run_batch(scripts, &cfg, false, jobs, &|_, _| {});
+    let (ids, intents): (Vec<String>, Vec<String>) = cases.into_iter().unzip();
+    let left_out = write_corpus(target, &ids, &intents, &observed)
+        .map_err(|e| format!("cannot write the corpus: {e}"))?;
+    println!(
+        "{}: recorded into {}",
+        platforms::id::detect(),
+        crate::snapshot::platform_dir(target, &platforms::id::detect()).display()
+    );
+    Ok(left_out)
+}
+
+/// `--record --on`: one batch per stack, at once; each stack's corpus copied into the checkout,
+/// or into one artifact folder per stack (as `diff --artifacts` and `import --check` read them).
+fn record_on(
+    opts: &Options,
+    target: &std::path::Path,
+    scripts: &[Script],
+    cases: Vec<(String, String)>,
+) -> Result<Vec<String>, String> {
+    let mut on = on_stacks(opts)?;
+    on.record = cases;
+    on.round = 1;
+    let this = &on;
+    let answers: Vec<Result<BatchOut, String>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..this.stacks.len())
+            .map(|s| sc.spawn(move || this.run_one(s, scripts)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("the launcher panicked".into()))
+            })
+            .collect()
+    });
+    let mut left_out = Vec::new();
+    for (stack, a) in on.stacks.iter().zip(answers) {
+        let out = on.dir.join(stack.name()).join("round-1");
+        let b = a.map_err(|e| format!("{}: {e}", stack.name()))?;
+        let from = crate::snapshot::platform_dir(&out, &b.platform).join("explore");
+        let into = match &opts.artifact {
+            Some(a) => a.join(stack.name()),
+            None => target.to_path_buf(),
+        };
+        let to = crate::snapshot::platform_dir(&into, &b.platform).join("explore");
+        copy_files(&from, &to).map_err(|e| {
+            format!(
+                "{}: cannot copy {} to {}: {e}",
+                stack.name(),
+                from.display(),
+                to.display()
+            )
+        })?;
+        println!("{}: recorded into {}", b.platform, to.display());
+        left_out.extend(
+            b.left_out
+                .into_iter()
+                .map(|x| format!("{}: {x}", stack.name())),
+        );
+    }
+    Ok(left_out)
 }
 
 /// Replace the folder `to` by a copy of the files of `from` (a corpus family: files only).

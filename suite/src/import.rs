@@ -17,15 +17,15 @@
 //!   failed;
 //! - a pending file that is not a snapshot with a JSON body (named in the error).
 
+mod check;
+
+use crate::results::{self, RunResults, Status};
 use crate::snapshot;
 use platforms::id::{is_platform_id, stack_of, STACKS};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
-
-/// What a case's status in results.json must be for the run to have written a pending file for it.
-const WRITES_PENDING: [&str; 4] = ["new", "changed", "unstable", "failed"];
 
 /// Why an import did not happen (or stopped).
 #[derive(Debug)]
@@ -88,19 +88,20 @@ struct Pending {
     body: String,
 }
 
-/// What an artifact's results.json says.
-struct Run {
+/// An artifact folder and what its results.json says.
+struct Source {
     dir: PathBuf,
     platform: String,
     os: String,
     /// results.json's `platform_detail` (the full kernel release...), if any; shown only.
     detail: Option<String>,
-    /// Case id to status (new, changed, passed, ...).
-    status: BTreeMap<String, String>,
+    /// Case id to status.
+    status: BTreeMap<String, Status>,
 }
 
-struct Artifact {
-    run: Run,
+/// An artifact whose pending files were all validated and mapped into the checkout.
+struct Validated {
+    run: Source,
     pending: Vec<Pending>,
 }
 
@@ -115,8 +116,13 @@ pub struct Options {
     #[arg(value_name = "ARTIFACTS_DIR")]
     pub artifacts: PathBuf,
     /// Write them as accepted .snap files instead of pending .snap.new files
-    #[arg(long)]
+    #[arg(long, conflicts_with = "check")]
     pub accept: bool,
+    /// Write nothing: compare the artifacts' snapshots (pending or accepted) with the committed
+    /// ones of their platforms and exit 1 when a committed observation differs (what CI checks
+    /// of the explorer's corpus recorded on each stack)
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Entry point of `cargo xtask import`; returns the exit code (0 ok, 1 write failed, 2 refused).
@@ -134,6 +140,16 @@ pub fn run(opts: &Options) -> i32 {
         return 2;
     };
     let mut out = std::io::stdout().lock();
+    if opts.check {
+        return match check::check(&opts.artifacts, &root, &mut out) {
+            Ok(differs) => i32::from(differs),
+            Err(e) => {
+                let _ = out.flush();
+                eprintln!("error: {e}");
+                e.exit_code()
+            }
+        };
+    }
     match import(&opts.artifacts, &root, opts.accept, &mut out) {
         Ok(_) => 0,
         Err(e) => {
@@ -176,7 +192,7 @@ pub fn import(
     check_artifacts_dir(artifacts)?;
     let (dirs, ignored) = find_artifacts(artifacts)?;
     // The platforms first, so a duplicate is reported as such; then every pending file.
-    let mut runs: Vec<Run> = Vec::new();
+    let mut runs: Vec<Source> = Vec::new();
     for dir in dirs {
         let run = read_results(&dir)?;
         if let Some(other) = runs.iter().find(|o| o.platform == run.platform) {
@@ -230,7 +246,7 @@ pub fn import(
     Ok(done)
 }
 
-fn report(out: &mut dyn Write, a: &Artifact, i: &Imported, accept: bool) -> std::io::Result<()> {
+fn report(out: &mut dyn Write, a: &Validated, i: &Imported, accept: bool) -> std::io::Result<()> {
     let detail = a
         .run
         .detail
@@ -285,29 +301,25 @@ fn report(out: &mut dyn Write, a: &Artifact, i: &Imported, accept: bool) -> std:
     Ok(())
 }
 
-/// Artifact folders, and ignored folders with how many pending files each holds.
+/// Artifact folders with a results.json, and the folders ignored (another artifact without one,
+/// or no artifact at all) with how many pending files each holds.
 type Found = (Vec<PathBuf>, Vec<(PathBuf, usize)>);
 
-/// The artifact folders: `dir` itself if it holds a results.json (one artifact downloaded on its
-/// own), else each folder in it that holds one. Also the folders ignored, with their pending count.
+/// The artifacts to import, found by `results::find_artifacts`'s rule; only those holding a
+/// results.json can be imported (it names their platform and the cases that wrote files).
 fn find_artifacts(dir: &Path) -> Result<Found, ImportError> {
-    if dir.join("results.json").is_file() {
-        return Ok((vec![dir.to_path_buf()], Vec::new()));
-    }
-    let mut found = Vec::new();
+    let (artifacts, others) = results::find_artifacts(dir)
+        .or_else(|e| refuse(format!("cannot read {}: {e}", dir.display())))?;
+    let (found, without): (Vec<PathBuf>, Vec<PathBuf>) = artifacts
+        .into_iter()
+        .partition(|a| a.join(results::FILE).is_file());
     let mut ignored = Vec::new();
-    for entry in sorted_entries(dir)? {
-        if !entry.is_dir() || is_symlink(&entry) {
-            continue;
-        }
-        if entry.join("results.json").is_file() {
-            found.push(entry);
-        } else {
-            let mut pending = Vec::new();
-            pending_files(&entry, &entry, &mut pending)?;
-            ignored.push((entry, pending.len()));
-        }
+    for entry in without.into_iter().chain(others) {
+        let mut pending = Vec::new();
+        pending_files(&entry, &entry, &mut pending)?;
+        ignored.push((entry, pending.len()));
     }
+    ignored.sort();
     if found.is_empty() {
         return refuse(format!(
             "no artifact in {} holds a results.json (expected {}/conform-<platform-id>/results.json, as \
@@ -367,68 +379,37 @@ fn pending_files(top: &Path, dir: &Path, found: &mut Vec<PathBuf>) -> Result<(),
 }
 
 /// Read an artifact's results.json.
-fn read_results(dir: &Path) -> Result<Run, ImportError> {
-    let results = dir.join("results.json");
-    let text = std::fs::read_to_string(&results)
-        .or_else(|e| refuse(format!("cannot read {}: {e}", results.display())))?;
-    let json: serde_json::Value = serde_json::from_str(&text).or_else(|e| {
-        refuse(format!(
-            "{} is not valid JSON ({e}): not written by `cargo xtask conform --json`",
-            results.display()
-        ))
-    })?;
-    let platform = match json.get("platform").and_then(|p| p.as_str()) {
-        Some(p) if is_platform_id(p) => p.to_string(),
-        Some(p) => {
-            return refuse(format!(
-                "{} names the platform {p:?}, which is not a platform id (a stack, one of {}, \
-                 optionally followed by -release, e.g. linux-6.18)",
-                results.display(),
-                STACKS.join(", ")
-            ))
-        }
-        None => {
-            return refuse(format!(
-                "{} has no \"platform\": not written by `cargo xtask conform --json`",
-                results.display()
-            ))
-        }
+fn read_results(dir: &Path) -> Result<Source, ImportError> {
+    let path = dir.join(results::FILE);
+    let run = RunResults::read(&path).or_else(|e| refuse(e.to_string()))?;
+    if !is_platform_id(&run.platform) {
+        return refuse(format!(
+            "{} names the platform {:?}, which is not a platform id (a stack, one of {}, \
+             optionally followed by -release, e.g. linux-6.18)",
+            path.display(),
+            run.platform,
+            STACKS.join(", ")
+        ));
+    }
+    let os = if run.os.is_empty() {
+        "os unknown".to_string()
+    } else {
+        run.os.clone()
     };
-    let os = json
-        .get("os")
-        .and_then(|o| o.as_str())
-        .unwrap_or("os unknown")
-        .to_string();
-    let detail = json
-        .get("platform_detail")
-        .and_then(|d| d.as_str())
-        .map(str::trim)
+    let detail = Some(run.platform_detail.trim())
         .filter(|d| !d.is_empty())
         .map(str::to_string);
-    let Some(cases) = json.get("cases").and_then(|c| c.as_array()) else {
-        return refuse(format!(
-            "{} has no \"cases\" list: not written by `cargo xtask conform --json`",
-            results.display()
-        ));
-    };
-    let status = cases
-        .iter()
-        .filter_map(|c| {
-            let case = c.get("case")?.as_str()?;
-            Some((case.to_string(), c.get("status")?.as_str()?.to_string()))
-        })
-        .collect();
-    Ok(Run {
+    Ok(Source {
         dir: dir.to_path_buf(),
-        platform,
+        platform: run.platform,
         os,
         detail,
-        status,
+        status: run.cases.into_iter().map(|c| (c.case, c.status)).collect(),
     })
 }
 
 /// Validate and map every pending file of one artifact.
-fn read_pending(run: Run, root: &Path) -> Result<Artifact, ImportError> {
+fn read_pending(run: Source, root: &Path) -> Result<Validated, ImportError> {
     let mut files = Vec::new();
     pending_files(&run.dir, &run.dir, &mut files)?;
     let mut pending = Vec::new();
@@ -444,12 +425,12 @@ fn read_pending(run: Run, root: &Path) -> Result<Artifact, ImportError> {
         }
         pending.push(p);
     }
-    Ok(Artifact { run, pending })
+    Ok(Validated { run, pending })
 }
 
 /// Map `source` (a pending file of the artifact of `run`) into the checkout, validating that it
 /// is a snapshot of ours written for that platform by that run.
-fn map_pending(run: &Run, source: &Path, root: &Path) -> Result<Pending, ImportError> {
+fn map_pending(run: &Source, source: &Path, root: &Path) -> Result<Pending, ImportError> {
     let (dir, platform) = (run.dir.as_path(), run.platform.as_str());
     let rel = source.strip_prefix(dir).unwrap_or(source);
     let parts: Vec<&str> = rel
@@ -486,26 +467,7 @@ fn map_pending(run: &Run, source: &Path, root: &Path) -> Result<Pending, ImportE
     let stem = file.strip_suffix(".snap.new").unwrap_or(file);
     let name = stem.strip_suffix(".wire").unwrap_or(stem);
     let case = format!("{family}/{name}");
-    let mut refresh_only = false;
-    match run.status.get(&case) {
-        Some(s) if WRITES_PENDING.contains(&s.as_str()) => {}
-        // `conform --bless` into an artifact also writes a passed case whose accepted snapshot
-        // has another run's header; its body must then be the accepted one (checked below).
-        Some(s) if s == "passed" => refresh_only = true,
-        Some(s) => {
-            return refuse(format!(
-                "{shown}: {} reports case {case} as {s}, so that run wrote no pending file for it \
-                 (the file is not from this run)",
-                dir.join("results.json").display()
-            ))
-        }
-        None => {
-            return refuse(format!(
-                "{shown}: case {case} is not in {} (the file is not from this run)",
-                dir.join("results.json").display()
-            ))
-        }
-    }
+    let refresh_only = written_by_run(run, &shown.to_string(), &case)?;
     // A corrupt file (no header, or a body that is not JSON) is refused, named.
     let body = match snapshot::read_body(source) {
         Ok(Some(b)) => b,
@@ -514,21 +476,7 @@ fn map_pending(run: &Run, source: &Path, root: &Path) -> Result<Pending, ImportE
     };
     let bytes = std::fs::read(source).or_else(|e| refuse(format!("cannot read {shown}: {e}")))?;
     let text = String::from_utf8_lossy(&bytes);
-    if let Some(os) = header_value(&text, "os") {
-        if !os_matches(&os, platform) {
-            return refuse(format!(
-                "{shown}: its header says it was recorded on {os:?}, not on {platform}"
-            ));
-        }
-    }
-    if let Some(other) = header_value(&text, "platform") {
-        if other != platform {
-            return refuse(format!(
-                "{shown}: its header says platform {other:?}, but {} says this run was on {platform:?}",
-                dir.join("results.json").display()
-            ));
-        }
-    }
+    header_fits(run, &shown.to_string(), &text)?;
     let accepted = snapshot::platform_dir(root, platform)
         .join(family)
         .join(format!("{stem}.snap"));
@@ -545,6 +493,48 @@ fn map_pending(run: &Run, source: &Path, root: &Path) -> Result<Pending, ImportE
         bytes,
         body,
     })
+}
+
+/// Whether the run's results.json says it wrote a pending file for `case`; Ok(true) when only a
+/// refreshed header can be (a passed case under `conform --bless`), refused when not at all.
+fn written_by_run(run: &Source, shown: &str, case: &str) -> Result<bool, ImportError> {
+    let results = run.dir.join(results::FILE);
+    match run.status.get(case) {
+        Some(s) if s.writes_pending() => Ok(false),
+        // `conform --bless` into an artifact also writes a passed case whose accepted snapshot
+        // has another run's header; its body must then be the accepted one (checked after).
+        Some(Status::Passed) => Ok(true),
+        Some(s) => refuse(format!(
+            "{shown}: {} reports case {case} as {s}, so that run wrote no pending file for it \
+             (the file is not from this run)",
+            results.display()
+        )),
+        None => refuse(format!(
+            "{shown}: case {case} is not in {} (the file is not from this run)",
+            results.display()
+        )),
+    }
+}
+
+/// A pending file's header must name the run's OS and platform, where it names them.
+fn header_fits(run: &Source, shown: &str, text: &str) -> Result<(), ImportError> {
+    let platform = run.platform.as_str();
+    if let Some(os) = header_value(text, "os") {
+        if !os_matches(&os, platform) {
+            return refuse(format!(
+                "{shown}: its header says it was recorded on {os:?}, not on {platform}"
+            ));
+        }
+    }
+    if let Some(other) = header_value(text, "platform") {
+        if other != platform {
+            return refuse(format!(
+                "{shown}: its header says platform {other:?}, but {} says this run was on {platform:?}",
+                run.dir.join(results::FILE).display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A value recorded in a snapshot's header (`info: os: "..."`, `platform: "linux-6.18"`), if any.
@@ -568,7 +558,7 @@ fn os_matches(os: &str, platform: &str) -> bool {
 }
 
 /// Write one validated artifact into the checkout.
-fn write_artifact(a: &Artifact, root: &Path, accept: bool) -> Result<Imported, ImportError> {
+fn write_artifact(a: &Validated, root: &Path, accept: bool) -> Result<Imported, ImportError> {
     let mut done = Imported {
         platform: a.run.platform.clone(),
         artifact: a.run.dir.clone(),
@@ -1139,18 +1129,13 @@ mod tests {
     }
 
     #[test]
-    fn bad_arguments_and_missing_folders_exit_2() {
-        let main = |s: &str| {
-            let args: Vec<String> = std::iter::once("import")
-                .chain(s.split_whitespace())
-                .map(String::from)
-                .collect();
-            crate::cli::main(&args)
+    fn missing_folders_exit_2() {
+        let opts = |p: &str| Options {
+            artifacts: PathBuf::from(p),
+            accept: false,
+            check: false,
         };
-        assert_eq!(main("/nonexistent/sockconform-artifacts"), 2);
-        assert_eq!(main(""), 2);
-        assert_eq!(main("a b"), 2);
-        assert_eq!(main("a --frob"), 2);
+        assert_eq!(super::run(&opts("/nonexistent/sockconform-artifacts")), 2);
         let f = fixture();
         std::fs::create_dir_all(f.dir.join("empty")).unwrap();
         let mut out = Vec::new();

@@ -6,21 +6,27 @@
 //! - `proto` + `agent`: the endpoint process and the JSON-lines protocol that drives it.
 //! - `runner`: runs one case against two agents, with checkpoints, capture, deadlines and cleanup.
 //! - `observe`: turns a run into a normalized observation (the snapshot text).
-//! - `snapshot`: snapshot files in insta's format; `cli`: `conform` and `list`.
+//! - `snapshot`: snapshot files in insta's format; `results`: results.json and artifact folders.
+//! - `cli`: the parser of every command, and `list`; `conform`: the `conform` command;
+//!   `select`: `--filter` and a case's needs; `paths`: the root, the binaries, writable outputs.
 //! - `explore`: generated scripts, run for divergences and shrunk by proptest.
 
 pub mod agent;
 pub mod cases;
 pub mod catalog;
 pub mod cli;
+pub mod conform;
 pub mod diff;
 pub mod explore;
 pub mod import;
 pub mod observe;
+pub mod paths;
 pub mod pcap;
 pub mod proto;
+pub mod results;
 pub mod runner;
 pub mod script;
+pub mod select;
 pub mod snapshot;
 pub mod stacks;
 pub mod visibility;

@@ -9,6 +9,7 @@
 
 use super::DiffError;
 use crate::observe::{Observation, Wire};
+use crate::results::{self, CaseResult, RunResults, Status};
 use crate::script::Case;
 use crate::snapshot;
 use platforms::id::{compare_releases, is_platform_id, release_of, stack_of, STACKS};
@@ -305,70 +306,32 @@ pub fn arrange(mut data: Vec<PlatformData>) -> Vec<PlatformData> {
     data
 }
 
-/// `results.json` as written by `sockconform conform --json` (only the fields the diff uses).
-#[derive(Deserialize)]
-struct RunResults {
-    platform: String,
-    /// The full release the id was read from (`6.18.44-fc-v1045`); shown, never compared.
-    #[serde(default)]
-    platform_detail: Option<String>,
-    /// The kernel release (`Darwin 24.1.0` beside macOS's `15.1.1`); shown, never compared.
-    #[serde(default)]
-    kernel: Option<String>,
-    #[serde(default)]
-    cases: Vec<CaseResult>,
-}
-
-#[derive(Deserialize)]
-struct CaseResult {
-    case: String,
-    status: String,
-    #[serde(default)]
-    skip_reason: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    observation: Option<Observation>,
-    #[serde(default)]
-    wire: Option<Wire>,
-}
-
-/// One platform's downloaded CI artifact.
+/// One platform's artifact (a CI job's download, a stack run's folder), read into its column.
 #[derive(Debug)]
-pub struct Artifact {
+pub struct ArtifactData {
     pub platform: String,
     pub dir: PathBuf,
     pub data: PlatformData,
 }
 
-/// Read the artifacts under `dir`: either one artifact (it holds `results.json` or `snapshots/`)
-/// or one folder per platform (`conform-macos-15/`, a stack run's folder, ...).
-pub fn artifacts(dir: &Path, cases: &[Case]) -> Result<Vec<Artifact>, DiffError> {
+/// Read the artifacts under `dir`, found by `results::find_artifacts`'s rule (one artifact, or
+/// one folder per platform: `conform-macos-15/`, a stack run's folder, ...).
+pub fn artifacts(dir: &Path, cases: &[Case]) -> Result<Vec<ArtifactData>, DiffError> {
     if !dir.is_dir() {
         return Err(DiffError::input(
             dir,
             "not a directory of CI artifacts".into(),
         ));
     }
-    let is_artifact = |d: &Path| d.join("results.json").is_file() || d.join("snapshots").is_dir();
-    let mut dirs: Vec<PathBuf> = if is_artifact(dir) {
-        vec![dir.to_path_buf()]
-    } else {
-        std::fs::read_dir(dir)
-            .map_err(|e| DiffError::input(dir, format!("unreadable: {e}")))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| is_artifact(p))
-            .collect()
-    };
-    dirs.sort();
+    let (dirs, _) = results::find_artifacts(dir)
+        .map_err(|e| DiffError::input(dir, format!("unreadable: {e}")))?;
     if dirs.is_empty() {
         return Err(DiffError::input(
             dir,
             "no artifact found (expected folders such as conform-macos-15/ holding results.json or snapshots/)".into(),
         ));
     }
-    let mut out: Vec<Artifact> = Vec::new();
+    let mut out: Vec<ArtifactData> = Vec::new();
     for d in dirs {
         let a = artifact(&d, cases)?;
         if let Some(other) = out.iter().find(|o| o.platform == a.platform) {
@@ -386,73 +349,83 @@ pub fn artifacts(dir: &Path, cases: &[Case]) -> Result<Vec<Artifact>, DiffError>
     Ok(out)
 }
 
-fn artifact(dir: &Path, cases: &[Case]) -> Result<Artifact, DiffError> {
-    let results_path = dir.join("results.json");
-    let results: Option<RunResults> = if results_path.is_file() {
-        let text = std::fs::read_to_string(&results_path)
-            .map_err(|e| DiffError::input(&results_path, format!("unreadable: {e}")))?;
-        Some(serde_json::from_str(&text).map_err(|e| {
+/// An artifact's results.json, if it has one.
+fn read_results(dir: &Path) -> Result<Option<RunResults>, DiffError> {
+    let path = dir.join(results::FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    RunResults::read(&path).map(Some).map_err(|e| match e {
+        results::ReadError::Unreadable(_, e) => DiffError::input(&path, format!("unreadable: {e}")),
+        results::ReadError::NotJson(_, e) | results::ReadError::NotResults(_, e) => {
             DiffError::input(
-                &results_path,
+                &path,
                 format!("corrupt: not the results of `sockconform conform --json` ({e})"),
             )
-        })?)
-    } else {
-        None
-    };
-    let folder = dir
-        .file_name()
+        }
+    })
+}
+
+/// The platform of an artifact: what its results.json names, else its one
+/// `snapshots/<platform-id>/` folder, else its folder's name (`conform-<platform-id>`).
+fn artifact_platform(dir: &Path, results: Option<&RunResults>) -> Result<String, DiffError> {
+    if let Some(r) = results {
+        if !is_platform_id(&r.platform) {
+            return Err(DiffError::input(
+                &dir.join(results::FILE),
+                format!(
+                    "names the platform {:?}, which is not a platform id (a stack, one of {}, \
+                     optionally followed by -release)",
+                    r.platform,
+                    STACKS.join(", ")
+                ),
+            ));
+        }
+        return Ok(r.platform.clone());
+    }
+    let from_snapshots: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| is_platform_id(n))
+        .collect();
+    if let [one] = from_snapshots.as_slice() {
+        return Ok(one.clone());
+    }
+    folder_name(dir)
+        .strip_prefix("conform-")
+        .filter(|id| is_platform_id(id))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            DiffError::input(
+                dir,
+                "cannot tell the platform (no results.json, not one \
+                 snapshots/<platform-id>/, and the folder is not conform-<platform-id>)"
+                    .into(),
+            )
+        })
+}
+
+fn folder_name(dir: &Path) -> String {
+    dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let platform = match &results {
-        Some(r) => {
-            if !is_platform_id(&r.platform) {
-                return Err(DiffError::input(
-                    &results_path,
-                    format!(
-                        "names the platform {:?}, which is not a platform id (a stack, one of {}, \
-                         optionally followed by -release)",
-                        r.platform,
-                        STACKS.join(", ")
-                    ),
-                ));
-            }
-            r.platform.clone()
-        }
-        None => {
-            let from_snapshots: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| is_platform_id(n))
-                .collect();
-            match from_snapshots.as_slice() {
-                [one] => one.clone(),
-                _ => folder
-                    .strip_prefix("conform-")
-                    .filter(|id| is_platform_id(id))
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        DiffError::input(
-                            dir,
-                            "cannot tell the platform (no results.json, not one \
-                             snapshots/<platform-id>/, and the folder is not conform-<platform-id>)"
-                                .into(),
-                        )
-                    })?,
-            }
-        }
-    };
+        .unwrap_or_default()
+}
+
+fn artifact(dir: &Path, cases: &[Case]) -> Result<ArtifactData, DiffError> {
+    let results = read_results(dir)?;
+    let platform = artifact_platform(dir, results.as_ref())?;
     let mut data = PlatformData {
         name: platform.clone(),
         detail: results
             .as_ref()
-            .and_then(|r| r.platform_detail.clone())
+            .map(|r| r.platform_detail.clone())
             .filter(|d| !d.trim().is_empty()),
         origin: format!(
-            "artifact {folder}{}",
+            "artifact {}{}",
+            folder_name(dir),
             if results.is_some() {
                 " (results.json)"
             } else {
@@ -461,61 +434,23 @@ fn artifact(dir: &Path, cases: &[Case]) -> Result<Artifact, DiffError> {
         ),
         ..Default::default()
     };
+    if let Some(k) = results.as_ref().map(|r| r.kernel.as_str()) {
+        if !k.trim().is_empty() {
+            add_detail(&mut data.detail, k);
+        }
+    }
     let by_case: BTreeMap<&str, &CaseResult> = results
         .iter()
         .flat_map(|r| r.cases.iter())
         .map(|c| (c.case.as_str(), c))
         .collect();
     let snaps = dir.join("snapshots").join(&platform);
-    if let Some(k) = results.as_ref().and_then(|r| r.kernel.as_deref()) {
-        if !k.trim().is_empty() {
-            add_detail(&mut data.detail, k);
-        }
-    }
     let detail_given = data.detail.is_some();
     for case in cases {
         let id = case.id();
-        if let Some(r) = by_case.get(id.as_str()) {
-            match r.status.as_str() {
-                "skipped" => {
-                    let why = r
-                        .skip_reason
-                        .clone()
-                        .unwrap_or_else(|| "no reason recorded".into());
-                    data.cells.insert(id, Cell::Skipped(why));
-                    continue;
-                }
-                "failed" => {
-                    let why = r
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| "no error recorded".into());
-                    data.cells.insert(id, Cell::Failed(why));
-                    continue;
-                }
-                _ => {}
-            }
-            if let Some(obs) = &r.observation {
-                let wire = match &r.wire {
-                    Some(Wire::Captured { events }) => Some(events.clone()),
-                    _ => None,
-                };
-                let note = match r.status.as_str() {
-                    "changed" => Some("changed from the committed snapshot".to_string()),
-                    "new" => Some("no committed snapshot yet".to_string()),
-                    "unstable" => Some("unstable across repeated runs".to_string()),
-                    _ => None,
-                };
-                data.cells.insert(
-                    id,
-                    Cell::Observed(Seen {
-                        observation: obs.clone(),
-                        wire,
-                        note,
-                    }),
-                );
-                continue;
-            }
+        if let Some(cell) = by_case.get(id.as_str()).and_then(|r| result_cell(r)) {
+            data.cells.insert(id, cell);
+            continue;
         }
         let (obs, _) = snapshot::case_paths(&snaps, &id);
         if let Some(mut seen) = read_pair(&snaps, &id, ".new")? {
@@ -527,11 +462,47 @@ fn artifact(dir: &Path, cases: &[Case]) -> Result<Artifact, DiffError> {
             data.cells.insert(id, Cell::Observed(seen));
         }
     }
-    Ok(Artifact {
+    Ok(ArtifactData {
         platform,
         dir: dir.to_path_buf(),
         data,
     })
+}
+
+/// The cell a case's entry in results.json makes: skipped, failed, or what it observed (with a
+/// note of its status); None when it holds no observation (the snapshots are read instead).
+fn result_cell(r: &CaseResult) -> Option<Cell> {
+    match r.status {
+        Status::Skipped => {
+            let why = r.skip_reason.clone();
+            return Some(Cell::Skipped(
+                why.unwrap_or_else(|| "no reason recorded".into()),
+            ));
+        }
+        Status::Failed => {
+            let why = r.error.clone();
+            return Some(Cell::Failed(
+                why.unwrap_or_else(|| "no error recorded".into()),
+            ));
+        }
+        _ => {}
+    }
+    let obs = r.observation.as_ref()?;
+    let wire = match &r.wire {
+        Some(Wire::Captured { events }) => Some(events.clone()),
+        _ => None,
+    };
+    let note = match r.status {
+        Status::Changed => Some("changed from the committed snapshot".to_string()),
+        Status::New => Some("no committed snapshot yet".to_string()),
+        Status::Unstable => Some("unstable across repeated runs".to_string()),
+        _ => None,
+    };
+    Some(Cell::Observed(Seen {
+        observation: obs.clone(),
+        wire,
+        note,
+    }))
 }
 
 /// The snapshot header's `kernel:` as the artifact's detail, unless results.json gave one.
@@ -546,7 +517,7 @@ fn header_detail(data: &mut PlatformData, path: &Path, detail_given: bool) {
 
 /// Lay an artifact over the committed data of its platform: the artifact's cells win, and cases
 /// the artifact does not have keep their committed snapshot, marked as such.
-pub fn overlay(committed: PlatformData, artifact: Artifact) -> PlatformData {
+pub fn overlay(committed: PlatformData, artifact: ArtifactData) -> PlatformData {
     let mut data = artifact.data;
     for (id, cell) in committed.cells {
         if data.cells.contains_key(&id) {

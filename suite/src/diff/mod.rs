@@ -71,7 +71,7 @@ pub struct Options {
     #[arg(long, value_enum, value_name = "F", default_value_t = Format::Terminal)]
     pub format: Format,
     /// Write to PATH instead of stdout
-    #[arg(long, value_name = "PATH", value_parser = crate::cli::writable_file)]
+    #[arg(long, value_name = "PATH", value_parser = crate::paths::writable_file)]
     pub out: Option<PathBuf>,
     /// A CI run's downloaded artifacts or stack runs' folders: one folder per platform with
     /// results.json and pending snapshots; they replace that platform's committed snapshots case
@@ -225,36 +225,6 @@ pub fn clip(s: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    #[test]
-    fn parses_flags_and_rejects_unknown_ones() {
-        use clap::Parser;
-        let parse = |s: &str| {
-            crate::cli::Cli::try_parse_from(
-                ["sockconform", "diff"]
-                    .into_iter()
-                    .chain(s.split_whitespace()),
-            )
-            .map(|c| match c.command {
-                crate::cli::Command::Diff(o) => o,
-                other => panic!("{other:?}"),
-            })
-        };
-        let o = parse("--format html --out m.html --artifacts a --claims c.toml").unwrap();
-        assert_eq!(o.format, Format::Html);
-        assert_eq!(o.out.as_deref(), Some(Path::new("m.html")));
-        assert_eq!(o.artifacts.as_deref(), Some(Path::new("a")));
-        assert_eq!(parse("--format md").unwrap().format, Format::Markdown);
-        assert!(parse("--format pdf").is_err());
-        assert!(parse("--out").is_err());
-        assert!(parse("--frob").unwrap_err().to_string().contains("--frob"));
-        assert!(parse("--out /nonexistent-dir/m.html").is_err());
-        assert_eq!(crate::cli::main(&args("diff --frob")), 2);
-    }
 
     #[test]
     fn clip_marks_the_cut() {
