@@ -163,6 +163,16 @@ pub fn privileges() -> Option<&'static Privileges> {
     privileges_cell().get()
 }
 
+/// Whether this process runs as root (effective uid 0). Windows has no uid: false there. `cargo
+/// test` under CI expects every capability of a Linux machine run as root (`suite/tests/conform.rs`).
+pub fn runs_as_root() -> bool {
+    #[cfg(unix)]
+    let root = unsafe { libc::geteuid() } == 0;
+    #[cfg(not(unix))]
+    let root = false;
+    root
+}
+
 fn privileges_cell() -> &'static std::sync::OnceLock<Privileges> {
     static P: std::sync::OnceLock<Privileges> = std::sync::OnceLock::new();
     &P

@@ -750,7 +750,7 @@ Some tcp sockets may have been deleted.
     }
 
     #[test]
-    fn netstat_keeps_ipv6_addresses_whole() {
+    fn netstat_is_asked_for_whole_ipv6_addresses_and_parses_a_whole_one() {
         let mac = bsd_netstat_args(Os::Macos);
         assert!(mac.contains(&"-l") && mac.contains(&"-W"), "{mac:?}");
         let fbsd = bsd_netstat_args(Os::Freebsd);
@@ -758,6 +758,19 @@ Some tcp sockets may have been deleted.
         for args in [mac, fbsd] {
             assert!(args.ends_with(&["-p", "tcp"]) && args.contains(&"-a") && args.contains(&"-n"));
         }
+        // What those flags print: addresses of full length, which the parser keeps whole.
+        let line = "tcp6       0      0  2001:db8:85a3:1234:5678:8a2e:370:7334.8080       \
+                    2001:db8:85a3:1234:5678:8a2e:370:7335.50001      ESTABLISHED";
+        let e = parse_bsd_netstat(line);
+        assert_eq!(e.len(), 1, "{line}");
+        assert_eq!(
+            e[0].local,
+            addr("[2001:db8:85a3:1234:5678:8a2e:370:7334]:8080")
+        );
+        assert_eq!(
+            e[0].remote,
+            addr("[2001:db8:85a3:1234:5678:8a2e:370:7335]:50001")
+        );
     }
 
     #[test]

@@ -884,14 +884,19 @@ fn html_filters_rows_from_the_url_fragment_in_a_headless_browser() {
     let _ = std::fs::remove_dir_all(root);
 }
 
-#[test]
-fn the_repository_claims_against_the_committed_snapshots() {
+/// The matrix of the committed snapshots with the repository's claims.
+fn repository_matrix() -> Matrix {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let m = diff::load_matrix(&Options {
+    diff::load_matrix(&Options {
         root: Some(root.to_path_buf()),
         ..Default::default()
     })
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn the_repository_claims_stand_beside_the_columns_of_their_stack_and_release() {
+    let m = repository_matrix();
     assert_eq!(m.claims_origin.as_deref(), Some("suite/claims.toml"));
     // Claims of platforms without an observation never fill a cell.
     for r in &m.rows {
@@ -965,26 +970,58 @@ fn the_repository_claims_against_the_committed_snapshots() {
     assert_eq!(beside_rows + apart, 2, "macos and freebsd");
     let orphans: Vec<&str> = m.orphan_claims.iter().map(|c| c.case.as_str()).collect();
     assert!(orphans.contains(&"time_wait/duration"), "{orphans:?}");
-    // The known findings: Linux observations that contradict a Linux claim. A change here means
-    // the behavior or the claims changed: look at `cargo xtask diff` and update this list.
-    let mut found: Vec<String> = m
-        .contradicted()
+}
+
+#[test]
+fn every_contradicted_claim_is_marked_known_and_every_known_contradiction_is_observed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let m = repository_matrix();
+    // Every platform with committed snapshots (at least those committed when this test was
+    // written) is a column with observations, so every claim of its stack is checked against it.
+    let recorded = suite::snapshot::recorded_platforms(root);
+    for p in ["linux-6.18", "linux-6.1", "gvisor-20221219"] {
+        assert!(recorded.iter().any(|r| r == p), "{p} not in {recorded:?}");
+    }
+    for p in &recorded {
+        let i = col(&m, p);
+        let observed = m
+            .rows
+            .iter()
+            .filter(|r| matches!(r.cells[i], Cell::Observed(_)))
+            .count();
+        assert!(observed > 0, "{p}: no observation in the matrix");
+    }
+    let contradicted = m.contradicted();
+    let unknown: Vec<String> = contradicted
         .iter()
-        .filter(|(_, c)| c.claim.platform == "linux")
-        .map(|(r, c)| format!("{} [{}]", r.case, c.claim.tag))
+        .filter(|(_, c)| c.claim.known_contradiction.is_none())
+        .map(|(r, c)| {
+            format!(
+                "{} on {}: {}",
+                r.case,
+                c.column,
+                c.verdict.why().unwrap_or("")
+            )
+        })
         .collect();
-    // One entry per finding, however many Linux releases (columns) contradict it.
-    found.sort();
-    found.dedup();
-    assert_eq!(
-        found,
-        [
-            "connect/backlog_full_not_accepting [doc]",
-            "process_exit/abort [unsourced]",
-            "process_exit/killed_idle [unsourced]",
-        ],
-        "the Linux observations that contradict a Linux claim changed: run `cargo xtask diff`, then \
-         either fix the claim's check in suite/claims.toml (the case changed what it records) or \
-         add the new finding to this list"
+    assert!(
+        unknown.is_empty(),
+        "observations contradict claims not marked known: run `cargo xtask diff`, then either fix \
+         the claim's check in suite/claims.toml (the case changed what it records) or give the \
+         claim a known_contradiction that says why:\n{}",
+        unknown.join("\n")
+    );
+    let claims = suite::diff::claims::load(&root.join("suite/claims.toml")).unwrap();
+    let stale: Vec<String> = claims
+        .iter()
+        .filter(|c| c.known_contradiction.is_some())
+        .filter(|c| !contradicted.iter().any(|(_, k)| k.claim == **c))
+        .map(|c| format!("{} on {}: {}", c.case, c.scope(), c.claim))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "claims marked known_contradiction that no committed snapshot contradicts (the behavior \
+         or the check changed): remove the mark or fix the check:\n{}",
+        stale.join("\n")
     );
 }

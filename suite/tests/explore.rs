@@ -4,22 +4,26 @@
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use std::io::Write;
 use std::path::PathBuf;
 use suite::explore::{moves, moves_with_faults, run_once as run, script, Script};
 use suite::runner::RunConfig;
 
+/// Twelve scripts of one fixed seed, not every script: the explorer's own runs cover more.
 #[test]
-fn every_generated_script_runs_to_its_end() {
-    runs_to_its_end(moves(), 12, |_| true);
+fn twelve_generated_scripts_run_to_their_end() {
+    assert_eq!(runs_to_its_end(moves(), 12, |_| true), 12);
 }
 
 /// With the lab's faults among the moves (crash, reboot, partition, heal), where the lab can be
-/// built: each script of twelve that holds a fault runs to its end through the lab.
+/// built: of twelve generated scripts (one fixed seed), at least six hold a fault, and each of
+/// those runs to its end through the lab.
 #[test]
-fn every_generated_script_with_faults_runs_to_its_end() {
+fn generated_scripts_with_faults_run_to_their_end_through_the_lab() {
     let cfg = RunConfig::probe(PathBuf::from(env!("CARGO_BIN_EXE_sockconform-agent")));
     if let Err(why) = &cfg.lab {
-        eprintln!("skipped: {why}");
+        // Past libtest's capture, which hides eprintln! of a passing test: a skip is seen.
+        let _ = writeln!(std::io::stderr().lock(), "skipped: {why}");
         return;
     }
     let n = runs_to_its_end(moves_with_faults(), 12, |m| {

@@ -65,6 +65,11 @@ pub struct Claim {
     /// `absent` check vacuously or failing an `expect` on a missing line).
     #[serde(default)]
     pub wire: bool,
+    /// Why an observation contradicts the claim, when that is known and understood (a finding that
+    /// stays, the claim kept as its source wrote it). The matrix shows it beside the contradiction;
+    /// the repository's test fails on a contradiction without it, and on it without a contradiction.
+    #[serde(default)]
+    pub known_contradiction: Option<String>,
 }
 
 /// One comparison of a release range (`>=6.5`).
@@ -268,6 +273,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Claim>, DiffError> {
                 TAGS.join(", ")
             )));
         }
+        if c.known_contradiction
+            .as_ref()
+            .is_some_and(|k| k.trim().is_empty())
+        {
+            return Err(err(format!(
+                "{at}: known_contradiction must say why the observation contradicts the claim"
+            )));
+        }
         if c.claim.trim().is_empty() || c.source.trim().is_empty() {
             return Err(err(format!(
                 "{at}: every claim needs its text and its source (an unsourced claim says where it was read)"
@@ -326,10 +339,13 @@ pub fn check(claim: &Claim, cell: &Cell) -> Verdict {
         }
     }
     if problems.is_empty() {
-        Verdict::Holds
-    } else {
-        Verdict::Contradicted(problems.join("; "))
+        return Verdict::Holds;
     }
+    let mut why = problems.join("; ");
+    if let Some(known) = &claim.known_contradiction {
+        why += &format!(" (known: {known})");
+    }
+    Verdict::Contradicted(why)
 }
 
 /// The texts a check searches: the steps, the timing lines and the wire events, each block joined
@@ -412,6 +428,27 @@ mod tests {
             ),
             Verdict::Contradicted(_)
         ));
+    }
+
+    #[test]
+    fn a_known_contradiction_is_shown_with_its_reason_and_never_hides_one() {
+        let cell = seen(&["client: read(100) -> eof"], None);
+        let c = claim("expect = \"RST\"\nknown_contradiction = \"Linux sends FIN here\"");
+        assert_eq!(
+            check(&c, &cell),
+            Verdict::Contradicted(
+                "expected `RST` not observed (known: Linux sends FIN here)".into()
+            )
+        );
+        // The mark explains a contradiction; it never turns a holding claim into one.
+        let holds = claim("expect = \"-> eof\"\nknown_contradiction = \"x\"");
+        assert_eq!(check(&holds, &cell), Verdict::Holds);
+        let empty = "[[claim]]\ncase = \"x/y\"\nplatform = \"linux\"\nclaim = \"c\"\nsource = \"s\"\ntag = \"src\"\nknown_contradiction = \" \"\n";
+        let e = parse(empty, Path::new("claims.toml")).unwrap_err();
+        assert!(
+            e.to_string().contains("known_contradiction must say why"),
+            "{e}"
+        );
     }
 
     #[test]

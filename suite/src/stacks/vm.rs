@@ -497,7 +497,7 @@ mod tests {
     }
 
     #[test]
-    fn vng_boots_the_kernel_emulated_without_network_with_out_writable() {
+    fn vng_is_asked_for_the_kernel_emulated_without_network_with_out_writable() {
         let l = launch(Path::new("/t"));
         let a = vng_args(&l, &kernel(), Path::new("/t/cache/vm/guest-1.sh")).unwrap();
         assert_eq!(
@@ -508,6 +508,10 @@ mod tests {
         );
         // No host network: vng adds a device only with --network / -n.
         assert!(!a.iter().any(|x| x.starts_with("--net") || x == "-n"));
+    }
+
+    #[test]
+    fn unshare_adds_a_user_namespace_only_for_a_user_who_is_not_root() {
         assert_eq!(unshare_args(true).join(" "), "--pid --fork --kill-child");
         assert_eq!(
             unshare_args(false).join(" "),
