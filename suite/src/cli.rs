@@ -7,10 +7,6 @@ use crate::paths::repo_root;
 use crate::script::Case;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// Kept for `suite/tests/conform.rs` until it names their new homes.
-pub use crate::conform::Baseline;
-pub use crate::select::unmet_needs;
-
 /// `sockconform` (reached as `cargo xtask <COMMAND>`): one parser for every subcommand.
 #[derive(Parser, Debug)]
 #[command(

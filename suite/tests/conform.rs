@@ -19,10 +19,11 @@ use rstest::rstest;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use suite::cli::{Baseline, NEEDS};
+use suite::conform::Baseline;
 use suite::observe::Wire;
 use suite::runner::{self, RunConfig};
 use suite::script::Case;
+use suite::select::NEEDS;
 
 fn config() -> &'static RunConfig {
     static CFG: OnceLock<RunConfig> = OnceLock::new();
@@ -39,7 +40,7 @@ fn check_case(family: &str, name: &str) {
     let id = format!("{family}/{name}");
     let case = suite::catalog::find(&id).expect("the catalog has every tested case");
     let required = required();
-    if let Some(why) = suite::cli::unmet_needs(&case, config()) {
+    if let Some(why) = suite::select::unmet_needs(&case, config()) {
         if let Some(failure) = skip_failure(&case, &required, config()) {
             panic!("{failure}");
         }
@@ -249,7 +250,7 @@ fn skip_failure(case: &Case, required: &Required, cfg: &RunConfig) -> Option<Str
         .map(|n| n.to_string())
         .filter(|n| required.caps.contains(n))
         .collect();
-    let why = suite::cli::missing_requirement(&needed, cfg)?;
+    let why = suite::select::missing_requirement(&needed, cfg)?;
     Some(format!(
         "{} would be skipped: {why} ({})",
         case.id(),
@@ -375,7 +376,7 @@ fn a_platform_without_snapshots_is_compared_with_the_nearest_release_of_its_stac
 fn a_real_run_on_a_release_without_snapshots_is_compared_with_the_nearest() {
     const CASE: &str = "close/orderly_idle";
     let case = suite::catalog::find(CASE).unwrap();
-    if let Some(why) = suite::cli::unmet_needs(&case, config()) {
+    if let Some(why) = suite::select::unmet_needs(&case, config()) {
         assert!(
             skip_failure(&case, &required(), config()).is_none(),
             "{why}"
