@@ -4,6 +4,7 @@
 //! The backend is chosen once below; a platform without a backend gets `sys/unsupported.rs`, which
 //! answers "unavailable: why" for every capability instead of a silent wrong answer.
 
+pub mod bpf_frames;
 pub mod group;
 pub mod host;
 pub mod id;
