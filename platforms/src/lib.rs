@@ -4,6 +4,7 @@
 //! The backend is chosen once below; a platform without a backend gets `sys/unsupported.rs`, which
 //! answers "unavailable: why" for every capability instead of a silent wrong answer.
 
+pub mod bpf_frames;
 pub mod group;
 pub mod host;
 pub mod id;
@@ -193,13 +194,39 @@ pub fn probe_isolation() -> Result<(), Unavailable> {
         .unwrap_or_else(|_| Err("the probe thread panicked".into()))
 }
 
-/// Can this run capture packets (inside an isolated case)?
+/// Whether a capture sees the loopback interface the whole machine shares (BPF on lo0: macOS and
+/// FreeBSD, which have no network namespace per case) rather than the namespace of one case
+/// (Linux). On a shared loopback a capture also sees every case running at the same time, so a
+/// case keeps its own segments by its ports (`wire::keep_ports`), and the capture does not need
+/// isolation to be meaningful.
+pub const CAPTURE_SHARES_LOOPBACK: bool = cfg!(any(target_os = "macos", target_os = "freebsd"));
+
+/// What to do when starting a capture fails for want of privileges.
+#[cfg(any(target_os = "macos", target_os = "freebsd"))]
+use sys::CAPTURE_HINT;
+#[cfg(not(any(target_os = "macos", target_os = "freebsd")))]
+const CAPTURE_HINT: &str = "run as root or grant CAP_NET_RAW";
+
+/// Can this run capture packets? Inside an isolated case where cases are isolated (Linux); on
+/// the shared loopback where the platform has no isolation but captures there (see
+/// [`CAPTURE_SHARES_LOOPBACK`]). A backend without capture answers with its own reason.
 pub fn probe_capture() -> Result<(), Unavailable> {
     std::thread::spawn(|| {
-        isolate_thread()?;
-        Capture::start()
-            .map(drop)
-            .map_err(|e| format!("packet capture failed: {e} (run as root or grant CAP_NET_RAW)"))
+        // A backend without capture says why itself, rather than that isolation is missing.
+        if !cfg!(any(
+            target_os = "linux",
+            target_os = "macos",
+            target_os = "freebsd"
+        )) {
+            return Capture::start().map(drop).map_err(|e| e.to_string());
+        }
+        if !CAPTURE_SHARES_LOOPBACK {
+            isolate_thread()?;
+        }
+        Capture::start().map(drop).map_err(|e| match e.kind() {
+            io::ErrorKind::Unsupported => e.to_string(),
+            _ => format!("packet capture failed: {e} ({CAPTURE_HINT})"),
+        })
     })
     .join()
     .unwrap_or_else(|_| Err("the probe thread panicked".into()))

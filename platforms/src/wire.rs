@@ -4,7 +4,7 @@
 //! [`Segment`], identical on every platform so observations can be compared across them.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// One TCP segment as seen on an interface.
@@ -153,8 +153,107 @@ pub fn write_pcap(out: &mut impl std::io::Write, frames: &[Frame]) -> std::io::R
     out.flush()
 }
 
+/// Parse one IP packet (IPv4 or IPv6, told by its version nibble) carrying a TCP segment, from
+/// its IP header on: the portable half of every capture backend whose frames start at, or are
+/// stripped down to, the IP header (the BSDs' DLT_NULL after its 4-byte family word). `data` is
+/// what was captured (at least the headers), `wire_len` the packet's real length, used only
+/// where the IP length field is 0 (BIG TCP). `at` is left zero for the caller to set.
+///
+/// IPv6 extension headers are not followed (only next header = TCP is parsed), and IPv4
+/// fragments are ignored (TCP sets DF): both give None, as does anything that is not TCP.
+pub fn parse_ip(data: &[u8], wire_len: usize) -> Option<Segment> {
+    let (src, dst, tcp, tcp_len) = match data.first()? >> 4 {
+        4 => ipv4_parts(data, wire_len)?,
+        6 => ipv6_parts(data, wire_len)?,
+        _ => return None,
+    };
+    if tcp.len() < 20 {
+        return None;
+    }
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    let flags = tcp[13];
+    Some(Segment {
+        at: Duration::ZERO,
+        src: SocketAddr::new(src, be16(tcp, 0)),
+        dst: SocketAddr::new(dst, be16(tcp, 2)),
+        fin: flags & 0x01 != 0,
+        syn: flags & 0x02 != 0,
+        rst: flags & 0x04 != 0,
+        psh: flags & 0x08 != 0,
+        ack: flags & 0x10 != 0,
+        seq: be32(tcp, 4),
+        ack_no: be32(tcp, 8),
+        window: be16(tcp, 14),
+        payload: tcp_len.checked_sub(doff).filter(|_| doff >= 20)?,
+    })
+}
+
+/// The addresses, the TCP header on, and the TCP length (header and payload) of an IPv4 packet.
+fn ipv4_parts(data: &[u8], wire_len: usize) -> Option<(IpAddr, IpAddr, &[u8], usize)> {
+    const TCP: u8 = 6;
+    if data.len() < 20 || data[9] != TCP {
+        return None;
+    }
+    let ihl = usize::from(data[0] & 0x0f) * 4;
+    // A fragment other than a whole datagram has no (complete) TCP header.
+    if ihl < 20 || data.len() < ihl || be16(data, 6) & 0x3fff != 0 {
+        return None;
+    }
+    let total = match usize::from(be16(data, 2)) {
+        0 => wire_len,
+        t => t,
+    };
+    let ip = |at: usize| IpAddr::from([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    Some((ip(12), ip(16), &data[ihl..], total.checked_sub(ihl)?))
+}
+
+/// The same for IPv6 (fixed header only; the payload length is the TCP length).
+fn ipv6_parts(data: &[u8], wire_len: usize) -> Option<(IpAddr, IpAddr, &[u8], usize)> {
+    const TCP: u8 = 6;
+    if data.len() < 40 || data[6] != TCP {
+        return None;
+    }
+    let payload_len = match usize::from(be16(data, 4)) {
+        0 => wire_len.checked_sub(40)?,
+        p => p,
+    };
+    let ip = |at: usize| IpAddr::from(<[u8; 16]>::try_from(&data[at..at + 16]).unwrap_or_default());
+    Some((ip(8), ip(24), &data[40..], payload_len))
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Keep the segments (and the frame behind each, same order) with one of `ports` at either end.
+/// A capture of a loopback the whole machine shares (macOS and FreeBSD, which have no network
+/// namespace per case) also sees the traffic of every other case running at the same time; the
+/// case's own ports (its listeners and its closed port: every connection of the case has one of
+/// them at one end) tell its segments apart. `frames` is empty (none kept) or holds the packet
+/// of each segment, as `Capture::stop_with_frames` returns them.
+pub fn keep_ports(
+    segments: Vec<Segment>,
+    frames: Vec<Frame>,
+    ports: &std::collections::BTreeSet<u16>,
+) -> (Vec<Segment>, Vec<Frame>) {
+    let ours = |s: &Segment| ports.contains(&s.src.port()) || ports.contains(&s.dst.port());
+    if frames.is_empty() {
+        return (segments.into_iter().filter(|s| ours(s)).collect(), frames);
+    }
+    assert_eq!(frames.len(), segments.len(), "one frame per segment");
+    segments
+        .into_iter()
+        .zip(frames)
+        .filter(|(s, _)| ours(s))
+        .unzip()
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn seg(flags: &str, payload: usize) -> Segment {
@@ -251,5 +350,133 @@ mod tests {
             seg("P.", 5).to_string(),
             "0.000ms 127.0.0.1:1000 > 127.0.0.1:2000 [P.] seq 1 ack 2 win 512 len 5"
         );
+    }
+
+    /// A TCP header from 40000 to 8080, seq 1000, ack 2000, window 512, with `options` bytes.
+    pub(crate) fn tcp_header(flags: u8, options: usize) -> Vec<u8> {
+        let mut t = vec![0u8; 20 + options];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        t[8..12].copy_from_slice(&2000u32.to_be_bytes());
+        t[12] = (((20 + options) / 4) as u8) << 4;
+        t[13] = flags;
+        t[14..16].copy_from_slice(&512u16.to_be_bytes());
+        t
+    }
+
+    /// An IPv4 packet 10.0.0.1 > 10.0.0.2 around `tcp`, with `payload` bytes after it.
+    pub(crate) fn ipv4(options: usize, tcp: &[u8], payload: usize, total: Option<u16>) -> Vec<u8> {
+        let ihl = 20 + options;
+        let mut p = vec![0u8; ihl];
+        p[0] = 0x40 | (ihl / 4) as u8;
+        let len = (ihl + tcp.len() + payload) as u16;
+        p[2..4].copy_from_slice(&total.unwrap_or(len).to_be_bytes());
+        p[6] = 0x40; // DF
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        p.extend_from_slice(tcp);
+        p.extend(std::iter::repeat_n(0xaa, payload));
+        p
+    }
+
+    /// An IPv6 packet ::1 > fd00::2 around `tcp`, with `payload` bytes after it.
+    pub(crate) fn ipv6(tcp: &[u8], payload: usize) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&((tcp.len() + payload) as u16).to_be_bytes());
+        p[6] = 6;
+        p[23] = 1;
+        p[24] = 0xfd;
+        p[39] = 2;
+        p.extend_from_slice(tcp);
+        p.extend(std::iter::repeat_n(0xaa, payload));
+        p
+    }
+
+    #[test]
+    fn parse_ip_reads_ipv4_with_options() {
+        let p = ipv4(8, &tcp_header(0x18, 12), 5, None);
+        let s = parse_ip(&p, p.len()).unwrap();
+        assert_eq!(s.src, "10.0.0.1:40000".parse().unwrap());
+        assert_eq!(s.dst, "10.0.0.2:8080".parse().unwrap());
+        assert!(s.ack && s.psh && !s.syn && !s.fin && !s.rst);
+        assert_eq!((s.seq, s.ack_no, s.window, s.payload), (1000, 2000, 512, 5));
+    }
+
+    #[test]
+    fn parse_ip_takes_the_payload_from_the_ip_header() {
+        // Link padding after the packet is not payload.
+        let mut p = ipv4(0, &tcp_header(0x11, 0), 0, None);
+        p.extend_from_slice(&[0; 6]);
+        assert_eq!(
+            parse_ip(&p, p.len()).unwrap().event().as_deref(),
+            Some("FIN")
+        );
+        // Only the headers were captured of a 64 KiB segment (TSO on loopback).
+        let big = ipv4(0, &tcp_header(0x10, 12), 0, Some(65535));
+        assert_eq!(parse_ip(&big, 200).unwrap().payload, 65535 - 20 - 32);
+        // Length field 0: the packet's real length counts.
+        let huge = ipv4(0, &tcp_header(0x10, 0), 0, Some(0));
+        assert_eq!(parse_ip(&huge, 100_040).unwrap().payload, 100_000);
+    }
+
+    #[test]
+    fn parse_ip_ignores_non_tcp_fragments_and_garbage() {
+        let mut udp = ipv4(0, &tcp_header(0x02, 0), 0, None);
+        udp[9] = 17;
+        assert_eq!(parse_ip(&udp, udp.len()), None);
+        let mut frag = ipv4(0, &tcp_header(0x02, 0), 0, None);
+        frag[6] = 0x20; // MF
+        assert_eq!(parse_ip(&frag, frag.len()), None);
+        let p = ipv4(0, &tcp_header(0x02, 0), 0, None);
+        assert_eq!(parse_ip(&p[..30], p.len()), None);
+        assert_eq!(parse_ip(&[], 0), None);
+        let mut bad_doff = p.clone();
+        bad_doff[20 + 12] = 0x40; // a 16-byte TCP header
+        assert_eq!(parse_ip(&bad_doff, p.len()), None);
+    }
+
+    #[test]
+    fn parse_ip_reads_ipv6() {
+        let p = ipv6(&tcp_header(0x12, 20), 0);
+        let s = parse_ip(&p, p.len()).unwrap();
+        assert_eq!(s.src, "[::1]:40000".parse().unwrap());
+        assert_eq!(s.dst, "[fd00::2]:8080".parse().unwrap());
+        assert_eq!((s.payload, s.event().as_deref()), (0, Some("SYN-ACK")));
+        let mut hop_by_hop = p.clone();
+        hop_by_hop[6] = 0;
+        assert_eq!(parse_ip(&hop_by_hop, p.len()), None);
+    }
+
+    #[test]
+    fn keep_ports_keeps_the_cases_connections_and_their_frames() {
+        let at = |src: &str, dst: &str| Segment {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            ..seg("S", 0)
+        };
+        let segs = vec![
+            at("127.0.0.1:5000", "127.0.0.1:8080"),
+            at("127.0.0.1:6000", "127.0.0.1:9090"),
+            at("127.0.0.1:8080", "127.0.0.1:5000"),
+        ];
+        let frames: Vec<Frame> = (0..3u8)
+            .map(|i| Frame {
+                at: Duration::ZERO,
+                data: vec![i],
+                len: 1,
+            })
+            .collect();
+        let ports = [8080u16].into_iter().collect();
+        let (kept, kept_frames) = keep_ports(segs.clone(), frames, &ports);
+        assert_eq!(kept, [segs[0].clone(), segs[2].clone()]);
+        assert_eq!(
+            kept_frames.iter().map(|f| f.data[0]).collect::<Vec<_>>(),
+            [0, 2]
+        );
+        let (kept, none) = keep_ports(segs, Vec::new(), &ports);
+        assert_eq!((kept.len(), none.len()), (2, 0));
     }
 }

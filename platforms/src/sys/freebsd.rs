@@ -1,16 +1,16 @@
 //! FreeBSD backend: netstat for the TCP table, TCP_INFO for a socket's state, TCP_MAXUNACKTIME for
 //! the user timeout (on the stacks that enforce it), MSG_NOSIGNAL, ps's wait channel for "blocked
-//! in a call", and procctl(PROC_PDEATHSIG_CTL) so agents never outlive the runner. No isolation and
-//! no capture (reasons below).
+//! in a call", procctl(PROC_PDEATHSIG_CTL) so agents never outlive the runner, and BPF on lo0 for
+//! the wire (`bpf.rs`, as root). No isolation (reason below).
 
+#[path = "bpf.rs"]
+mod bpf;
 #[path = "bsd.rs"]
 mod bsd;
-#[path = "no_capture.rs"]
-mod no_capture;
 #[path = "unix.rs"]
 mod unix;
 
-pub use no_capture::Capture;
+pub use bpf::Capture;
 pub use unix::{
     abort, adopt_inherited, close, close_inherited_descriptors, exit_description, poll,
     raise_fd_limit, recv, set_fd_limit, sigpipe_default, spawn_inheriting, terminate,
@@ -30,8 +30,21 @@ pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
     bsd::tcp_table(Os::Freebsd)
 }
 
-const CAPTURE_UNAVAILABLE: &str = "packet capture is not implemented on FreeBSD \
-     (it would need BPF through /dev/bpf, as root)";
+/// What a failed capture start should tell the user to do.
+pub const CAPTURE_HINT: &str =
+    "BPF on lo0 needs /dev/bpf, which devfs gives to root only: run as root";
+
+/// FreeBSD's BPF record layout (`sys/net/bpf.h`): `struct timeval` time stamps (libc's
+/// `bpf_hdr`) and records aligned to `sizeof(long)` (libc's BPF_ALIGNMENT).
+const BPF_LAYOUT: crate::bpf_frames::Layout = crate::bpf_frames::Layout {
+    stamp_field: std::mem::size_of::<libc::timeval>() / 2,
+    align: libc::BPF_ALIGNMENT,
+    af_inet: libc::AF_INET as u32,
+    af_inet6: libc::AF_INET6 as u32,
+};
+
+// The libc crate has FreeBSD's BPF structures.
+use libc::{bpf_insn as BpfInsn, bpf_program as BpfProgram, bpf_stat as BpfStat};
 
 pub fn isolate_thread() -> Result<(), Unavailable> {
     Err(

@@ -1,16 +1,16 @@
 //! macOS backend: netstat for the TCP table, TCP_CONNECTION_INFO for a socket's state,
 //! TCP_RXT_CONNDROPTIME for the user timeout, SO_NOSIGPIPE per send, the agent's marked thread
-//! for "blocked in a call", and a kqueue watch on the runner so agents never outlive it. No
-//! isolation and no capture (reasons below).
+//! for "blocked in a call", a kqueue watch on the runner so agents never outlive it, and BPF
+//! on lo0 for the wire (`bpf.rs`; root or the access_bpf group). No isolation (reason below).
 
+#[path = "bpf.rs"]
+mod bpf;
 #[path = "bsd.rs"]
 mod bsd;
-#[path = "no_capture.rs"]
-mod no_capture;
 #[path = "unix.rs"]
 mod unix;
 
-pub use no_capture::Capture;
+pub use bpf::Capture;
 pub use unix::{
     abort, adopt_inherited, close, close_inherited_descriptors, exit_description, poll,
     raise_fd_limit, recv, set_fd_limit, sigpipe_default, spawn_inheriting, terminate,
@@ -29,8 +29,41 @@ pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
     bsd::tcp_table(Os::Macos)
 }
 
-const CAPTURE_UNAVAILABLE: &str = "packet capture is not implemented on macOS \
-     (it would need BPF through /dev/bpf*, which needs root or the access_bpf group)";
+/// What a failed capture start should tell the user to do.
+pub const CAPTURE_HINT: &str = "BPF on lo0 needs /dev/bpf*: run as root (sudo), or be in the \
+     access_bpf group (Wireshark's ChmodBPF installs it)";
+
+/// The BPF record layout of xnu (`bsd/net/bpf.h`): user space gets `struct timeval32` time
+/// stamps (libc's `bpf_hdr` for 64-bit macOS), records aligned to `sizeof(int32_t)`
+/// (BPF_ALIGNMENT, which the libc crate does not define for macOS).
+const BPF_LAYOUT: crate::bpf_frames::Layout = crate::bpf_frames::Layout {
+    stamp_field: std::mem::size_of::<libc::timeval32>() / 2,
+    align: std::mem::size_of::<i32>(),
+    af_inet: libc::AF_INET as u32,
+    af_inet6: libc::AF_INET6 as u32,
+};
+
+/// `struct bpf_insn`, `struct bpf_program` and `struct bpf_stat` of xnu `bsd/net/bpf.h`: the
+/// libc crate defines them for FreeBSD, not for macOS.
+#[repr(C)]
+struct BpfInsn {
+    code: libc::c_ushort,
+    jt: libc::c_uchar,
+    jf: libc::c_uchar,
+    k: u32,
+}
+
+#[repr(C)]
+struct BpfProgram {
+    bf_len: libc::c_uint,
+    bf_insns: *mut BpfInsn,
+}
+
+#[repr(C)]
+struct BpfStat {
+    _bs_recv: libc::c_uint,
+    bs_drop: libc::c_uint,
+}
 
 pub fn isolate_thread() -> Result<(), Unavailable> {
     Err(

@@ -1,8 +1,8 @@
 //! Windows backend: GetTcpTable2/GetTcp6Table2 for the TCP table, SIO_TCP_INFO for a socket's
 //! state, TCP_MAXRT for the user timeout, WSAPoll, CTRL_BREAK for graceful termination, the
 //! system's thread list for "blocked in a call", and a thread watching the runner so agents never
-//! outlive it. No isolation, no capture, no SIGPIPE, no descriptor limit, no socket inheritance
-//! (reasons below).
+//! outlive it. No isolation, no wire capture (why: CAPTURE_UNAVAILABLE), no SIGPIPE, no
+//! descriptor limit, no socket inheritance (reasons below).
 
 #[path = "no_capture.rs"]
 mod no_capture;
@@ -105,8 +105,22 @@ fn raw(s: &Socket) -> SOCKET {
     s.as_raw_socket() as SOCKET
 }
 
-const CAPTURE_UNAVAILABLE: &str = "packet capture is not implemented on Windows \
-     (it would need pktmon or the WinDivert driver, as Administrator)";
+/// Why Windows has no wire, from what was read (not tried on a runner):
+/// - Loopback TCP never reaches NDIS: tcpip.sys hands it from its send path to its receive path
+///   (the WinpkFilter authors in wiresock/ndisapi-rs#22; Npcap ships a WFP callout driver of its
+///   own for loopback, nmap/npcap docs). pktmon's capture points are NDIS components (adapters,
+///   filter drivers, the vSwitch: Microsoft's "Packet Monitor" docs), and `pktmon start
+///   --capture --comp nics` names adapters, which loopback has none of.
+/// - The Microsoft-Windows-TCPIP and Microsoft-Windows-Kernel-Network ETW providers report
+///   connections and byte counts (connect, accept, N bytes sent or received, retransmit,
+///   disconnect), not segments with their SYN, FIN and RST flags, so they cannot give the wire
+///   events other platforms record; a guess from them would be a claim, not an observation.
+/// - Not tried: a raw socket bound to 127.0.0.1 with SIO_RCVALL (how RawCap reads loopback), as
+///   Administrator and IPv4 only.
+const CAPTURE_UNAVAILABLE: &str = "not captured on Windows: loopback TCP never reaches NDIS \
+     (tcpip.sys short-circuits it), where pktmon and packet filter drivers see packets; the \
+     TCPIP ETW events name connections and byte counts, not segments with SYN/FIN/RST \
+     (see CAPTURE_UNAVAILABLE in platforms/src/sys/windows.rs)";
 
 // --- TCP table -------------------------------------------------------------------------------
 
