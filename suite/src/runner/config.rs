@@ -28,7 +28,11 @@ impl RunConfig {
     /// Probe this machine's capabilities for the given agent binary.
     pub fn probe(agent_exe: PathBuf) -> RunConfig {
         let isolation = platforms::probe_isolation();
+        // Capture needs a case namespace where cases are isolated (Linux); where the platform
+        // has no isolation but captures the loopback every case shares (macOS, FreeBSD: BPF on
+        // lo0), the probe captures there.
         let capture = match &isolation {
+            Err(_) if platforms::CAPTURE_SHARES_LOOPBACK => platforms::probe_capture(),
             Ok(()) => platforms::probe_capture(),
             Err(why) => Err(format!("needs an isolated case namespace: {why}")),
         };

@@ -159,6 +159,14 @@ impl Endpoints {
             .collect()
     }
 
+    /// The case's listening ports and its closed port: one end of each of its connections.
+    pub(super) fn server_ports(&self) -> std::collections::BTreeSet<u16> {
+        let listeners = self.listeners.iter().map(|l| l.port());
+        listeners
+            .chain(self.closed_port.map(|p| p.port()))
+            .collect()
+    }
+
     /// Names for the wire: the server's listening ports, each client connection's port.
     pub(super) fn labels(&self) -> BTreeMap<u16, String> {
         let mut labels = BTreeMap::new();

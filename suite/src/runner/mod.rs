@@ -191,7 +191,11 @@ impl CaseWalk {
                 self.net = Net::Local { isolated: true };
                 cfg.capture.is_ok().then(Capture::start)
             }
-            Topology::Loopback => None,
+            // No isolation: a capture of the loopback every case shares (macOS, FreeBSD), whose
+            // segments are kept by the case's ports when it stops (runner/wire.rs).
+            Topology::Loopback => {
+                (platforms::CAPTURE_SHARES_LOOPBACK && cfg.capture.is_ok()).then(Capture::start)
+            }
         };
         self.tap.started(capture);
         for side in [Side::Client, Side::Server] {

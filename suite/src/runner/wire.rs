@@ -60,6 +60,13 @@ impl Tap {
         // Read before stop: the case's traffic is over, so no drop can come after this.
         let dropped = c.dropped();
         let (segs, packets) = c.stop_with_frames();
+        // On a loopback other cases share, keep this case's own connections: every one has a
+        // listener or the closed port of the case at one end.
+        let (segs, packets) = if platforms::CAPTURE_SHARES_LOOPBACK {
+            platforms::wire::keep_ports(segs, packets, &ends.server_ports())
+        } else {
+            (segs, packets)
+        };
         let labels = ends.labels();
         let vary = case.retransmissions_vary;
         let mut events = observe::wire_events(&segs, &labels, case.is_bulk(), vary);
