@@ -67,6 +67,7 @@ tr.differs > th { border-left: 4px solid #d4a72c; background: var(--warnbg); }
 td.missing .sig { font-weight: normal; font-style: italic; color: var(--muted); }
 td.problem .sig { color: var(--warn); }
 .note { font-size: 12px; font-style: italic; }
+.what { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; color: var(--warn); word-break: break-word; }
 ul.claims { list-style: none; margin: 6px 0 0; padding: 0; }
 ul.claims li { font-size: 12px; margin: 3px 0; padding: 2px 4px; border-radius: 4px; }
 ul.claims .v { font-weight: 700; display: inline-block; width: 1.1em; }
@@ -267,7 +268,7 @@ fn row_html(o: &mut String, m: &Matrix, row: &Row) {
         },
         esc(&row.intent)
     );
-    for (cell, claims) in row.cells.iter().zip(&row.claims) {
+    for (i, (cell, claims)) in row.cells.iter().zip(&row.claims).enumerate() {
         let (text, kind) = cell_text(cell);
         let class = match kind {
             CellKind::Observed => "observed",
@@ -279,6 +280,10 @@ fn row_html(o: &mut String, m: &Matrix, row: &Row) {
             "<td class=\"{class}\"><div class=\"sig\">{}</div>",
             esc(&text)
         );
+        // Two cells may read the same signature and still differ: name where.
+        if let Some(what) = row.what_differs(i) {
+            let _ = write!(o, "<div class=\"what\">≠ {}</div>", esc(&what));
+        }
         if let Cell::Observed(seen) = cell {
             if let Some(note) = &seen.note {
                 let _ = write!(o, "<div class=\"note\">{}</div>", esc(note));

@@ -405,7 +405,8 @@ mod tests {
     use super::*;
     use crate::diff::load;
 
-    /// The matrix of one case over the three committed platforms, read from snapshots/.
+    /// The matrix of one case over the three committed platforms, read from snapshots/: its
+    /// one row is row 0.
     fn committed_row(case: &str) -> (Matrix, usize) {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let cases: Vec<Case> = crate::catalog::all()

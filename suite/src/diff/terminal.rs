@@ -2,7 +2,7 @@
 //! Colored with ANSI escapes when asked to (stdout is a terminal and NO_COLOR is unset).
 
 use super::claims::Verdict;
-use super::matrix::Matrix;
+use super::matrix::{Matrix, Row};
 use super::{cell_text, clip, column_title, width, CellKind};
 use std::fmt::Write;
 
@@ -109,7 +109,7 @@ pub fn render(m: &Matrix, color: bool) -> String {
         .map(|i| {
             m.rows
                 .iter()
-                .map(|r| width(&cell_text(&r.cells[i]).0))
+                .map(|r| width(&shown(r, i).0))
                 .max()
                 .unwrap_or(0)
                 .max(width(&m.columns[i].name))
@@ -148,8 +148,8 @@ pub fn render(m: &Matrix, color: bool) -> String {
             pad(&row.case, w_case)
         };
         let mut line = format!("{mark} {case}");
-        for (cell, w) in row.cells.iter().zip(&w_col) {
-            let (text, kind) = cell_text(cell);
+        for (i, w) in w_col.iter().enumerate() {
+            let (text, kind) = shown(row, i);
             let shown = pad(&clip(&text, *w), *w);
             let shown = match kind {
                 CellKind::Observed => shown,
@@ -280,4 +280,14 @@ pub fn render(m: &Matrix, color: bool) -> String {
         }
     }
     out
+}
+
+/// A cell's text: its signature, led in a differing row by what differs there ("≠ server
+/// RST-ACK · server RST, eof, BrokenPipe"), since two cells may read the same signature.
+fn shown(row: &Row, i: usize) -> (String, CellKind) {
+    let (text, kind) = cell_text(&row.cells[i]);
+    match row.what_differs(i) {
+        Some(what) => (format!("≠ {what} · {text}"), kind),
+        None => (text, kind),
+    }
 }

@@ -254,6 +254,15 @@ fn run_round(
         .collect())
 }
 
+/// A result being shrunk: what it has to keep showing, its smallest script so far.
+struct Active {
+    kind: Kind,
+    lines: BTreeSet<String>,
+    script: Script,
+    judgement: Judgement,
+    from: Vec<usize>,
+}
+
 /// Explore: run every script on every stack, then shrink each distinct race and finding.
 /// Results whose differing lines are the same are shrunk once (from the shortest script); two
 /// results are the same when their shrunk scripts are.
@@ -272,7 +281,48 @@ pub fn explore(
         .map(|s| (valid_moves(s), all.clone()))
         .collect();
     let judgements = run_round(stacks, &mut report, &work)?;
-    // Group by what differed: one shrink per group, from its shortest script.
+    let mut pending = group(&mut report, &work, &judgements, log);
+    pending.reverse();
+    let mut done: Vec<Active> = Vec::new();
+    let mut active: Vec<Active> = Vec::new();
+    loop {
+        while active.len() < WAVE {
+            match pending.pop() {
+                Some(a) => active.push(a),
+                None => break,
+            }
+        }
+        if active.is_empty() {
+            break;
+        }
+        let improved = shrink_round(stacks, &mut report, &mut active)?;
+        let mut next = Vec::new();
+        for (a, better) in active.into_iter().zip(improved) {
+            if better {
+                next.push(a);
+            } else {
+                log(&format!(
+                    "shrunk to {} move(s): {}",
+                    a.script.len(),
+                    super::moves::name_of(&a.script)
+                ));
+                done.push(a);
+            }
+        }
+        active = next;
+    }
+    merge(&mut report, done);
+    Ok(report)
+}
+
+/// Count the first round's agreements and errors; group its races and findings by what
+/// differed, one result per group, from its shortest script.
+fn group(
+    report: &mut Report,
+    work: &[(Script, Vec<usize>)],
+    judgements: &[Judgement],
+    log: &mut dyn FnMut(&str),
+) -> Vec<Active> {
     let mut groups: BTreeMap<(Kind, BTreeSet<String>), Vec<usize>> = BTreeMap::new();
     for (i, v) in judgements.iter().enumerate() {
         let key = match v {
@@ -294,19 +344,12 @@ pub fn explore(
     log(&format!(
         "{} of {} scripts agreed; {} race(s) or finding(s) in {} group(s) of the same differing lines; {} error(s)",
         report.agreed,
-        scripts.len(),
+        work.len(),
         groups.values().map(Vec::len).sum::<usize>(),
         groups.len(),
         report.errors.len()
     ));
-    struct Active {
-        kind: Kind,
-        lines: BTreeSet<String>,
-        script: Script,
-        judgement: Judgement,
-        from: Vec<usize>,
-    }
-    let mut pending: Vec<Active> = groups
+    groups
         .into_iter()
         .map(|((kind, lines), members)| {
             let best = *members
@@ -321,65 +364,49 @@ pub fn explore(
                 from: members,
             }
         })
-        .collect();
-    pending.reverse();
-    let mut done: Vec<Active> = Vec::new();
-    let mut active: Vec<Active> = Vec::new();
-    loop {
-        while active.len() < WAVE {
-            match pending.pop() {
-                Some(a) => active.push(a),
-                None => break,
+        .collect()
+}
+
+/// One round: every single-move deletion of every active script, on the stacks its result
+/// involves; each active result takes its first deletion that still shows it. Which improved.
+fn shrink_round(
+    stacks: &mut dyn Stacks,
+    report: &mut Report,
+    active: &mut [Active],
+) -> Result<Vec<bool>, String> {
+    let mut work = Vec::new();
+    let mut owner = Vec::new();
+    for (k, a) in active.iter().enumerate() {
+        let mut seen = BTreeSet::new();
+        for i in 0..a.script.len() {
+            let mut c = a.script.clone();
+            c.remove(i);
+            let c = valid_moves(&c);
+            if c.len() < a.script.len() && seen.insert(c.clone()) {
+                work.push((c, a.kind.stacks()));
+                owner.push(k);
             }
         }
-        if active.is_empty() {
-            break;
-        }
-        // Every single-move deletion of every active script, on the stacks its result involves.
-        let mut work = Vec::new();
-        let mut owner = Vec::new();
-        for (k, a) in active.iter().enumerate() {
-            let mut seen = BTreeSet::new();
-            for i in 0..a.script.len() {
-                let mut c = a.script.clone();
-                c.remove(i);
-                let c = valid_moves(&c);
-                if c.len() < a.script.len() && seen.insert(c.clone()) {
-                    work.push((c, a.kind.stacks()));
-                    owner.push(k);
-                }
-            }
-        }
-        let judgements = if work.is_empty() {
-            Vec::new()
-        } else {
-            run_round(stacks, &mut report, &work)?
-        };
-        let mut improved = vec![false; active.len()];
-        for ((w, k), v) in work.into_iter().zip(owner).zip(judgements) {
-            let a = &mut active[k];
-            if !improved[k] && still(&a.kind, &a.lines, &v) {
-                a.script = w.0;
-                a.judgement = v;
-                improved[k] = true;
-            }
-        }
-        let mut next = Vec::new();
-        for (a, better) in active.into_iter().zip(improved) {
-            if better {
-                next.push(a);
-            } else {
-                log(&format!(
-                    "shrunk to {} move(s): {}",
-                    a.script.len(),
-                    super::moves::name_of(&a.script)
-                ));
-                done.push(a);
-            }
-        }
-        active = next;
     }
-    // The same shrunk script is the same result.
+    let judgements = if work.is_empty() {
+        Vec::new()
+    } else {
+        run_round(stacks, report, &work)?
+    };
+    let mut improved = vec![false; active.len()];
+    for ((w, k), v) in work.into_iter().zip(owner).zip(judgements) {
+        let a = &mut active[k];
+        if !improved[k] && still(&a.kind, &a.lines, &v) {
+            a.script = w.0;
+            a.judgement = v;
+            improved[k] = true;
+        }
+    }
+    Ok(improved)
+}
+
+/// Into the report: the same shrunk script is the same result.
+fn merge(report: &mut Report, done: Vec<Active>) {
     let mut merged: BTreeMap<(Kind, Script), Shrunk> = BTreeMap::new();
     for a in done {
         merged
@@ -399,7 +426,6 @@ pub fn explore(
             Kind::Finding { .. } => report.findings.push(s),
         }
     }
-    Ok(report)
 }
 
 #[cfg(test)]

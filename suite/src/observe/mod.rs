@@ -3,6 +3,8 @@
 //! microseconds go to the machine-readable results only.
 
 pub mod event;
+#[cfg(test)]
+mod old_rules;
 pub mod same;
 
 use crate::script::{Case, Timing};
