@@ -27,8 +27,11 @@ pub use moves::{
     moves, moves_with_faults, name_of, rust_case, script, valid_moves, Move, Script,
     READ_TIMEOUT_MS,
 };
-pub use shrink::{differences, explore, judge, Kind, Observed, Report, Shrunk, Stacks, Verdict};
+pub use shrink::{
+    differences, explore, judge, side_by_side, Judgement, Kind, Observed, Report, Shrunk, Stacks,
+};
 
+use crate::observe::same::Rule;
 use crate::runner::{self, RunConfig};
 use crate::stacks::launch::{self, Ended};
 use crate::stacks::{Launch, Stack};
@@ -163,11 +166,11 @@ fn write_corpus(
 /// What one run of a script observed, in the form that is compared: the steps' lines, then the
 /// wire's events as `wire: ...` lines (none when the wire was not captured).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Seen {
+pub struct RunLines {
     pub lines: Vec<String>,
 }
 
-impl fmt::Display for Seen {
+impl fmt::Display for RunLines {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for l in &self.lines {
             writeln!(f, "    {l}")?;
@@ -177,7 +180,7 @@ impl fmt::Display for Seen {
 }
 
 /// Run a case once; a runner error (a hang, a broken agent) is an error, not an observation.
-pub fn run_once(case: &crate::script::Case, cfg: &RunConfig) -> Result<Seen, String> {
+pub fn run_once(case: &crate::script::Case, cfg: &RunConfig) -> Result<RunLines, String> {
     // A script this stack cannot run (faults without a lab) is an error, never an agreement.
     if let Some(why) = crate::select::unmet_needs(case, cfg) {
         return Err(format!("cannot run here: {why}"));
@@ -207,7 +210,7 @@ pub fn run_once(case: &crate::script::Case, cfg: &RunConfig) -> Result<Seen, Str
                 .map(|e| format!("wire: {e}")),
         );
     }
-    Ok(Seen { lines })
+    Ok(RunLines { lines })
 }
 
 /// The `n` scripts that `seed` generates: the same on every machine and every run (proptest's
@@ -246,7 +249,7 @@ pub fn run_batch(
 ) -> Vec<Observed> {
     const RUNS: usize = 2;
     let total = scripts.len() * RUNS;
-    type Runs = Vec<Option<Result<Seen, String>>>;
+    type Runs = Vec<Option<Result<RunLines, String>>>;
     let results: Vec<Mutex<Runs>> = scripts
         .iter()
         .map(|_| Mutex::new(vec![None; RUNS]))
@@ -277,7 +280,7 @@ pub fn run_batch(
     results
         .into_iter()
         .map(|m| {
-            let runs: Result<Vec<Seen>, String> = m
+            let runs: Result<Vec<RunLines>, String> = m
                 .into_inner()
                 .unwrap()
                 .into_iter()
@@ -834,11 +837,11 @@ fn copy_files(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<(
 /// Each finding side by side and as a catalog case; each race with both runs; each error.
 pub fn print_report(r: &Report, names: &[String], scripts: &[Script], reproduce: &str) {
     for (n, f) in r.findings.iter().enumerate() {
-        let Verdict::Finding {
+        let Judgement::Finding {
             stacks,
             seen,
             lines,
-        } = &f.verdict
+        } = &f.judgement
         else {
             continue;
         };
@@ -849,7 +852,7 @@ pub fn print_report(r: &Report, names: &[String], scripts: &[Script], reproduce:
             f.script.len(),
             f.from.len()
         );
-        print_side_by_side(a, &seen[0], b, &seen[1]);
+        print_side_by_side(Rule::AcrossPlatforms, a, &seen[0], b, &seen[1]);
         println!("  differing: ");
         for l in lines {
             println!("    {l}");
@@ -864,7 +867,7 @@ pub fn print_report(r: &Report, names: &[String], scripts: &[Script], reproduce:
         }
     }
     for (n, race) in r.races.iter().enumerate() {
-        let Verdict::Race { stack, runs, .. } = &race.verdict else {
+        let Judgement::Race { stack, runs, .. } = &race.judgement else {
             continue;
         };
         println!(
@@ -874,7 +877,13 @@ pub fn print_report(r: &Report, names: &[String], scripts: &[Script], reproduce:
             race.script.len(),
             describe(&race.script)
         );
-        print_side_by_side("first run", &runs[0], "second run", &runs[1]);
+        print_side_by_side(
+            Rule::SamePlatform,
+            "first run",
+            &runs[0],
+            "second run",
+            &runs[1],
+        );
     }
     for (i, stack, reason) in &r.errors {
         println!(
@@ -898,8 +907,9 @@ pub fn describe(m: &[(crate::script::Side, Move)]) -> String {
         .join(", ")
 }
 
-fn print_side_by_side(a_name: &str, a: &Seen, b_name: &str, b: &Seen) {
-    let rows = crate::diff::matrix::align("steps", &[&a.lines, &b.lines]);
+/// Two observations side by side, the differing lines marked by `rule` (the one that judged them).
+fn print_side_by_side(rule: Rule, a_name: &str, a: &RunLines, b_name: &str, b: &RunLines) {
+    let rows = side_by_side(rule, a, b);
     let width = rows
         .iter()
         .filter_map(|r| r.cells[0].as_ref().map(|c| c.chars().count()))

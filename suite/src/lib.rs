@@ -5,7 +5,8 @@
 //! - `cases/<family>.rs`: the cases, one family per file; `catalog`: the list of them all.
 //! - `proto` + `agent`: the endpoint process and the JSON-lines protocol that drives it.
 //! - `runner`: runs one case against two agents, with checkpoints, capture, deadlines and cleanup.
-//! - `observe`: turns a run into a normalized observation (the snapshot text).
+//! - `observe`: turns a run into a normalized observation (the snapshot text); `observe::event`
+//!   is the typed form of every snapshot line, `observe::same` the one rule for "the same behavior".
 //! - `snapshot`: snapshot files in insta's format; `results`: results.json and artifact folders.
 //! - `cli`: the parser of every command, and `list`; `conform`: the `conform` command;
 //!   `select`: `--filter` and a case's needs; `paths`: the root, the binaries, writable outputs.

@@ -4,9 +4,9 @@
 //! (`report.html#family=close&differs`), so a link (or a headless browser's `--dump-dom`) shows
 //! the same view.
 
-use super::claims::Verdict;
+use super::claims::{Checked, Verdict};
 use super::load::Cell;
-use super::matrix::{Matrix, Row};
+use super::matrix::{Matrix, Row, StepDiff};
 use super::terminal::UNMATCHED;
 use super::{cell_text, column_title, CellKind};
 use std::fmt::Write;
@@ -67,6 +67,7 @@ tr.differs > th { border-left: 4px solid #d4a72c; background: var(--warnbg); }
 td.missing .sig { font-weight: normal; font-style: italic; color: var(--muted); }
 td.problem .sig { color: var(--warn); }
 .note { font-size: 12px; font-style: italic; }
+.what { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; color: var(--warn); word-break: break-word; }
 ul.claims { list-style: none; margin: 6px 0 0; padding: 0; }
 ul.claims li { font-size: 12px; margin: 3px 0; padding: 2px 4px; border-radius: 4px; }
 ul.claims .v { font-weight: 700; display: inline-block; width: 1.1em; }
@@ -267,7 +268,7 @@ fn row_html(o: &mut String, m: &Matrix, row: &Row) {
         },
         esc(&row.intent)
     );
-    for (cell, claims) in row.cells.iter().zip(&row.claims) {
+    for (i, (cell, claims)) in row.cells.iter().zip(&row.claims).enumerate() {
         let (text, kind) = cell_text(cell);
         let class = match kind {
             CellKind::Observed => "observed",
@@ -279,42 +280,58 @@ fn row_html(o: &mut String, m: &Matrix, row: &Row) {
             "<td class=\"{class}\"><div class=\"sig\">{}</div>",
             esc(&text)
         );
+        // Two cells may read the same signature and still differ: name where.
+        if let Some(what) = row.what_differs(i) {
+            let _ = write!(o, "<div class=\"what\">≠ {}</div>", esc(&what));
+        }
         if let Cell::Observed(seen) = cell {
             if let Some(note) = &seen.note {
                 let _ = write!(o, "<div class=\"note\">{}</div>", esc(note));
             }
         }
-        if !claims.is_empty() {
-            o.push_str("<ul class=\"claims\">");
-            for c in claims {
-                let title = c.verdict.why().unwrap_or("the observation agrees");
-                let flag = match &c.verdict {
-                    Verdict::Contradicted(why) => {
-                        format!(" <span class=\"flag\">CONTRADICTED: {}</span>", esc(why))
-                    }
-                    _ => String::new(),
-                };
-                let range = match &c.claim.releases {
-                    Some(_) => format!(" <span class=\"tag\">{}</span>", esc(&c.claim.scope())),
-                    None => String::new(),
-                };
-                let _ = write!(
-                    o,
-                    "<li class=\"{}\" title=\"{}\"><span class=\"v\">{}</span>{} <span class=\"tag\">{}</span>{range}{flag}<cite>{}</cite></li>",
-                    c.verdict.word(),
-                    esc(title),
-                    c.verdict.symbol(),
-                    esc(&c.claim.claim),
-                    esc(&c.claim.tag),
-                    esc(&c.claim.source)
-                );
-            }
-            o.push_str("</ul>");
-        }
+        claims_html(o, claims);
         o.push_str("</td>");
     }
     o.push_str("</tr>\n");
-    let Some(diff) = &row.diff else { return };
+    if let Some(diff) = &row.diff {
+        row_detail(o, m, row, diff);
+    }
+}
+
+/// The claims beside a cell, each with its verdict and source.
+fn claims_html(o: &mut String, claims: &[Checked]) {
+    if !claims.is_empty() {
+        o.push_str("<ul class=\"claims\">");
+        for c in claims {
+            let title = c.verdict.why().unwrap_or("the observation agrees");
+            let flag = match &c.verdict {
+                Verdict::Contradicted(why) => {
+                    format!(" <span class=\"flag\">CONTRADICTED: {}</span>", esc(why))
+                }
+                _ => String::new(),
+            };
+            let range = match &c.claim.releases {
+                Some(_) => format!(" <span class=\"tag\">{}</span>", esc(&c.claim.scope())),
+                None => String::new(),
+            };
+            let _ = write!(
+                o,
+                "<li class=\"{}\" title=\"{}\"><span class=\"v\">{}</span>{} <span class=\"tag\">{}</span>{range}{flag}<cite>{}</cite></li>",
+                c.verdict.word(),
+                esc(title),
+                c.verdict.symbol(),
+                esc(&c.claim.claim),
+                esc(&c.claim.tag),
+                esc(&c.claim.source)
+            );
+        }
+        o.push_str("</ul>");
+    }
+}
+
+/// The aligned lines of a differing row, under it.
+fn row_detail(o: &mut String, m: &Matrix, row: &Row, diff: &StepDiff) {
+    let d = if row.differs { "1" } else { "0" };
     let n_diff: usize = diff
         .sections
         .iter()

@@ -8,7 +8,9 @@
 //! not a platform id is refused.
 
 use super::DiffError;
+use crate::observe::event::{Event, Gap, Section, Value};
 use crate::observe::{Observation, Wire};
+use crate::proto::Outcome;
 use crate::results::{self, CaseResult, RunResults, Status};
 use crate::script::Case;
 use crate::snapshot;
@@ -67,32 +69,37 @@ impl Seen {
         } else {
             base.split(", ").map(str::to_string).collect()
         };
-        for step in &self.observation.steps {
-            let Some((_, outcome)) = step.split_once(" -> ") else {
-                continue;
+        let events = Event::parse_all(Section::Steps, &self.observation.steps);
+        for e in &events {
+            // A repeated operation's end: "ok(10 connections), then error(AddrNotAvailable, ..)".
+            let then = match e {
+                Event::Call(c) => match c.result.outcome() {
+                    Some(Outcome::Many { then: Some(t), .. }) => t.as_ref(),
+                    _ => continue,
+                },
+                _ => continue,
             };
-            if !outcome.starts_with("ok(") {
-                continue;
-            }
-            if let Some((_, rest)) = outcome.split_once("then error(") {
-                let kind = rest.split([',', ')']).next().unwrap_or(rest).to_string();
-                if !parts.contains(&kind) {
-                    parts.push(kind);
+            if let Outcome::Error { kind, .. } = then {
+                if !parts.contains(kind) {
+                    parts.push(kind.clone());
                 }
             }
         }
         if parts.is_empty() {
-            let facts: Vec<&str> = self
-                .observation
-                .steps
+            let facts: Vec<String> = events
                 .iter()
-                .filter_map(|s| {
-                    s.strip_prefix("fact (read, not waited for): ")
-                        .map(|f| f.split(':').next().unwrap_or(f))
-                        .or_else(|| {
-                            s.starts_with("fact: unavailable")
-                                .then_some("fact unavailable")
-                        })
+                .filter_map(|e| match e {
+                    Event::Reading {
+                        subject,
+                        value: Value::Shown(v),
+                    } if subject == "fact (read, not waited for)" => {
+                        Some(v.split(':').next().unwrap_or(v).to_string())
+                    }
+                    Event::Reading {
+                        subject,
+                        value: Value::Gap(Gap::Unavailable(_)),
+                    } if subject == "fact" => Some("fact unavailable".into()),
+                    _ => None,
                 })
                 .collect();
             if !facts.is_empty() {

@@ -168,13 +168,17 @@ pub fn render_with_budget(m: &Matrix, budget: usize) -> String {
 fn table_row(row: &Row) -> String {
     let mark = if row.differs { "≠" } else { "" };
     let mut s = format!("| {mark} | `{}` |", row.case);
-    for (c, claims) in row.cells.iter().zip(&row.claims) {
+    for (i, (c, claims)) in row.cells.iter().zip(&row.claims).enumerate() {
         let (text, _) = cell_text(c);
         let mut parts = vec![if c.seen().is_some() {
             format!("**{}**", cell(&clip(&text, 120)))
         } else {
             cell(&clip(&text, 120))
         }];
+        // Two cells may read the same signature and still differ: name where.
+        if let Some(what) = row.what_differs(i) {
+            parts.push(format!("≠ {}", code(&clip(&what, 120))));
+        }
         for k in claims {
             let tag = match &k.claim.releases {
                 Some(_) => format!("{}, {}", k.claim.tag, cell(&k.claim.scope())),

@@ -4,8 +4,10 @@
 
 use super::claims::{self, Applies, Checked, Claim};
 use super::load::{Cell, PlatformData, Seen};
+use crate::observe::event::{Checkpoint, Event, Part, Returned, Section as Kind, WireEvent};
+use crate::observe::same::{self, AlignedLine, Rule, WireOrder};
+use crate::proto::Outcome;
 use crate::script::Case;
-use similar::{capture_diff_slices, Algorithm, DiffOp};
 
 /// A column of the matrix.
 #[derive(Clone, Debug)]
@@ -54,16 +56,23 @@ pub struct StepDiff {
 pub struct Section {
     /// "steps", "timing" or "wire".
     pub title: &'static str,
-    pub lines: Vec<Line>,
+    /// Which lines these are, to read them as events.
+    pub kind: Kind,
+    /// One cell per diff column; None where that platform has no such line.
+    pub lines: Vec<AlignedLine>,
     /// Why the section is partial, if it is (for example: wire captured on one platform only).
     pub note: Option<String>,
 }
 
-#[derive(Clone, Debug)]
-pub struct Line {
-    /// One per diff column; None where that platform has no such line.
-    pub cells: Vec<Option<String>>,
-    pub differs: bool,
+impl Section {
+    fn new(kind: Kind, lines: Vec<AlignedLine>, note: Option<String>) -> Section {
+        Section {
+            title: kind.title(),
+            kind,
+            lines,
+            note,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -206,203 +215,6 @@ pub fn build(
     }
 }
 
-/// The part of a line that identifies it across platforms: the operation, not its outcome.
-fn label(section: &str, line: &str) -> String {
-    match section {
-        "steps" => {
-            if let Some((l, _)) = line.split_once(" -> ") {
-                l.to_string()
-            } else if let Some(rest) = line.strip_prefix("checkpoint ") {
-                format!("checkpoint {}", rest.split(':').next().unwrap_or(rest))
-            } else {
-                line.to_string()
-            }
-        }
-        "timing" => line
-            .rsplit_once(": ")
-            .map(|(l, _)| l.to_string())
-            .unwrap_or_else(|| line.to_string()),
-        _ => line.to_string(),
-    }
-}
-
-/// The part of a line that is compared. A platform spells its error codes its own way
-/// (ECONNRESET, WSAECONNRESET), so `error(Kind, CODE)` compares by its portable kind; only for
-/// `Uncategorized`, where the code is all there is, the code counts (without Windows' WSA prefix).
-pub fn comparable(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(i) = rest.find("error(") {
-        let (before, after) = rest.split_at(i + "error(".len());
-        out.push_str(before);
-        let Some(close) = after.find(')') else {
-            rest = after;
-            break;
-        };
-        let inner = &after[..close];
-        match inner.split_once(", ") {
-            Some(("Uncategorized", code)) => {
-                out.push_str("Uncategorized, ");
-                out.push_str(code.strip_prefix("WSA").unwrap_or(code));
-            }
-            Some((kind, _)) => out.push_str(kind),
-            None => out.push_str(inner),
-        }
-        rest = &after[close..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Align the lines of several platforms: each platform in turn is diffed (by label) against the
-/// rows built so far, so equal operations share a row and a platform's extra lines get rows of
-/// their own.
-pub fn align(section: &str, columns: &[&[String]]) -> Vec<Line> {
-    let width = columns.len();
-    let mut grid: Vec<Vec<Option<String>>> = Vec::new();
-    for (c, lines) in columns.iter().enumerate() {
-        let old_keys: Vec<String> = grid
-            .iter()
-            .map(|row| {
-                let first = row.iter().flatten().next().map(String::as_str);
-                label(section, first.unwrap_or(""))
-            })
-            .collect();
-        let new_keys: Vec<String> = lines.iter().map(|l| label(section, l)).collect();
-        let ops = capture_diff_slices(Algorithm::Myers, &old_keys, &new_keys);
-        let mut next: Vec<Vec<Option<String>>> = Vec::with_capacity(grid.len() + lines.len());
-        let put = |next: &mut Vec<Vec<Option<String>>>, old: Option<usize>, new: Option<usize>| {
-            let mut row = match old {
-                Some(i) => grid[i].clone(),
-                None => vec![None; width],
-            };
-            if let Some(j) = new {
-                row[c] = Some(lines[j].clone());
-            }
-            next.push(row);
-        };
-        for op in ops {
-            match op {
-                DiffOp::Equal {
-                    old_index,
-                    new_index,
-                    len,
-                } => {
-                    for k in 0..len {
-                        put(&mut next, Some(old_index + k), Some(new_index + k));
-                    }
-                }
-                DiffOp::Delete {
-                    old_index, old_len, ..
-                } => {
-                    for k in 0..old_len {
-                        put(&mut next, Some(old_index + k), None);
-                    }
-                }
-                DiffOp::Insert {
-                    new_index, new_len, ..
-                } => {
-                    for k in 0..new_len {
-                        put(&mut next, None, Some(new_index + k));
-                    }
-                }
-                DiffOp::Replace {
-                    old_index,
-                    old_len,
-                    new_index,
-                    new_len,
-                } => {
-                    // Pair the replaced lines one to one: they are the same steps done differently.
-                    let both = old_len.min(new_len);
-                    for k in 0..both {
-                        put(&mut next, Some(old_index + k), Some(new_index + k));
-                    }
-                    for k in both..old_len {
-                        put(&mut next, Some(old_index + k), None);
-                    }
-                    for k in both..new_len {
-                        put(&mut next, None, Some(new_index + k));
-                    }
-                }
-            }
-        }
-        grid = next;
-    }
-    grid.into_iter()
-        .map(|cells| {
-            let first = cells[0].as_deref();
-            let differs = cells.iter().any(|c| !agree(first, c.as_deref()));
-            Line { cells, differs }
-        })
-        .collect()
-}
-
-/// Whether two platforms' versions of one aligned line say the same thing. What a platform
-/// cannot show is no difference: a checkpoint end written `not visible (...)` agrees with any
-/// state, and a receive queue one table does not report agrees with the other's figure.
-pub fn agree(a: Option<&str>, b: Option<&str>) -> bool {
-    let (Some(a), Some(b)) = (a, b) else {
-        return a.is_none() && b.is_none();
-    };
-    let (a, b) = (comparable(a), comparable(b));
-    if a == b {
-        return true;
-    }
-    // A measurement or fact the platform cannot take ("kernel memory per connection:
-    // unavailable (cannot read the slab caches here)") says nothing about behavior.
-    let unavailable = |l: &str| l.contains(": unavailable (") || l.contains(": not visible (");
-    if unavailable(&a) || unavailable(&b) {
-        let subject = |l: &str| l.split([':', '(']).next().unwrap_or("").trim().to_string();
-        if subject(&a) == subject(&b) {
-            return true;
-        }
-    }
-    let (Some(ea), Some(eb)) = (checkpoint_ends(&a), checkpoint_ends(&b)) else {
-        return false;
-    };
-    ea.len() == eb.len()
-        && ea.iter().zip(&eb).all(|((la, sa, qa), (lb, sb, qb))| {
-            la == lb
-                && (sa == sb || sa == NOT_VISIBLE || sb == NOT_VISIBLE)
-                && (qa.is_none() || qb.is_none() || qa == qb)
-        })
-}
-
-const NOT_VISIBLE: &str = "not visible";
-
-/// The ends of a checkpoint line ("checkpoint x: client A, server B rx_queue=1; listener L") as
-/// (label, state, queue annotation); None for any other line.
-fn checkpoint_ends(line: &str) -> Option<Vec<(String, String, Option<String>)>> {
-    let (head, body) = line.strip_prefix("checkpoint ")?.split_once(": ")?;
-    // A `not visible (...)` explanation holds commas of its own: fold it into one word first.
-    let mut folded = String::new();
-    let mut rest = body;
-    while let Some(i) = rest.find("not visible (") {
-        folded.push_str(&rest[..i]);
-        folded.push_str(NOT_VISIBLE);
-        let after = &rest[i + "not visible (".len()..];
-        rest = after.find(')').map_or("", |j| &after[j + 1..]);
-    }
-    folded.push_str(rest);
-    let mut ends = vec![(format!("checkpoint {head}"), String::new(), None)];
-    for part in folded
-        .split([';', ','])
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        let (words, queue) = match part.find(" rx_queue") {
-            Some(i) => (&part[..i], Some(part[i + 1..].to_string())),
-            None => (part, None),
-        };
-        let (label, state) = match words.strip_suffix(NOT_VISIBLE) {
-            Some(label) => (label.trim_end(), NOT_VISIBLE),
-            None => words.rsplit_once(' ')?,
-        };
-        ends.push((label.to_string(), state.to_string(), queue));
-    }
-    Some(ends)
-}
-
 /// The aligned difference of a row, or None when fewer than two platforms observed it or they agree.
 fn step_diff(cells: &[Cell]) -> Option<StepDiff> {
     let observed: Vec<(usize, &Seen)> = cells
@@ -422,17 +234,11 @@ fn step_diff(cells: &[Cell]) -> Option<StepDiff> {
         .iter()
         .map(|(_, s)| s.observation.timing.as_slice())
         .collect();
+    // Two platforms are compared: codes by kind, a gap on either side (see `same::Rule`).
+    let rule = Rule::AcrossPlatforms;
     let mut sections = vec![
-        Section {
-            title: "steps",
-            lines: align("steps", &steps),
-            note: None,
-        },
-        Section {
-            title: "timing",
-            lines: align("timing", &timing),
-            note: None,
-        },
+        Section::new(Kind::Steps, same::align(rule, Kind::Steps, &steps), None),
+        Section::new(Kind::Timing, same::align(rule, Kind::Timing, &timing), None),
     ];
     // The wire is compared among the platforms that captured it; the others show no lines.
     let captured = observed.iter().filter(|(_, s)| s.wire.is_some()).count();
@@ -441,7 +247,7 @@ fn step_diff(cells: &[Cell]) -> Option<StepDiff> {
         .iter()
         .map(|(_, s)| s.wire.as_deref().unwrap_or(&empty))
         .collect();
-    let mut wire_lines = align("wire", &wire);
+    let mut wire_lines = same::align_wire(rule, WireOrder::PerConnection, &wire);
     let uncaptured: Vec<usize> = observed
         .iter()
         .enumerate()
@@ -449,16 +255,14 @@ fn step_diff(cells: &[Cell]) -> Option<StepDiff> {
         .map(|(k, _)| k)
         .collect();
     for line in &mut wire_lines {
-        let present: Vec<Option<String>> = line
+        let present: Vec<Option<&str>> = line
             .cells
             .iter()
             .enumerate()
             .filter(|(k, _)| !uncaptured.contains(k))
-            .map(|(_, c)| c.as_deref().map(String::from))
+            .map(|(_, c)| c.as_deref())
             .collect();
-        line.differs = present
-            .windows(2)
-            .any(|w| !agree(w[0].as_deref(), w[1].as_deref()));
+        line.differs = same::cells_differ(rule, Kind::Wire, &present);
     }
     let wire_note = match captured {
         0 => Some("the wire was not captured".to_string()),
@@ -468,11 +272,7 @@ fn step_diff(cells: &[Cell]) -> Option<StepDiff> {
         _ => None,
     };
     if captured > 0 {
-        sections.push(Section {
-            title: "wire",
-            lines: wire_lines,
-            note: wire_note,
-        });
+        sections.push(Section::new(Kind::Wire, wire_lines, wire_note));
     }
     let differs = sections.iter().any(|s| s.lines.iter().any(|l| l.differs));
     if !differs {
@@ -482,95 +282,188 @@ fn step_diff(cells: &[Cell]) -> Option<StepDiff> {
     Some(StepDiff { columns, sections })
 }
 
+impl Row {
+    /// What differs in matrix column `column` of a differing row, named by the typed elements
+    /// of its differing lines ("server RST-ACK", "client poll: IN|OUT", "end: server
+    /// TIME_WAIT"); None where the row agrees or the column did not observe the case. Two cells
+    /// may read the same signature and still differ: this says where.
+    pub fn what_differs(&self, column: usize) -> Option<String> {
+        let diff = self.diff.as_ref()?;
+        let k = diff.columns.iter().position(|&c| c == column)?;
+        let mut out: Vec<String> = Vec::new();
+        for section in &diff.sections {
+            for line in section.lines.iter().filter(|l| l.differs) {
+                let events: Vec<Option<Event>> = line
+                    .cells
+                    .iter()
+                    .map(|c| c.as_deref().map(|l| Event::parse(section.kind, l)))
+                    .collect();
+                let others: Vec<&Event> = events
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != k)
+                    .filter_map(|(_, e)| e.as_ref())
+                    .collect();
+                let named = match (&events[k], others.first()) {
+                    (Some(e), _) => element(e, &others),
+                    (None, Some(other)) => format!("no {}", element(other, &[])),
+                    (None, None) => continue,
+                };
+                if !named.is_empty() && !out.contains(&named) {
+                    out.push(named);
+                }
+            }
+        }
+        (!out.is_empty()).then(|| out.join("; "))
+    }
+}
+
+/// The part of an event that tells it apart from the others of its aligned line.
+fn element(e: &Event, others: &[&Event]) -> String {
+    match e {
+        Event::Wire(WireEvent::Sent { from, what, .. }) => format!("{from} {what}"),
+        Event::Call(c) => {
+            let name = c.op.split('(').next().unwrap_or(&c.op).trim_end();
+            format!("{} {name}: {}", c.who, short(&c.result))
+        }
+        Event::Checkpoint(c) => {
+            let theirs: Vec<&Checkpoint> = others
+                .iter()
+                .filter_map(|o| match o {
+                    Event::Checkpoint(x) => Some(x),
+                    _ => None,
+                })
+                .collect();
+            differing_ends(c, &theirs)
+        }
+        Event::Reading { value, .. } => value.to_string(),
+        Event::Timing { bucket, .. } => bucket.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A call's result in a few words: an error by its kind, readiness by its events.
+fn short(r: &Returned) -> String {
+    fn outcome(o: &Outcome) -> String {
+        match o {
+            Outcome::Error { kind, code } if kind == "Uncategorized" => format!("{kind} {code}"),
+            Outcome::Error { kind, .. } => kind.clone(),
+            Outcome::Events { events } if !events.is_empty() => events.join("|"),
+            Outcome::Died { how } => format!("died ({how})"),
+            Outcome::Filled { then } => format!("filled, then {}", outcome(then)),
+            other => other.to_string(),
+        }
+    }
+    match r {
+        Returned::Outcome(o) => outcome(o),
+        other => other.to_string(),
+    }
+}
+
+/// The ends of checkpoint `c` that differ from the same end in any of `theirs`:
+/// "after_close: client FIN_WAIT1"; the whole checkpoint when its parts do not line up.
+fn differing_ends(c: &Checkpoint, theirs: &[&Checkpoint]) -> String {
+    let lined_up = theirs.iter().all(|t| t.parts.len() == c.parts.len());
+    if !lined_up {
+        return c.to_string()["checkpoint ".len()..].to_string();
+    }
+    let mut ends = Vec::new();
+    for (i, part) in c.parts.iter().enumerate() {
+        let mine = part_ends(part);
+        for (j, (name, end)) in mine.iter().enumerate() {
+            let differs = theirs.iter().any(|t| {
+                let other = part_ends(&t.parts[i]);
+                other.get(j).is_none_or(|(n, e)| {
+                    n != name || !same::same_end(Rule::AcrossPlatforms, end, e)
+                })
+            });
+            if differs {
+                ends.push(format!("{name} {end}"));
+            }
+        }
+        if let Part::Listener(state) = part {
+            if theirs.iter().any(|t| t.parts[i] != *part) {
+                ends.push(format!("listener {state}"));
+            }
+        }
+    }
+    format!("{}: {}", c.name, ends.join(", "))
+}
+
+/// The named ends of a connection part ("c2 client", its end); none for a listener.
+fn part_ends(p: &Part) -> Vec<(String, crate::observe::event::End)> {
+    match (p, p.end_names()) {
+        (Part::Conn { client, server, .. }, Some([c, s])) => {
+            vec![(c, client.clone()), (s, server.clone())]
+        }
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diff::load;
 
-    fn v(lines: &[&str]) -> Vec<String> {
-        lines.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn code_names_do_not_count_but_kinds_do() {
-        assert_eq!(
-            comparable("client: read(100) -> error(ConnectionReset, WSAECONNRESET)"),
-            comparable("client: read(100) -> error(ConnectionReset, ECONNRESET)")
-        );
-        assert_ne!(
-            comparable("x -> error(ConnectionReset, ECONNRESET)"),
-            comparable("x -> error(ConnectionAborted, WSAECONNABORTED)")
-        );
-        assert_eq!(
-            comparable("x -> error(Uncategorized, WSAEMFILE)"),
-            "x -> error(Uncategorized, EMFILE)"
-        );
-        assert_ne!(
-            comparable("x -> error(Uncategorized, EMFILE)"),
-            comparable("x -> error(Uncategorized, ENOBUFS)")
-        );
-        assert_eq!(
-            comparable("write until full -> filled, then error(WouldBlock, EAGAIN)"),
-            "write until full -> filled, then error(WouldBlock)"
-        );
-    }
-
-    #[test]
-    fn alignment_keeps_equal_steps_on_one_row_and_gives_extra_lines_their_own() {
-        let a = v(&[
-            "server: listen(backlog 16) -> ok",
-            "client: read(100) -> eof",
-            "client: write(5) -> error(BrokenPipe, EPIPE)",
-        ]);
-        let b = v(&[
-            "server: listen(backlog 16) -> ok",
-            "checkpoint extra: client CLOSED",
-            "client: read(100) -> error(ConnectionReset, ECONNRESET)",
-            "client: write(5) -> error(BrokenPipe, EPIPE)",
-        ]);
-        let lines = align("steps", &[&a, &b]);
-        assert_eq!(lines.len(), 4, "{lines:#?}");
-        assert!(!lines[0].differs);
-        assert_eq!(lines[1].cells[0], None);
-        assert!(lines[1].differs);
-        assert!(lines[2].differs);
-        assert_eq!(
-            lines[2].cells[0].as_deref(),
-            Some("client: read(100) -> eof")
-        );
-        assert!(!lines[3].differs);
-    }
-
-    #[test]
-    fn three_way_alignment_is_rectangular() {
-        let a = v(&["a -> ok", "b -> ok"]);
-        let b = v(&["a -> ok", "x -> ok", "b -> ok"]);
-        let c = v(&["b -> eof"]);
-        let lines = align("steps", &[&a, &b, &c]);
-        assert!(lines.iter().all(|l| l.cells.len() == 3));
-        let b_row = lines
+    /// The matrix of one case over the three committed platforms, read from snapshots/: its
+    /// one row is row 0.
+    fn committed_row(case: &str) -> (Matrix, usize) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cases: Vec<Case> = crate::catalog::all()
+            .into_iter()
+            .chain(crate::explore::corpus())
+            .filter(|c| c.id() == case)
+            .collect();
+        let platforms: Vec<PlatformData> = ["linux-6.1", "linux-6.18", "gvisor-20221219"]
             .iter()
-            .find(|l| l.cells[0].as_deref() == Some("b -> ok"))
-            .unwrap();
-        assert_eq!(b_row.cells[2].as_deref(), Some("b -> eof"));
-        assert!(b_row.differs);
+            .map(|p| load::committed(root, p, &cases).expect("committed snapshots load"))
+            .collect();
+        (build(&cases, &platforms, &[], None), 0)
     }
 
     #[test]
-    fn what_a_platform_cannot_show_is_no_difference() {
-        let linux = "checkpoint after_kill: client CLOSE_WAIT rx_queue=1, server FIN_WAIT2; listener CLOSED";
-        let gvisor = "checkpoint after_kill: client CLOSE_WAIT, server not visible (CLOSED, or FIN_WAIT2 or TIME_WAIT, which this table does not list); listener CLOSED";
-        assert!(agree(Some(linux), Some(gvisor)));
-        // A state both tables show and that differs is still a difference.
-        let other = "checkpoint after_kill: client ESTABLISHED, server not visible (CLOSED, which this table does not list); listener CLOSED";
-        assert!(!agree(Some(linux), Some(other)));
-        // Two real queue figures that differ are a difference; a missing step is one too.
-        let q2 = "checkpoint after_kill: client CLOSE_WAIT rx_queue=2, server FIN_WAIT2; listener CLOSED";
-        assert!(!agree(Some(linux), Some(q2)));
-        assert!(!agree(Some(linux), None));
-        assert!(agree(None, None));
-        assert!(agree(
-            Some("kernel memory per connection (both ends, TCP slab caches): about 4 KiB"),
-            Some("kernel memory per connection: unavailable (cannot read the slab caches here)")
-        ));
+    fn cells_of_a_differing_row_name_what_differs_even_when_their_signatures_match() {
+        let (m, r) = committed_row("close/data_after_peer_closed");
+        let row = &m.rows[r];
+        assert!(row.differs);
+        // The signatures read the same: the difference is RST against RST-ACK.
+        let sig: Vec<String> = row
+            .cells
+            .iter()
+            .map(|c| c.seen().expect("observed").signature())
+            .collect();
+        assert!(sig.iter().all(|s| *s == sig[0]), "{sig:?}");
+        let named: Vec<Option<String>> = (0..3).map(|i| row.what_differs(i)).collect();
+        assert_eq!(
+            named,
+            [
+                Some("server RST".to_string()),
+                Some("server RST".to_string()),
+                Some("server RST-ACK".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn cells_name_the_differing_outcome_and_checkpoint_end() {
+        let (m, r) = committed_row("after_close/write_after_reset_sigpipe_default");
+        let named = m.rows[r].what_differs(2).expect("differs");
+        assert_eq!(named, "client write: BrokenPipe");
+        assert_eq!(
+            m.rows[r].what_differs(0).as_deref(),
+            Some("client write: died (signal SIGPIPE); client write: not performed (the process had ended: signal SIGPIPE)")
+        );
+        let (m, r) = committed_row("explore/seed1_32");
+        let named = m.rows[r].what_differs(0).expect("differs");
+        assert!(named.contains("client poll: IN|OUT|RDHUP"), "{named}");
+        assert!(named.contains("end: client CLOSED"), "{named}");
+        assert!(m.rows[r]
+            .what_differs(2)
+            .unwrap()
+            .contains("end: client TIME_WAIT"));
+        // A row whose platforms agree names nothing.
+        let (m, r) = committed_row("close/orderly_idle");
+        assert!(!m.rows[r].differs);
+        assert_eq!(m.rows[r].what_differs(0), None);
     }
 }

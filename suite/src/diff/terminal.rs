@@ -2,7 +2,7 @@
 //! Colored with ANSI escapes when asked to (stdout is a terminal and NO_COLOR is unset).
 
 use super::claims::Verdict;
-use super::matrix::Matrix;
+use super::matrix::{Matrix, Row};
 use super::{cell_text, clip, column_title, width, CellKind};
 use std::fmt::Write;
 
@@ -97,6 +97,14 @@ pub fn render(m: &Matrix, color: bool) -> String {
     );
     out.push('\n');
 
+    table(&mut out, m, &p);
+    disagreements(&mut out, m, &p);
+    claims_apart(&mut out, m, &p);
+    out
+}
+
+/// The matrix itself: a row per case, a cell per platform, the claims under each row.
+fn table(out: &mut String, m: &Matrix, p: &Paint) {
     let w_case = m
         .rows
         .iter()
@@ -109,7 +117,7 @@ pub fn render(m: &Matrix, color: bool) -> String {
         .map(|i| {
             m.rows
                 .iter()
-                .map(|r| width(&cell_text(&r.cells[i]).0))
+                .map(|r| width(&shown(r, i).0))
                 .max()
                 .unwrap_or(0)
                 .max(width(&m.columns[i].name))
@@ -148,8 +156,8 @@ pub fn render(m: &Matrix, color: bool) -> String {
             pad(&row.case, w_case)
         };
         let mut line = format!("{mark} {case}");
-        for (cell, w) in row.cells.iter().zip(&w_col) {
-            let (text, kind) = cell_text(cell);
+        for (i, w) in w_col.iter().enumerate() {
+            let (text, kind) = shown(row, i);
             let shown = pad(&clip(&text, *w), *w);
             let shown = match kind {
                 CellKind::Observed => shown,
@@ -159,30 +167,38 @@ pub fn render(m: &Matrix, color: bool) -> String {
             line += &format!("  {shown}");
         }
         let _ = writeln!(out, "{}", line.trim_end());
-        for (col, cell) in m.columns.iter().zip(&row.cells) {
-            if let Some(note) = cell.seen().and_then(|s| s.note.as_deref()) {
-                let _ = writeln!(out, "      {} {}", pad(&col.name, w_platform), p.dim(note));
-            }
-        }
-        for (col, checked) in m.columns.iter().zip(&row.claims) {
-            for c in checked {
-                let sym = p.verdict(&c.verdict, c.verdict.symbol());
-                let mut l = format!(
-                    "      {} {sym} [{}] {} ({}){}",
-                    pad(&col.name, w_platform),
-                    c.claim.tag,
-                    c.claim.claim,
-                    c.claim.source,
-                    range_note(&c.claim)
-                );
-                if let Verdict::Contradicted(why) = &c.verdict {
-                    l += &format!(" {}", p.red(&format!("CONTRADICTED: {why}")));
-                }
-                let _ = writeln!(out, "{l}");
-            }
+        row_notes(out, m, row, w_platform, p);
+    }
+}
+
+/// Under a row: each cell's note, then the claims of each column.
+fn row_notes(out: &mut String, m: &Matrix, row: &Row, w_platform: usize, p: &Paint) {
+    for (col, cell) in m.columns.iter().zip(&row.cells) {
+        if let Some(note) = cell.seen().and_then(|s| s.note.as_deref()) {
+            let _ = writeln!(out, "      {} {}", pad(&col.name, w_platform), p.dim(note));
         }
     }
+    for (col, checked) in m.columns.iter().zip(&row.claims) {
+        for c in checked {
+            let sym = p.verdict(&c.verdict, c.verdict.symbol());
+            let mut l = format!(
+                "      {} {sym} [{}] {} ({}){}",
+                pad(&col.name, w_platform),
+                c.claim.tag,
+                c.claim.claim,
+                c.claim.source,
+                range_note(&c.claim)
+            );
+            if let Verdict::Contradicted(why) = &c.verdict {
+                l += &format!(" {}", p.red(&format!("CONTRADICTED: {why}")));
+            }
+            let _ = writeln!(out, "{l}");
+        }
+    }
+}
 
+/// The aligned lines of every row where the platforms disagree.
+fn disagreements(out: &mut String, m: &Matrix, p: &Paint) {
     let differing: Vec<_> = m.rows.iter().filter(|r| r.diff.is_some()).collect();
     if !differing.is_empty() {
         let _ = writeln!(out, "\n{}", p.bold("Where the platforms disagree"));
@@ -237,7 +253,11 @@ pub fn render(m: &Matrix, color: bool) -> String {
             }
         }
     }
+}
 
+/// The contradicted claims, the claims with no case or no column, and orphan snapshots.
+fn claims_apart(out: &mut String, m: &Matrix, p: &Paint) {
+    let contradicted = m.contradicted();
     if !contradicted.is_empty() {
         let _ = writeln!(out, "\n{}", p.red("Claims contradicted by an observation"));
         for (row, c) in &contradicted {
@@ -279,5 +299,14 @@ pub fn render(m: &Matrix, color: bool) -> String {
             let _ = writeln!(out, "  {s}");
         }
     }
-    out
+}
+
+/// A cell's text: its signature, led in a differing row by what differs there ("≠ server
+/// RST-ACK · server RST, eof, BrokenPipe"), since two cells may read the same signature.
+fn shown(row: &Row, i: usize) -> (String, CellKind) {
+    let (text, kind) = cell_text(&row.cells[i]);
+    match row.what_differs(i) {
+        Some(what) => (format!("≠ {what} · {text}"), kind),
+        None => (text, kind),
+    }
 }

@@ -4,8 +4,9 @@
 //! stacks are behind a trait, so the logic is tested with fake stacks (closures).
 
 use super::moves::{valid_moves, Script};
-use super::Seen;
-use crate::diff::matrix::{align, comparable};
+use super::RunLines;
+use crate::observe::event::Section;
+use crate::observe::same::{self, AlignedLine, Rule, WireOrder};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Observed {
-    Runs(Vec<Seen>),
+    Runs(Vec<RunLines>),
     Error(String),
 }
 
@@ -26,50 +27,62 @@ pub trait Stacks {
     fn run(&mut self, batches: Vec<(usize, Vec<Script>)>) -> Vec<Result<Vec<Observed>, String>>;
 }
 
-/// The differing lines of two observations, aligned as the matrix aligns them; what a stack
-/// cannot show is no difference. Each entry is "line of a  |  line of b".
-pub fn differences(a: &Seen, b: &Seen) -> BTreeSet<String> {
-    let split = |s: &Seen| {
-        let (wire, steps): (Vec<String>, Vec<String>) = s
-            .lines
-            .iter()
-            .cloned()
-            .partition(|l| l.starts_with("wire: "));
+/// Two observations side by side as the matrix aligns them: the steps, then the wire (its
+/// `wire: ` lines) connection by connection. A stack without capture shows no wire at all, so
+/// wire lines never differ unless both captured.
+pub fn side_by_side(rule: Rule, a: &RunLines, b: &RunLines) -> Vec<AlignedLine> {
+    let split = |s: &RunLines| {
+        let (wire, steps): (Vec<String>, Vec<String>) =
+            s.lines.iter().cloned().partition(|l| l.starts_with(WIRE));
+        let wire: Vec<String> = wire.iter().map(|l| l[WIRE.len()..].to_string()).collect();
         (steps, wire)
     };
     let ((sa, wa), (sb, wb)) = (split(a), split(b));
-    let mut out = BTreeSet::new();
-    let mut rows = align("steps", &[&sa, &sb]);
-    // A stack without capture shows no wire at all: nothing to compare there.
-    if !wa.is_empty() && !wb.is_empty() {
-        rows.extend(align("wire", &[&wa, &wb]));
+    let mut rows = same::align(rule, Section::Steps, &[&sa, &sb]);
+    let both = !wa.is_empty() && !wb.is_empty();
+    for mut row in same::align_wire(rule, WireOrder::PerConnection, &[&wa, &wb]) {
+        for c in row.cells.iter_mut().flatten() {
+            c.insert_str(0, WIRE);
+        }
+        row.differs &= both;
+        rows.push(row);
     }
-    for row in rows.into_iter().filter(|r| r.differs) {
-        let cell = |c: &Option<String>| c.as_deref().map(comparable).unwrap_or("-".into());
-        out.insert(format!(
-            "{}  |  {}",
-            cell(&row.cells[0]),
-            cell(&row.cells[1])
-        ));
-    }
-    out
+    rows
+}
+
+/// How `RunLines` marks a wire event.
+const WIRE: &str = "wire: ";
+
+/// The differing lines of two observations by `rule`; what a stack cannot show is no
+/// difference. Each entry is "line of a  |  line of b", errors by their portable kind.
+pub fn differences(rule: Rule, a: &RunLines, b: &RunLines) -> BTreeSet<String> {
+    let cell = |c: &Option<String>| match c.as_deref() {
+        None => "-".to_string(),
+        Some(l) if l.starts_with(WIRE) => l.to_string(),
+        Some(l) => same::comparable(Section::Steps, l),
+    };
+    side_by_side(rule, a, b)
+        .into_iter()
+        .filter(|r| r.differs)
+        .map(|r| format!("{}  |  {}", cell(&r.cells[0]), cell(&r.cells[1])))
+        .collect()
 }
 
 /// What a script's observations on some stacks say.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Judgement {
     /// Every stack agreed with itself and with the others.
     Agree,
     /// A stack observed differently from run to run: the script races with the kernel there.
     Race {
         stack: usize,
-        runs: [Seen; 2],
+        runs: [RunLines; 2],
         lines: BTreeSet<String>,
     },
     /// Two stacks each observed the same on both runs, and differently from each other.
     Finding {
         stacks: [usize; 2],
-        seen: [Seen; 2],
+        seen: [RunLines; 2],
         lines: BTreeSet<String>,
     },
     /// A stack could not run the script (a runner error: a hang, a broken agent).
@@ -77,21 +90,29 @@ pub enum Verdict {
 }
 
 /// Judge one script from each stack's observation (stack index, observation).
-pub fn judge(obs: &[(usize, &Observed)]) -> Verdict {
+pub fn judge(obs: &[(usize, &Observed)]) -> Judgement {
     let mut stable = Vec::new();
     for &(stack, o) in obs {
         match o {
             Observed::Error(reason) => {
-                return Verdict::Error {
+                return Judgement::Error {
                     stack,
                     reason: reason.clone(),
                 }
             }
             Observed::Runs(runs) => {
-                if let Some(k) = runs.iter().position(|r| *r != runs[0]) {
-                    return Verdict::Race {
+                // Two runs of one stack differ only where the one rule says so: not by the
+                // interleaving of independent connections on the wire.
+                let differ = |r: &RunLines| differences(Rule::SamePlatform, &runs[0], r);
+                if let Some((k, lines)) = runs
+                    .iter()
+                    .map(differ)
+                    .enumerate()
+                    .find(|(_, l)| !l.is_empty())
+                {
+                    return Judgement::Race {
                         stack,
-                        lines: differences(&runs[0], &runs[k]),
+                        lines,
                         runs: [runs[0].clone(), runs[k].clone()],
                     };
                 }
@@ -103,9 +124,9 @@ pub fn judge(obs: &[(usize, &Observed)]) -> Verdict {
     }
     for (i, &(a, sa)) in stable.iter().enumerate() {
         for &(b, sb) in &stable[i + 1..] {
-            let lines = differences(sa, sb);
+            let lines = differences(Rule::AcrossPlatforms, sa, sb);
             if !lines.is_empty() {
-                return Verdict::Finding {
+                return Judgement::Finding {
                     stacks: [a, b],
                     seen: [sa.clone(), sb.clone()],
                     lines,
@@ -113,7 +134,7 @@ pub fn judge(obs: &[(usize, &Observed)]) -> Verdict {
             }
         }
     }
-    Verdict::Agree
+    Judgement::Agree
 }
 
 /// What a shrunk script still has to show to count as the same result.
@@ -137,8 +158,8 @@ impl Kind {
 pub struct Shrunk {
     pub kind: Kind,
     pub script: Script,
-    /// The verdict on the shrunk script (Race or Finding).
-    pub verdict: Verdict,
+    /// The judgement on the shrunk script (Race or Finding).
+    pub judgement: Judgement,
     /// The generated scripts that shrank to this one (indices into the generated list).
     pub from: Vec<usize>,
 }
@@ -164,17 +185,17 @@ const WAVE: usize = 12;
 /// Whether `v` still shows the result `kind` whose differing lines were `lines`: the same kind
 /// on the same stacks, sharing at least one differing line (so that shrinking does not wander
 /// off to another, simpler difference).
-fn still(kind: &Kind, lines: &BTreeSet<String>, v: &Verdict) -> bool {
+fn still(kind: &Kind, lines: &BTreeSet<String>, v: &Judgement) -> bool {
     match (kind, v) {
         (
             Kind::Race { stack },
-            Verdict::Race {
+            Judgement::Race {
                 stack: s, lines: l, ..
             },
         ) => s == stack && (l.is_empty() || !l.is_disjoint(lines)),
         (
             Kind::Finding { stacks },
-            Verdict::Finding {
+            Judgement::Finding {
                 stacks: s,
                 lines: l,
                 ..
@@ -184,13 +205,13 @@ fn still(kind: &Kind, lines: &BTreeSet<String>, v: &Verdict) -> bool {
     }
 }
 
-/// Run the scripts on the given stacks, one batch per stack, all stacks at once; the verdict of
+/// Run the scripts on the given stacks, one batch per stack, all stacks at once; the judgement of
 /// each script. Err: a stack could not run its batch.
 fn run_round(
     stacks: &mut dyn Stacks,
     report: &mut Report,
     work: &[(Script, Vec<usize>)],
-) -> Result<Vec<Verdict>, String> {
+) -> Result<Vec<Judgement>, String> {
     let names = stacks.names();
     let mut per_stack: BTreeMap<usize, Vec<Script>> = BTreeMap::new();
     let mut where_: Vec<Vec<(usize, usize)>> = Vec::new();
@@ -233,6 +254,15 @@ fn run_round(
         .collect())
 }
 
+/// A result being shrunk: what it has to keep showing, its smallest script so far.
+struct Active {
+    kind: Kind,
+    lines: BTreeSet<String>,
+    script: Script,
+    judgement: Judgement,
+    from: Vec<usize>,
+}
+
 /// Explore: run every script on every stack, then shrink each distinct race and finding.
 /// Results whose differing lines are the same are shrunk once (from the shortest script); two
 /// results are the same when their shrunk scripts are.
@@ -250,57 +280,8 @@ pub fn explore(
         .iter()
         .map(|s| (valid_moves(s), all.clone()))
         .collect();
-    let verdicts = run_round(stacks, &mut report, &work)?;
-    // Group by what differed: one shrink per group, from its shortest script.
-    let mut groups: BTreeMap<(Kind, BTreeSet<String>), Vec<usize>> = BTreeMap::new();
-    for (i, v) in verdicts.iter().enumerate() {
-        let key = match v {
-            Verdict::Agree => {
-                report.agreed += 1;
-                continue;
-            }
-            Verdict::Error { stack, reason } => {
-                report.errors.push((i, *stack, reason.clone()));
-                continue;
-            }
-            Verdict::Race { stack, lines, .. } => (Kind::Race { stack: *stack }, lines.clone()),
-            Verdict::Finding { stacks, lines, .. } => {
-                (Kind::Finding { stacks: *stacks }, lines.clone())
-            }
-        };
-        groups.entry(key).or_default().push(i);
-    }
-    log(&format!(
-        "{} of {} scripts agreed; {} race(s) or finding(s) in {} group(s) of the same differing lines; {} error(s)",
-        report.agreed,
-        scripts.len(),
-        groups.values().map(Vec::len).sum::<usize>(),
-        groups.len(),
-        report.errors.len()
-    ));
-    struct Active {
-        kind: Kind,
-        lines: BTreeSet<String>,
-        script: Script,
-        verdict: Verdict,
-        from: Vec<usize>,
-    }
-    let mut pending: Vec<Active> = groups
-        .into_iter()
-        .map(|((kind, lines), members)| {
-            let best = *members
-                .iter()
-                .min_by_key(|&&i| (work[i].0.len(), i))
-                .expect("a group has a member");
-            Active {
-                kind,
-                lines,
-                script: work[best].0.clone(),
-                verdict: verdicts[best].clone(),
-                from: members,
-            }
-        })
-        .collect();
+    let judgements = run_round(stacks, &mut report, &work)?;
+    let mut pending = group(&mut report, &work, &judgements, log);
     pending.reverse();
     let mut done: Vec<Active> = Vec::new();
     let mut active: Vec<Active> = Vec::new();
@@ -314,35 +295,7 @@ pub fn explore(
         if active.is_empty() {
             break;
         }
-        // Every single-move deletion of every active script, on the stacks its result involves.
-        let mut work = Vec::new();
-        let mut owner = Vec::new();
-        for (k, a) in active.iter().enumerate() {
-            let mut seen = BTreeSet::new();
-            for i in 0..a.script.len() {
-                let mut c = a.script.clone();
-                c.remove(i);
-                let c = valid_moves(&c);
-                if c.len() < a.script.len() && seen.insert(c.clone()) {
-                    work.push((c, a.kind.stacks()));
-                    owner.push(k);
-                }
-            }
-        }
-        let verdicts = if work.is_empty() {
-            Vec::new()
-        } else {
-            run_round(stacks, &mut report, &work)?
-        };
-        let mut improved = vec![false; active.len()];
-        for ((w, k), v) in work.into_iter().zip(owner).zip(verdicts) {
-            let a = &mut active[k];
-            if !improved[k] && still(&a.kind, &a.lines, &v) {
-                a.script = w.0;
-                a.verdict = v;
-                improved[k] = true;
-            }
-        }
+        let improved = shrink_round(stacks, &mut report, &mut active)?;
         let mut next = Vec::new();
         for (a, better) in active.into_iter().zip(improved) {
             if better {
@@ -358,7 +311,102 @@ pub fn explore(
         }
         active = next;
     }
-    // The same shrunk script is the same result.
+    merge(&mut report, done);
+    Ok(report)
+}
+
+/// Count the first round's agreements and errors; group its races and findings by what
+/// differed, one result per group, from its shortest script.
+fn group(
+    report: &mut Report,
+    work: &[(Script, Vec<usize>)],
+    judgements: &[Judgement],
+    log: &mut dyn FnMut(&str),
+) -> Vec<Active> {
+    let mut groups: BTreeMap<(Kind, BTreeSet<String>), Vec<usize>> = BTreeMap::new();
+    for (i, v) in judgements.iter().enumerate() {
+        let key = match v {
+            Judgement::Agree => {
+                report.agreed += 1;
+                continue;
+            }
+            Judgement::Error { stack, reason } => {
+                report.errors.push((i, *stack, reason.clone()));
+                continue;
+            }
+            Judgement::Race { stack, lines, .. } => (Kind::Race { stack: *stack }, lines.clone()),
+            Judgement::Finding { stacks, lines, .. } => {
+                (Kind::Finding { stacks: *stacks }, lines.clone())
+            }
+        };
+        groups.entry(key).or_default().push(i);
+    }
+    log(&format!(
+        "{} of {} scripts agreed; {} race(s) or finding(s) in {} group(s) of the same differing lines; {} error(s)",
+        report.agreed,
+        work.len(),
+        groups.values().map(Vec::len).sum::<usize>(),
+        groups.len(),
+        report.errors.len()
+    ));
+    groups
+        .into_iter()
+        .map(|((kind, lines), members)| {
+            let best = *members
+                .iter()
+                .min_by_key(|&&i| (work[i].0.len(), i))
+                .expect("a group has a member");
+            Active {
+                kind,
+                lines,
+                script: work[best].0.clone(),
+                judgement: judgements[best].clone(),
+                from: members,
+            }
+        })
+        .collect()
+}
+
+/// One round: every single-move deletion of every active script, on the stacks its result
+/// involves; each active result takes its first deletion that still shows it. Which improved.
+fn shrink_round(
+    stacks: &mut dyn Stacks,
+    report: &mut Report,
+    active: &mut [Active],
+) -> Result<Vec<bool>, String> {
+    let mut work = Vec::new();
+    let mut owner = Vec::new();
+    for (k, a) in active.iter().enumerate() {
+        let mut seen = BTreeSet::new();
+        for i in 0..a.script.len() {
+            let mut c = a.script.clone();
+            c.remove(i);
+            let c = valid_moves(&c);
+            if c.len() < a.script.len() && seen.insert(c.clone()) {
+                work.push((c, a.kind.stacks()));
+                owner.push(k);
+            }
+        }
+    }
+    let judgements = if work.is_empty() {
+        Vec::new()
+    } else {
+        run_round(stacks, report, &work)?
+    };
+    let mut improved = vec![false; active.len()];
+    for ((w, k), v) in work.into_iter().zip(owner).zip(judgements) {
+        let a = &mut active[k];
+        if !improved[k] && still(&a.kind, &a.lines, &v) {
+            a.script = w.0;
+            a.judgement = v;
+            improved[k] = true;
+        }
+    }
+    Ok(improved)
+}
+
+/// Into the report: the same shrunk script is the same result.
+fn merge(report: &mut Report, done: Vec<Active>) {
     let mut merged: BTreeMap<(Kind, Script), Shrunk> = BTreeMap::new();
     for a in done {
         merged
@@ -367,7 +415,7 @@ pub fn explore(
             .or_insert(Shrunk {
                 kind: a.kind,
                 script: a.script,
-                verdict: a.verdict,
+                judgement: a.judgement,
                 from: a.from,
             });
     }
@@ -378,7 +426,6 @@ pub fn explore(
             Kind::Finding { .. } => report.findings.push(s),
         }
     }
-    Ok(report)
 }
 
 #[cfg(test)]
@@ -388,7 +435,7 @@ mod tests {
     use crate::script::Side;
 
     /// A fake stack: a function of the script and the run number (0 or 1).
-    type FakeStack = Box<dyn Fn(&Script, usize) -> Seen>;
+    type FakeStack = Box<dyn Fn(&Script, usize) -> RunLines>;
 
     struct Fake {
         stacks: Vec<FakeStack>,
@@ -418,14 +465,14 @@ mod tests {
         }
     }
 
-    fn seen(lines: &[&str]) -> Seen {
-        Seen {
+    fn seen(lines: &[&str]) -> RunLines {
+        RunLines {
             lines: lines.iter().map(|l| l.to_string()).collect(),
         }
     }
 
     /// Both stacks report the same, except where `differs` says the second answers otherwise.
-    fn linux(_: &Script, _: usize) -> Seen {
+    fn linux(_: &Script, _: usize) -> RunLines {
         seen(&["client: write(5) -> ok(5)", "wire: server RST"])
     }
 
@@ -461,8 +508,8 @@ mod tests {
             [(Side::Server, Move::Close), (Side::Client, Move::Write)]
         );
         assert!(f.from.len() > 1, "many generated scripts shrink to it");
-        let Verdict::Finding { stacks, lines, .. } = &f.verdict else {
-            panic!("{:?}", f.verdict)
+        let Judgement::Finding { stacks, lines, .. } = &f.judgement else {
+            panic!("{:?}", f.judgement)
         };
         assert_eq!(*stacks, [0, 1]);
         assert_eq!(
@@ -533,14 +580,39 @@ mod tests {
     fn what_a_stack_cannot_show_is_no_difference() {
         let a = seen(&["checkpoint end: client TIME_WAIT, server CLOSED"]);
         let b = seen(&["checkpoint end: client not visible (CLOSED, or TIME_WAIT, which this table does not list), server CLOSED"]);
-        assert!(differences(&a, &b).is_empty());
+        assert!(differences(Rule::AcrossPlatforms, &a, &b).is_empty());
         let c = seen(&["checkpoint end: client FIN_WAIT2, server CLOSED"]);
-        assert_eq!(differences(&a, &c).len(), 1);
+        assert_eq!(differences(Rule::AcrossPlatforms, &a, &c).len(), 1);
         // A stack that captured nothing has no wire to compare.
         let d = seen(&[
             "checkpoint end: client TIME_WAIT, server CLOSED",
             "wire: client FIN",
         ]);
-        assert!(differences(&a, &d).is_empty());
+        assert!(differences(Rule::AcrossPlatforms, &a, &d).is_empty());
+    }
+
+    #[test]
+    fn runs_that_differ_only_in_how_independent_connections_interleave_are_no_race() {
+        let run = |second_syn_first: bool| {
+            let mut lines = vec![
+                "client c2: connect -> ok",
+                "wire: client > server: SYN",
+                "wire: server > client: RST",
+            ];
+            let at = if second_syn_first { 2 } else { 3 };
+            lines.insert(at, "wire: client c2 > server: SYN");
+            seen(&lines)
+        };
+        let runs = Observed::Runs(vec![run(false), run(true)]);
+        assert_eq!(judge(&[(0, &runs)]), Judgement::Agree);
+        // Inside one connection, the order is behavior: that is a race.
+        let swapped = seen(&[
+            "client c2: connect -> ok",
+            "wire: server > client: RST",
+            "wire: client > server: SYN",
+            "wire: client c2 > server: SYN",
+        ]);
+        let runs = Observed::Runs(vec![run(false), swapped]);
+        assert!(matches!(judge(&[(0, &runs)]), Judgement::Race { .. }));
     }
 }

@@ -2,7 +2,13 @@
 //! Ports, addresses, pids and absolute times never appear; durations appear as buckets, and the raw
 //! microseconds go to the machine-readable results only.
 
+pub mod event;
+#[cfg(test)]
+mod old_rules;
+pub mod same;
+
 use crate::script::{Case, Timing};
+use event::{Event, Section, WireEvent};
 use platforms::wire::Segment;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -275,21 +281,44 @@ pub fn memory_bucket(bytes: u64) -> &'static str {
     }
 }
 
-/// Whether this run's rendered observation says the same as a stored one: the same text, or
-/// every line that differs is a measurement this run could not take here (`SUBJECT: not visible
-/// (why)`, e.g. the slab caches only real root may read) where the stored line has the same
-/// subject. Not visible is never a difference, and never a value either.
+/// Whether this run's rendered snapshot body (an observation or a wire) says the same as a
+/// stored one of its platform, by the one rule (`same::Rule::StoredThenRun`): the same text, or
+/// every line that differs is something this run could not see here (`not visible (why)`,
+/// `unavailable (why)`, e.g. the slab caches only real root may read) where the stored line has
+/// a value of the same subject; and a wire whose connections each say the same, in whatever
+/// order they interleave. A gap is never a difference, and never a value either: a stored gap
+/// against a run's value is a change.
 pub fn agrees(stored: &str, run: &str) -> bool {
     if stored == run {
         return true;
     }
-    let (a, b): (Vec<&str>, Vec<&str>) = (stored.lines().collect(), run.lines().collect());
-    a.len() == b.len()
-        && a.iter().zip(&b).all(|(s, r)| {
-            s == r
-                || r.find(": not visible (")
-                    .is_some_and(|i| s.starts_with(&r[..i + 2]))
-        })
+    let rule = same::Rule::StoredThenRun;
+    if let (Ok(a), Ok(b)) = (
+        serde_json::from_str::<Observation>(stored),
+        serde_json::from_str::<Observation>(run),
+    ) {
+        return (&a.case, &a.intent) == (&b.case, &b.intent)
+            && same::lists_agree(rule, Section::Steps, &a.steps, &b.steps)
+            && same::lists_agree(rule, Section::Timing, &a.timing, &b.timing);
+    }
+    match (
+        serde_json::from_str::<WireBody>(stored),
+        serde_json::from_str::<WireBody>(run),
+    ) {
+        (Ok(a), Ok(b)) => {
+            a.case == b.case
+                && same::wires_agree(rule, same::WireOrder::PerConnection, &a.wire, &b.wire)
+        }
+        _ => false,
+    }
+}
+
+/// The body of a wire snapshot, as `Wire::render` writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireBody {
+    case: String,
+    wire: Vec<String>,
 }
 
 /// A short signature of what happened, for the summary table: the notable outcomes in order
@@ -297,31 +326,12 @@ pub fn agrees(stored: &str, run: &str) -> bool {
 pub fn signature(obs: &Observation, wire: &Wire) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Wire::Captured { events } = wire {
-        for flag in ["RST", "FIN"] {
-            if let Some(e) = events
-                .iter()
-                .find(|e| e.contains(flag) && !e.contains("SYN"))
-            {
-                let who = e.split(" > ").next().unwrap_or("?");
-                parts.push(format!("{who} {flag}"));
-                break;
-            }
+        if let Some(first) = first_close(events) {
+            parts.push(first);
         }
     }
-    for s in &obs.steps {
-        let Some((_, outcome)) = s.split_once(" -> ") else {
-            continue;
-        };
-        let short = if let Some(rest) = outcome.strip_prefix("error(") {
-            rest.split(',').next().unwrap_or(rest).to_string()
-        } else if outcome == "eof"
-            || outcome.starts_with("process died")
-            || outcome.starts_with("events")
-        {
-            outcome.replace("process died ", "died")
-        } else {
-            continue;
-        };
+    for e in Event::parse_all(Section::Steps, &obs.steps) {
+        let Some(short) = notable(&e) else { continue };
         if !parts.contains(&short) {
             parts.push(short);
         }
@@ -333,24 +343,95 @@ pub fn signature(obs: &Observation, wire: &Wire) -> String {
     }
 }
 
+/// Who sent the first RST (or, without one, the first FIN) outside a SYN: "server RST".
+fn first_close(events: &[String]) -> Option<String> {
+    let sent: Vec<(String, String)> = Event::parse_all(Section::Wire, events)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Wire(WireEvent::Sent { from, what, .. }) => Some((from, what)),
+            _ => None,
+        })
+        .collect();
+    ["RST", "FIN"].iter().find_map(|flag| {
+        sent.iter()
+            .find(|(_, what)| what.contains(flag) && !what.contains("SYN"))
+            .map(|(from, _)| format!("{from} {flag}"))
+    })
+}
+
+/// The signature's word for a notable outcome: `eof`, an error's kind, `died(how)`, `events(...)`.
+fn notable(e: &Event) -> Option<String> {
+    use crate::proto::Outcome;
+    let Event::Call(c) = e else { return None };
+    if let event::Returned::DiedWithin { how, grace_ms } = &c.result {
+        return Some(format!(
+            "died({how}) within the grace period ({grace_ms} ms)"
+        ));
+    }
+    match c.result.outcome()? {
+        Outcome::Error { kind, .. } => Some(kind.clone()),
+        Outcome::Eof => Some("eof".into()),
+        Outcome::Died { how } => Some(format!("died({how})")),
+        o @ Outcome::Events { events } if !events.is_empty() => Some(o.to_string()),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn observation(steps: &[&str]) -> String {
+        Observation {
+            case: "x/y".into(),
+            intent: "Verify: x.".into(),
+            steps: steps.iter().map(|s| s.to_string()).collect(),
+            timing: vec![],
+        }
+        .render()
+    }
+
     #[test]
-    fn not_visible_agrees_only_with_the_same_subject() {
-        let root = "{\n  \"steps\": [\n    \"a -> ok\",\n    \"kernel memory per connection (x): 4 KiB to 8 KiB\"\n  ]\n}";
+    fn a_run_that_cannot_see_agrees_with_what_the_snapshot_saw_not_the_reverse() {
+        let root = observation(&[
+            "a: b -> ok",
+            "kernel memory per connection (x): 4 KiB to 8 KiB",
+        ]);
         let rootless = root.replace("4 KiB to 8 KiB", "not visible (only real root)");
-        assert!(agrees(root, &rootless));
-        assert!(agrees(root, root));
+        assert!(agrees(&root, &rootless));
+        assert!(agrees(&root, &root));
         // A value where the snapshot has none, another subject, or any other changed line is a
         // difference.
-        assert!(!agrees(&rootless, root));
+        assert!(!agrees(&rootless, &root));
         assert!(!agrees(
-            root,
+            &root,
             &rootless.replace("kernel memory", "kernel pages")
         ));
-        assert!(!agrees(root, &rootless.replace("a -> ok", "a -> eof")));
+        assert!(!agrees(
+            &root,
+            &rootless.replace("a: b -> ok", "a: b -> eof")
+        ));
+        assert!(!agrees(&root, &observation(&["a: b -> ok"])));
+    }
+
+    #[test]
+    fn a_wire_agrees_whatever_the_order_between_its_connections() {
+        let wire = |events: &[&str]| {
+            Wire::Captured {
+                events: events.iter().map(|s| s.to_string()).collect(),
+            }
+            .render("x/y")
+            .unwrap()
+        };
+        let stored = wire(&["client > server: RST", "client c2 > server: SYN"]);
+        let run = wire(&["client c2 > server: SYN", "client > server: RST"]);
+        assert!(agrees(&stored, &run));
+        assert!(!agrees(
+            &stored,
+            &wire(&["client c2 > server: SYN", "client > server: RST-ACK"])
+        ));
+        // A wire body never agrees with an observation body.
+        assert!(!agrees(&stored, &observation(&[])));
     }
 
     use proptest::prelude::*;
@@ -366,10 +447,29 @@ mod tests {
         }
 
         #[test]
-        fn absolute_bucket_never_panics_and_never_prints_numbers_of_the_input(us in any::<u64>()) {
-            let b = absolute_bucket(us);
-            prop_assert!(!b.contains(&us.to_string()) || us < 4);
+        fn absolute_bucket_is_monotonic_over_every_u64(a in any::<u64>(), b in any::<u64>()) {
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            let rank = |us| ABSOLUTE.iter().position(|x| *x == absolute_bucket(us));
+            let (i, j) = (rank(lo), rank(hi));
+            prop_assert!(i.is_some() && j.is_some(), "{lo} or {hi} fell outside the four buckets");
+            prop_assert!(i <= j);
         }
+    }
+
+    const ABSOLUTE: [&str; 4] = ["under 100 ms", "100 ms to 1 s", "1 s to 3 s", "over 3 s"];
+
+    #[test]
+    fn absolute_buckets_change_exactly_at_their_boundaries() {
+        for (below, at, bucket) in [
+            (99_999, 100_000, 1),
+            (999_999, 1_000_000, 2),
+            (2_999_999, 3_000_000, 3),
+        ] {
+            assert_eq!(absolute_bucket(below), ABSOLUTE[bucket - 1]);
+            assert_eq!(absolute_bucket(at), ABSOLUTE[bucket]);
+        }
+        assert_eq!(absolute_bucket(0), ABSOLUTE[0]);
+        assert_eq!(absolute_bucket(u64::MAX), ABSOLUTE[3]);
     }
 
     #[test]
