@@ -24,7 +24,7 @@ pub(crate) struct Done {
 pub(crate) fn run(plan: &Plan, o: &Options) -> Done {
     let started = Instant::now();
     let mut results: Vec<CaseResult> = Vec::new();
-    let mut first: BTreeMap<String, String> = BTreeMap::new();
+    let mut first: BTreeMap<String, Rendered> = BTreeMap::new();
     let mut progress = Progress::new(plan.cases.len() * o.repeat as usize, o.progress_json);
     let mut pcaps = Pcaps::default();
     for round in 1..=o.repeat {
@@ -72,8 +72,38 @@ pub(crate) fn run(plan: &Plan, o: &Options) -> Done {
 }
 
 /// What a round observed of a case, as compared between rounds: the observation and the wire.
-pub fn rendered(run: &CaseRun, id: &str) -> String {
-    run.observation.render() + &run.wire.render(id).unwrap_or_default()
+pub fn rendered(run: &CaseRun, id: &str) -> Rendered {
+    Rendered {
+        observation: run.observation.render(),
+        wire: run.wire.render(id),
+    }
+}
+
+/// A round's snapshot bodies: the observation and, where captured, the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    pub observation: String,
+    pub wire: Option<String>,
+}
+
+impl Rendered {
+    /// Whether another round of the same case on this platform observed the same, by the one rule
+    /// (`SamePlatform`): the order in which independent connections interleave on the wire is no
+    /// difference, the order inside one connection is. A wire one round could not capture is not
+    /// compared (that round's wire is not an observation).
+    pub fn same_as(&self, other: &Rendered) -> bool {
+        let rule = crate::observe::same::Rule::SamePlatform;
+        let agree = |a: &str, b: &str| crate::observe::agrees_by(rule, a, b);
+        agree(&self.observation, &other.observation)
+            && match (&self.wire, &other.wire) {
+                (Some(a), Some(b)) => agree(a, b),
+                _ => true,
+            }
+    }
+
+    fn text(&self) -> String {
+        self.observation.clone() + self.wire.as_deref().unwrap_or_default()
+    }
 }
 
 /// A later round of a case, against round 1's observation `first`: a different observation makes
@@ -81,15 +111,15 @@ pub fn rendered(run: &CaseRun, id: &str) -> String {
 pub fn judge_round(
     r: &mut CaseResult,
     round: u32,
-    first: &str,
-    this: &str,
+    first: &Rendered,
+    this: &Rendered,
     error: Option<&String>,
 ) {
-    if first != this && r.status != Status::Unstable {
+    if !first.same_as(this) && r.status != Status::Unstable {
         r.status = Status::Unstable;
         r.diff = Some(format!(
             "run 1 and run {round} differ:\n{}",
-            snapshot::diff(first, this)
+            snapshot::diff(&first.text(), &this.text())
         ));
     }
     if let (Some(e), None) = (error, &r.error) {
@@ -163,31 +193,41 @@ mod tests {
         CaseResult::new("close/orderly_idle".into())
     }
 
+    /// A round's bodies: an observation with these steps and, if given, a wire of these events.
+    fn seen(steps: &[&str], wire: Option<&[&str]>) -> Rendered {
+        let obs = crate::observe::Observation {
+            case: "x/y".into(),
+            intent: String::new(),
+            steps: steps.iter().map(|s| s.to_string()).collect(),
+            timing: Vec::new(),
+        };
+        let wire = wire.map(|w| crate::observe::Wire::Captured {
+            events: w.iter().map(|s| s.to_string()).collect(),
+        });
+        Rendered {
+            observation: obs.render(),
+            wire: wire.and_then(|w| w.render("x/y")),
+        }
+    }
+
     #[test]
     fn rounds_that_observe_differently_make_the_case_unstable_and_the_run_exit_1() {
         let mut r = passed();
-        judge_round(
-            &mut r,
-            2,
-            "client: close -> ok\n",
-            "client: close -> ok\n",
-            None,
-        );
+        let ok = seen(&["client: close -> ok"], None);
+        judge_round(&mut r, 2, &ok, &ok.clone(), None);
         assert_eq!(r.status, Status::Passed);
         assert_eq!(exit_code([r.status], false), 0);
-        judge_round(
-            &mut r,
-            3,
-            "client: close -> ok\n",
-            "client: close -> error\n",
+        let reset = seen(
+            &["client: close -> error(ConnectionReset, ECONNRESET)"],
             None,
         );
+        judge_round(&mut r, 3, &ok, &reset, None);
         assert_eq!(r.status, Status::Unstable);
         let diff = r.diff.clone().unwrap();
         assert!(diff.starts_with("run 1 and run 3 differ:"), "{diff}");
         assert!(diff.contains("client: close -> error"), "{diff}");
         // The first difference is the one shown.
-        judge_round(&mut r, 4, "a\n", "b\n", None);
+        judge_round(&mut r, 4, &ok, &seen(&["client: close -> eof"], None), None);
         assert_eq!(r.diff.as_deref(), Some(diff.as_str()));
         assert_eq!(exit_code([Status::Passed, r.status], false), 1);
         assert_eq!(
@@ -198,9 +238,52 @@ mod tests {
     }
 
     #[test]
+    fn rounds_are_compared_by_the_one_rule_per_connection_not_by_bytes() {
+        let steps = ["client: connect -> ok", "client c2: connect -> ok"];
+        let a = [
+            "client > server: SYN",
+            "server > client: RST",
+            "client c2 > server: SYN",
+        ];
+        // The second connection's SYN before the first connection's RST: independent connections
+        // interleaved differently, the same behavior.
+        let b = [a[0], a[2], a[1]];
+        let mut r = passed();
+        judge_round(
+            &mut r,
+            2,
+            &seen(&steps, Some(&a)),
+            &seen(&steps, Some(&b)),
+            None,
+        );
+        assert_eq!(r.status, Status::Passed, "{:?}", r.diff);
+        // Inside one connection the order is behavior.
+        let c = ["server > client: RST", "client > server: SYN", a[2]];
+        judge_round(
+            &mut r,
+            3,
+            &seen(&steps, Some(&a)),
+            &seen(&steps, Some(&c)),
+            None,
+        );
+        assert_eq!(r.status, Status::Unstable);
+        // A round whose wire was not captured compares its observation only.
+        let mut q = passed();
+        judge_round(
+            &mut q,
+            2,
+            &seen(&steps, Some(&a)),
+            &seen(&steps, None),
+            None,
+        );
+        assert_eq!(q.status, Status::Passed);
+    }
+
+    #[test]
     fn a_runner_error_in_a_later_round_fails_the_case() {
         let mut r = passed();
-        judge_round(&mut r, 2, "x\n", "x\n", Some(&"agent hung".to_string()));
+        let x = seen(&["client: close -> ok"], None);
+        judge_round(&mut r, 2, &x, &x.clone(), Some(&"agent hung".to_string()));
         assert_eq!(
             (r.status, r.error.as_deref()),
             (Status::Failed, Some("agent hung"))

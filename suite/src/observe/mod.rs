@@ -289,10 +289,16 @@ pub fn memory_bucket(bytes: u64) -> &'static str {
 /// order they interleave. A gap is never a difference, and never a value either: a stored gap
 /// against a run's value is a change.
 pub fn agrees(stored: &str, run: &str) -> bool {
+    agrees_by(same::Rule::StoredThenRun, stored, run)
+}
+
+/// Whether two rendered snapshot bodies (observations, or wires) say the same by `rule`: conform
+/// compares a run with its stored snapshot by `StoredThenRun`, two runs of one platform (`--repeat`,
+/// the explorer's corpus) by `SamePlatform`.
+pub fn agrees_by(rule: same::Rule, stored: &str, run: &str) -> bool {
     if stored == run {
         return true;
     }
-    let rule = same::Rule::StoredThenRun;
     if let (Ok(a), Ok(b)) = (
         serde_json::from_str::<Observation>(stored),
         serde_json::from_str::<Observation>(run),
