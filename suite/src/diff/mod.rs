@@ -12,6 +12,7 @@
 //! - `terminal`, `markdown`, `html`: the three renderings of one `Matrix`.
 
 pub mod claims;
+pub mod findings;
 pub mod html;
 pub mod load;
 pub mod markdown;
@@ -57,6 +58,8 @@ pub enum Format {
     /// One standalone page with a family filter and a "differs only" box; the filter also reads
     /// the URL fragment, e.g. report.html#family=close&differs
     Html,
+    /// The README's findings block: the differing catalog rows, each cell naming what differs
+    Findings,
 }
 
 /// The flags of `cargo xtask diff`: render the cross-platform matrix, one row per catalog case,
@@ -84,6 +87,9 @@ pub struct Options {
     /// The repository root holding snapshots/ (default: found from the current dir)
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Fail if README.md's findings block is not what the snapshots say (`--format findings`)
+    #[arg(long, conflicts_with_all = ["format", "out"])]
+    pub check_readme: bool,
 }
 
 /// Entry point; returns the exit code.
@@ -99,6 +105,9 @@ pub fn run(o: &Options) -> i32 {
             return 2;
         }
     };
+    if o.check_readme {
+        return check_readme(&m, o);
+    }
     let text = render(&m, o.format, color);
     match &o.out {
         Some(path) => {
@@ -129,7 +138,26 @@ pub fn render(m: &matrix::Matrix, format: Format, color: bool) -> String {
         Format::Terminal => terminal::render(m, color),
         Format::Markdown => markdown::render(m),
         Format::Html => html::render(m),
+        Format::Findings => findings::render(m),
     }
+}
+
+/// `--check-readme`: README.md's findings block against the snapshots; exit 1 with the fix.
+fn check_readme(m: &matrix::Matrix, o: &Options) -> i32 {
+    let path = o.root.clone().unwrap_or_else(repo_root).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap_or_default();
+    let want = findings::render(m);
+    if findings::in_readme(&readme) == Some(want.trim()) {
+        println!(
+            "README.md findings are up to date ({} differing rows)",
+            m.differing()
+        );
+        return 0;
+    }
+    eprintln!(
+        "README.md's findings differ from the snapshots: paste the output of `cargo xtask diff --format findings` between the findings markers"
+    );
+    1
 }
 
 /// Read everything the options name and build the matrix.
