@@ -539,7 +539,7 @@ fn header_fits(run: &Source, shown: &str, text: &str) -> Result<(), ImportError>
 
 /// A value recorded in a snapshot's header (`info: os: "..."`, `platform: "linux-6.18"`), if any.
 fn header_value(text: &str, key: &str) -> Option<String> {
-    crate::diff::load::header_value(text, key)
+    crate::snapshot::header_value(text, key)
 }
 
 /// Whether an `os_info` OS name fits a platform id's stack. Linux has many names (its

@@ -252,6 +252,18 @@ pub fn diff(old: &str, new: &str) -> String {
         .to_string()
 }
 
+/// A value of a snapshot's metadata header (`  kernel: "6.18.44-fc-v1045"` in the `info:` block),
+/// unquoted; None when the file has no header or no such key.
+pub fn header_value(text: &str, key: &str) -> Option<String> {
+    let body = split_body(text)?;
+    let header = &text[..text.len() - body.len()];
+    header.lines().find_map(|l| {
+        let v = l.trim_start().strip_prefix(key)?.strip_prefix(':')?.trim();
+        let v = v.trim_matches('"').trim();
+        (!v.is_empty()).then(|| v.to_string())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,18 +147,6 @@ fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path, body: &str) -> Result<T
     })
 }
 
-/// A value of a snapshot's metadata header (`  kernel: "6.18.44-fc-v1045"` in the `info:` block),
-/// unquoted; None when the file has no header or no such key.
-pub fn header_value(text: &str, key: &str) -> Option<String> {
-    let body = snapshot::split_body(text)?;
-    let header = &text[..text.len() - body.len()];
-    header.lines().find_map(|l| {
-        let v = l.trim_start().strip_prefix(key)?.strip_prefix(':')?.trim();
-        let v = v.trim_matches('"').trim();
-        (!v.is_empty()).then(|| v.to_string())
-    })
-}
-
 /// Add `value` to a detail ("a, b"), once.
 fn add_detail(detail: &mut Option<String>, value: &str) {
     match detail {
@@ -173,7 +161,7 @@ fn add_detail(detail: &mut Option<String>, value: &str) {
 
 /// The `kernel:` of a snapshot file's header, if the file has one.
 fn file_detail(path: &Path) -> Option<String> {
-    header_value(&std::fs::read_to_string(path).ok()?, "kernel")
+    snapshot::header_value(&std::fs::read_to_string(path).ok()?, "kernel")
 }
 
 /// Read one case's pair of snapshot files under `dir` (a `snapshots/<platform-id>` directory), with
@@ -549,6 +537,7 @@ pub fn overlay(committed: PlatformData, artifact: ArtifactData) -> PlatformData 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::header_value;
 
     fn seen(steps: &[&str]) -> Seen {
         Seen {
