@@ -1,8 +1,9 @@
 //! Another Linux kernel: the suite runs in a QEMU guest booted with virtme-ng (`vng`) on a Debian
-//! kernel, so a kernel series ("6.1", Debian 12's) is a platform next to the host's own.
+//! kernel, so a kernel series ("5.10", "6.1", "6.12", "7.2") is a platform next to the host's own.
 //!
 //! The kernel is found unpacked in the cache (`.ci/stacks-install` runs `dpkg-deb -x` on Debian's
-//! `linux-image-<release>` into `<cache>/linux-image-<release>/` and indexes its modules with
+//! `linux-image-<release>`, and from sid on the `linux-binary-`, `linux-modules-` and `linux-base-`
+//! packages it depends on, into `<cache>/linux-image-<release>/` and indexes its modules with
 //! `depmod`) or installed under /boot. The guest (measured with virtme-ng 1.42, QEMU 7.2):
 //!
 //! * sees the host's root file system read-only over 9p (`--force-9p`); /etc, /usr, /tmp, ... are
@@ -11,9 +12,9 @@
 //! * has no network device: vng adds one only with `--network`, so QEMU runs with `-net none`;
 //! * is software-emulated (`--disable-kvm`): /dev/kvm may exist yet fail to boot these kernels
 //!   when the host is itself a VM; boot takes about 20-30 s;
-//! * loads its modules (veth, nf_tables, ...) on demand: vng finds `lib/modules/<release>` next to
-//!   the unpacked `boot/vmlinuz-<release>` and links it into the guest's /lib/modules, and the
-//!   guest's kernel runs the host's /sbin/modprobe (kmod) on it;
+//! * loads its modules (veth, nf_tables, ...) on demand: vng finds `lib/modules/<release>` (or
+//!   `usr/lib/modules/<release>`) in the folder above the image it boots and links it into the
+//!   guest's /lib/modules, and the guest's kernel runs the host's /sbin/modprobe (kmod) on it;
 //! * runs one shell script, written into `<cache>/vm/` (the kernel's command line, which carries
 //!   `--exec`, holds 2048 bytes and a longer one hangs the guest at a prompt): it takes the
 //!   virtio ports for its standard streams (see `GUEST_PORTS`), raises the descriptor limit,
@@ -38,7 +39,7 @@ pub struct Kernel {
     pub release: String,
     /// The bootable image (vmlinuz).
     pub image: PathBuf,
-    /// Its modules, `lib/modules/<release>`, when they are there.
+    /// Its modules, `lib/modules/<release>` or `usr/lib/modules/<release>`, when they are there.
     pub modules: Option<PathBuf>,
 }
 
@@ -80,7 +81,8 @@ fi
 "#;
 
 /// Find the newest installed-or-unpacked kernel whose release is of `series` ("6.1"): unpacked
-/// under `cache/*/boot/` or installed under /boot. Err with the command that provides one.
+/// in a folder of `cache` or installed under /boot and /lib/modules. Err with the command that
+/// provides one.
 pub fn find_kernel(cache: &Path, series: &str) -> Result<Kernel, String> {
     find_kernel_in(cache, Path::new("/boot"), Path::new("/lib/modules"), series)
 }
@@ -99,53 +101,86 @@ fn find_kernel_in(
         .unwrap_or_default();
     unpacked.sort();
     for dir in unpacked {
-        for release in images_in(&dir.join("boot"), series) {
-            let modules = ["lib/modules", "usr/lib/modules"]
-                .iter()
-                .map(|m| dir.join(m).join(&release))
-                .find(|m| m.is_dir());
-            found.push(Kernel {
-                image: dir.join("boot").join(format!("vmlinuz-{release}")),
-                modules,
-                release,
-            });
-        }
+        let module_dirs = [dir.join("lib/modules"), dir.join("usr/lib/modules")];
+        found.extend(kernels_in(&dir.join("boot"), &module_dirs, series));
     }
-    for release in images_in(boot, series) {
-        let modules = Some(system_modules.join(&release)).filter(|m| m.is_dir());
-        found.push(Kernel {
-            image: boot.join(format!("vmlinuz-{release}")),
-            modules,
-            release,
-        });
-    }
+    found.extend(kernels_in(boot, &[system_modules.to_path_buf()], series));
     found.sort_by(|a, b| compare_releases(&b.release, &a.release));
     found.into_iter().next().ok_or_else(|| {
         format!(
-            "no Linux {series} kernel to boot: none unpacked in {}/*/boot/ nor installed in {}; \
-             run `.ci/stacks-install` as root (it unpacks Debian 12's kernel, Linux 6.1, into \
-             that cache and installs virtme-ng and QEMU)",
+            "no Linux {series} kernel to boot: none unpacked in {}/ (boot/vmlinuz-<release> or \
+             usr/lib/modules/<release>/vmlinuz) nor installed in {}; run `.ci/stacks-install \
+             {series}` as root (it unpacks the newest Debian build of Linux 5.10, 6.1, 6.12 or \
+             7.2 into that cache and installs virtme-ng and QEMU)",
             cache.display(),
             boot.display()
         )
     })
 }
 
-/// The releases of the `vmlinuz-<release>` files in `dir` that belong to `series`. The -cloud
-/// flavor is left out: it lacks 9p, the guest's root file system.
+/// The kernels of `series` that one root holds, in either of Debian's layouts: the image as
+/// `boot/vmlinuz-<release>` (up to Debian 13), or as `<modules>/<release>/vmlinuz` (sid's
+/// linux-binary package, under usr/lib/modules since /usr is merged). Each kernel's modules are
+/// `<release>` in the first of `module_dirs` that has it.
+fn kernels_in(boot: &Path, module_dirs: &[PathBuf], series: &str) -> Vec<Kernel> {
+    let modules_of = |release: &str| {
+        module_dirs
+            .iter()
+            .map(|m| m.join(release))
+            .find(|m| m.is_dir())
+    };
+    let mut found: Vec<Kernel> = images_in(boot, series)
+        .into_iter()
+        .map(|release| Kernel {
+            image: boot.join(format!("vmlinuz-{release}")),
+            modules: modules_of(&release),
+            release,
+        })
+        .collect();
+    for dir in module_dirs {
+        for release in images_beside_modules(dir, series) {
+            // An installed sid kernel may have both: the one in /boot is enough.
+            if !found.iter().any(|k| k.release == release) {
+                found.push(Kernel {
+                    image: dir.join(&release).join("vmlinuz"),
+                    modules: modules_of(&release),
+                    release,
+                });
+            }
+        }
+    }
+    found
+}
+
+/// The releases of the `vmlinuz-<release>` files in `dir` that belong to `series`.
 fn images_in(dir: &Path, series: &str) -> Vec<String> {
+    releases_in(dir, series, |entry, name| {
+        name.strip_prefix("vmlinuz-")
+            .filter(|_| entry.is_file())
+            .map(String::from)
+    })
+}
+
+/// The releases of the `<release>/vmlinuz` files in `dir` (a modules folder) of `series`.
+fn images_beside_modules(dir: &Path, series: &str) -> Vec<String> {
+    releases_in(dir, series, |entry, name| {
+        entry.join("vmlinuz").is_file().then(|| name.to_string())
+    })
+}
+
+/// The releases that `release_of(path, file name)` reads from the entries of `dir`, of `series`,
+/// sorted. The -cloud flavor is left out: it lacks 9p, the guest's root file system.
+fn releases_in(
+    dir: &Path,
+    series: &str,
+    release_of: impl Fn(&Path, &str) -> Option<String>,
+) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut releases: Vec<String> = entries
         .flatten()
-        .filter(|e| e.path().is_file())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_prefix("vmlinuz-")
-                .map(String::from)
-        })
+        .filter_map(|e| release_of(&e.path(), e.file_name().to_str()?))
         .filter(|r| platforms::id::linux_release(r).as_deref() == Some(series))
         .filter(|r| !r.contains("-cloud"))
         .collect();
@@ -460,6 +495,116 @@ mod tests {
         let e = find_kernel_in(&base.join("absent"), &base.join("boot"), &base, "6.1").unwrap_err();
         assert!(e.contains("no Linux 6.1 kernel"), "{e}");
         assert!(e.contains(".ci/stacks-install"), "{e}");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// The files of one Debian package layout, relative to the folder it is unpacked into.
+    fn lay_out(dir: &Path, files: &[String]) {
+        for f in files {
+            touch(&dir.join(f));
+        }
+    }
+
+    /// Debian up to 13: `boot/vmlinuz-<release>` and the modules under `<modules>/<release>`
+    /// (`lib/modules` before the /usr merge, `usr/lib/modules` after), with or without compression.
+    fn boot_layout(release: &str, modules: &str, ko: &str) -> Vec<String> {
+        vec![
+            format!("boot/vmlinuz-{release}"),
+            format!("boot/config-{release}"),
+            format!("boot/System.map-{release}"),
+            format!("{modules}/{release}/modules.dep"),
+            format!("{modules}/{release}/kernel/fs/9p/9p.{ko}"),
+        ]
+    }
+
+    /// Sid: linux-binary-<release> holds `usr/lib/modules/<release>/vmlinuz`, linux-modules- the
+    /// modules beside it, linux-base- the config; linux-image-<release> adds only documentation.
+    fn sid_layout(release: &str) -> Vec<String> {
+        let m = format!("usr/lib/modules/{release}");
+        vec![
+            format!("{m}/vmlinuz"),
+            format!("{m}/config"),
+            format!("{m}/modules.builtin"),
+            format!("{m}/modules.dep"),
+            format!("{m}/kernel/fs/9p/9p.ko.xz"),
+            format!("usr/share/doc/linux-image-{release}/changelog.Debian.gz"),
+        ]
+    }
+
+    #[test]
+    fn each_debian_layout_is_found_by_its_series() {
+        let base = scratch("layouts");
+        let (cache, boot, sysmods) = (base.join("cache"), base.join("boot"), base.join("mods"));
+        let kernels = [
+            // bullseye, bookworm, bookworm-backports, boot/ with merged-/usr modules, and sid.
+            (
+                "5.10",
+                "5.10.0-46-amd64",
+                boot_layout("5.10.0-46-amd64", "lib/modules", "ko"),
+            ),
+            (
+                "6.1",
+                "6.1.0-57-amd64",
+                boot_layout("6.1.0-57-amd64", "lib/modules", "ko"),
+            ),
+            (
+                "6.12",
+                "6.12.95+deb12-amd64",
+                boot_layout("6.12.95+deb12-amd64", "lib/modules", "ko.xz"),
+            ),
+            (
+                "6.18",
+                "6.18.9+deb13-amd64",
+                boot_layout("6.18.9+deb13-amd64", "usr/lib/modules", "ko.xz"),
+            ),
+            (
+                "7.2",
+                "7.2.13+deb14-amd64",
+                sid_layout("7.2.13+deb14-amd64"),
+            ),
+        ];
+        for (_, release, files) in &kernels {
+            lay_out(&cache.join(format!("linux-image-{release}")), files);
+        }
+        // Sid's -cloud flavor, in the same layout, lacks 9p: never a candidate.
+        lay_out(
+            &cache.join("linux-image-7.2.14+deb14-cloud-amd64"),
+            &sid_layout("7.2.14+deb14-cloud-amd64"),
+        );
+        for (series, release, files) in &kernels {
+            let dir = cache.join(format!("linux-image-{release}"));
+            let k = find_kernel_in(&cache, &boot, &sysmods, series).unwrap();
+            let image = files.iter().find(|f| f.contains("vmlinuz")).unwrap();
+            let modules = files.iter().find(|f| f.ends_with("modules.dep")).unwrap();
+            let modules = dir.join(modules.trim_end_matches("/modules.dep"));
+            assert_eq!(
+                k,
+                Kernel {
+                    release: release.to_string(),
+                    image: dir.join(image),
+                    modules: Some(modules),
+                },
+                "Linux {series}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn an_installed_sid_kernel_is_found_beside_its_modules() {
+        let base = scratch("sid-installed");
+        let (cache, boot, sysmods) = (base.join("cache"), base.join("boot"), base.join("mods"));
+        touch(&sysmods.join("7.2.13+deb14-amd64/vmlinuz"));
+        touch(&sysmods.join("7.2.9+deb14-amd64/vmlinuz"));
+        let k = find_kernel_in(&cache, &boot, &sysmods, "7.2").unwrap();
+        assert_eq!(k.image, sysmods.join("7.2.13+deb14-amd64/vmlinuz"));
+        assert_eq!(k.modules, Some(sysmods.join("7.2.13+deb14-amd64")));
+        // A copy in /boot too (as kernel-install makes) is the same kernel, found once.
+        touch(&boot.join("vmlinuz-7.2.13+deb14-amd64"));
+        let found = kernels_in(&boot, std::slice::from_ref(&sysmods), "7.2");
+        let releases: Vec<&str> = found.iter().map(|k| k.release.as_str()).collect();
+        assert_eq!(releases, ["7.2.13+deb14-amd64", "7.2.9+deb14-amd64"]);
+        assert_eq!(found[0].image, boot.join("vmlinuz-7.2.13+deb14-amd64"));
         let _ = std::fs::remove_dir_all(&base);
     }
 
