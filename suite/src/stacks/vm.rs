@@ -1,8 +1,9 @@
 //! Another Linux kernel: the suite runs in a QEMU guest booted with virtme-ng (`vng`) on a Debian
-//! kernel, so a kernel series ("6.1", Debian 12's) is a platform next to the host's own.
+//! kernel, so a kernel series ("5.10", "6.1", "6.12", "7.2") is a platform next to the host's own.
 //!
 //! The kernel is found unpacked in the cache (`.ci/stacks-install` runs `dpkg-deb -x` on Debian's
-//! `linux-image-<release>` into `<cache>/linux-image-<release>/` and indexes its modules with
+//! `linux-image-<release>`, and from sid on the `linux-binary-`, `linux-modules-` and `linux-base-`
+//! packages it depends on, into `<cache>/linux-image-<release>/` and indexes its modules with
 //! `depmod`) or installed under /boot. The guest (measured with virtme-ng 1.42, QEMU 7.2):
 //!
 //! * sees the host's root file system read-only over 9p (`--force-9p`); /etc, /usr, /tmp, ... are
@@ -11,9 +12,9 @@
 //! * has no network device: vng adds one only with `--network`, so QEMU runs with `-net none`;
 //! * is software-emulated (`--disable-kvm`): /dev/kvm may exist yet fail to boot these kernels
 //!   when the host is itself a VM; boot takes about 20-30 s;
-//! * loads its modules (veth, nf_tables, ...) on demand: vng finds `lib/modules/<release>` next to
-//!   the unpacked `boot/vmlinuz-<release>` and links it into the guest's /lib/modules, and the
-//!   guest's kernel runs the host's /sbin/modprobe (kmod) on it;
+//! * loads its modules (veth, nf_tables, ...) on demand: vng finds `lib/modules/<release>` (or
+//!   `usr/lib/modules/<release>`) in the folder above the image it boots and links it into the
+//!   guest's /lib/modules, and the guest's kernel runs the host's /sbin/modprobe (kmod) on it;
 //! * runs one shell script, written into `<cache>/vm/` (the kernel's command line, which carries
 //!   `--exec`, holds 2048 bytes and a longer one hangs the guest at a prompt): it takes the
 //!   virtio ports for its standard streams (see `GUEST_PORTS`), raises the descriptor limit,
@@ -24,8 +25,16 @@
 //! virtme-run and QEMU running (SIGINT to vng alone does nothing); SIGTERM to the whole process
 //! group ends them all. So that nothing outlives even a runner killed with SIGKILL (when only the
 //! group leader gets the parent-death signal), vng runs under `unshare --pid --fork --kill-child`:
-//! vng is the init of a PID namespace of its own and gets SIGKILL when `unshare` dies, and the
-//! kernel then kills everything in that namespace, QEMU included.
+//! a small shell (`LAUNCHER`) is the init of a PID namespace of its own and gets SIGKILL when
+//! `unshare` dies, and the kernel then kills everything in that namespace, QEMU included.
+//!
+//! A guest that cannot boot says why. Before the boot, a kernel without what the guest boots with
+//! (9p, its virtio transport, virtio-pci, virtio console: `BOOT_NEEDS`) is refused, naming the
+//! module and its option. During it, the guest's kernel log goes to `<out>/console.log` (a virtio
+//! console); the launcher waits on it for the guest script's first line, and when the guest dies
+//! first (a panic: vng exits 255) or has not booted by `BOOT_DEADLINE_S`, it prints the console's
+//! lines that say why (a module the initramfs lacks, a panic) instead of leaving the run to the
+//! stack's deadline.
 
 use super::Launch;
 use std::path::{Path, PathBuf};
@@ -38,7 +47,7 @@ pub struct Kernel {
     pub release: String,
     /// The bootable image (vmlinuz).
     pub image: PathBuf,
-    /// Its modules, `lib/modules/<release>`, when they are there.
+    /// Its modules, `lib/modules/<release>` or `usr/lib/modules/<release>`, when they are there.
     pub modules: Option<PathBuf>,
 }
 
@@ -79,8 +88,80 @@ const GUEST_PORTS: &str = r#"if [ ! -e /dev/virtio-ports/virtme.stdout ]; then
 fi
 "#;
 
+/// Where the guest's kernel log lands, in the artifact folder: a virtio console (hvc0, from the
+/// moment virtio_console loads in the initramfs) written by QEMU to this file. vng's own console
+/// (ttyS0) goes to /dev/null in a run with --exec, so without it a guest that cannot boot dies
+/// in silence (vng exits 255).
+const CONSOLE_LOG: &str = "console.log";
+/// The line the guest script writes to the kernel log first: the guest has booted.
+const BOOTED: &str = "sockconform: the guest runs its script";
+/// How long the guest may take to boot before the launcher ends it and says why. Measured: 20 to
+/// 60 s from vng's start to the guest script on this loaded 2-core machine, 5.10 to 7.2 alike.
+const BOOT_DEADLINE_S: u32 = 600;
+/// Console lines that say why a guest did not boot: a module the initramfs lacks or cannot
+/// insert, a panic, an oops. Left out, as they are in every boot: "virtio-fs: tag <ROOTFS> not
+/// found" (virtme-ng tries virtiofs before 9p) and the initramfs' "does not have module crypto-*"
+/// (the kernel asks for crypto algorithms it does not need to boot).
+const WHY_LINES: &str = "does not have module|Unknown symbol|module format|insmod|Kernel panic|\
+                         Oops|BUG:|Out of memory|VFS:";
+
+/// The host side of the launch, `sh -c` as the PID namespace's init: it runs vng (its arguments
+/// after the console log's path and the boot deadline) and waits, on the console log, for the
+/// guest script's first line. A guest that has not booted by the deadline is ended (the
+/// namespace dies with its init), and one that died without an exit code (vng's 255); in both
+/// cases the lines of the console that say why are printed on stderr, where the launcher shows
+/// them. Otherwise vng's exit code (sockconform's) is passed on.
+const LAUNCHER: &str = r#"log=$1 deadline=$2
+shift 2
+why() {
+  lines=$(grep -E "$WHY_LINES" "$log" 2>/dev/null | grep -v 'have module crypto-' | tail -n 12)
+  [ -n "$lines" ] || lines=$(tail -n 12 "$log" 2>/dev/null)
+  echo "its console ($log), the lines that say why:" >&2
+  printf '%s
+' "${lines:-(empty: the kernel printed nothing on hvc0)}" | sed 's/^/  /' >&2
+}
+"$@" &
+vng=$!
+start=$(date +%s)
+until grep -q "$BOOTED" "$log" 2>/dev/null || ! kill -0 "$vng" 2>/dev/null; do
+  if [ $(($(date +%s) - start)) -ge "$deadline" ]; then
+    echo "the guest did not boot within $deadline s: ending it" >&2
+    why
+    kill "$vng"
+    exit 124
+  fi
+  sleep 1
+done
+wait "$vng"
+code=$?
+if [ "$code" -eq 255 ]; then
+  echo "the guest died before sockconform could exit (vng exited 255)" >&2
+  why
+fi
+exit "$code"
+"#;
+
+/// What the guest needs of its kernel to boot under virtme-ng: each module, its configuration
+/// option and what it is for. Built in (=y) or a module in modules.dep (=m) will do.
+const BOOT_NEEDS: [(&str, &str, &str); 4] = [
+    ("9p", "CONFIG_9P_FS", "it mounts the host's root"),
+    ("9pnet_virtio", "CONFIG_NET_9P_VIRTIO", "9p's transport"),
+    ("virtio_pci", "CONFIG_VIRTIO_PCI", "QEMU's virtio devices"),
+    (
+        "virtio_console",
+        "CONFIG_VIRTIO_CONSOLE",
+        "the script's standard streams",
+    ),
+];
+
+/// Once booted, only errors and worse reach the consoles (console log level 4): the messages the
+/// cases provoke (veth, nf_tables, ...) would otherwise be written to two emulated consoles in
+/// the middle of timed steps. A panic or an oops still lands in the console log.
+const QUIET_CONSOLE: &str = "echo 4 >/proc/sys/kernel/printk\n";
+
 /// Find the newest installed-or-unpacked kernel whose release is of `series` ("6.1"): unpacked
-/// under `cache/*/boot/` or installed under /boot. Err with the command that provides one.
+/// in a folder of `cache` or installed under /boot and /lib/modules. Err with the command that
+/// provides one.
 pub fn find_kernel(cache: &Path, series: &str) -> Result<Kernel, String> {
     find_kernel_in(cache, Path::new("/boot"), Path::new("/lib/modules"), series)
 }
@@ -99,53 +180,86 @@ fn find_kernel_in(
         .unwrap_or_default();
     unpacked.sort();
     for dir in unpacked {
-        for release in images_in(&dir.join("boot"), series) {
-            let modules = ["lib/modules", "usr/lib/modules"]
-                .iter()
-                .map(|m| dir.join(m).join(&release))
-                .find(|m| m.is_dir());
-            found.push(Kernel {
-                image: dir.join("boot").join(format!("vmlinuz-{release}")),
-                modules,
-                release,
-            });
-        }
+        let module_dirs = [dir.join("lib/modules"), dir.join("usr/lib/modules")];
+        found.extend(kernels_in(&dir.join("boot"), &module_dirs, series));
     }
-    for release in images_in(boot, series) {
-        let modules = Some(system_modules.join(&release)).filter(|m| m.is_dir());
-        found.push(Kernel {
-            image: boot.join(format!("vmlinuz-{release}")),
-            modules,
-            release,
-        });
-    }
+    found.extend(kernels_in(boot, &[system_modules.to_path_buf()], series));
     found.sort_by(|a, b| compare_releases(&b.release, &a.release));
     found.into_iter().next().ok_or_else(|| {
         format!(
-            "no Linux {series} kernel to boot: none unpacked in {}/*/boot/ nor installed in {}; \
-             run `.ci/stacks-install` as root (it unpacks Debian 12's kernel, Linux 6.1, into \
-             that cache and installs virtme-ng and QEMU)",
+            "no Linux {series} kernel to boot: none unpacked in {}/ (boot/vmlinuz-<release> or \
+             usr/lib/modules/<release>/vmlinuz) nor installed in {}; run `.ci/stacks-install \
+             {series}` as root (it unpacks the newest Debian build of Linux 5.10, 6.1, 6.12 or \
+             7.2 into that cache and installs virtme-ng and QEMU)",
             cache.display(),
             boot.display()
         )
     })
 }
 
-/// The releases of the `vmlinuz-<release>` files in `dir` that belong to `series`. The -cloud
-/// flavor is left out: it lacks 9p, the guest's root file system.
+/// The kernels of `series` that one root holds, in either of Debian's layouts: the image as
+/// `boot/vmlinuz-<release>` (up to Debian 13), or as `<modules>/<release>/vmlinuz` (sid's
+/// linux-binary package, under usr/lib/modules since /usr is merged). Each kernel's modules are
+/// `<release>` in the first of `module_dirs` that has it.
+fn kernels_in(boot: &Path, module_dirs: &[PathBuf], series: &str) -> Vec<Kernel> {
+    let modules_of = |release: &str| {
+        module_dirs
+            .iter()
+            .map(|m| m.join(release))
+            .find(|m| m.is_dir())
+    };
+    let mut found: Vec<Kernel> = images_in(boot, series)
+        .into_iter()
+        .map(|release| Kernel {
+            image: boot.join(format!("vmlinuz-{release}")),
+            modules: modules_of(&release),
+            release,
+        })
+        .collect();
+    for dir in module_dirs {
+        for release in images_beside_modules(dir, series) {
+            // An installed sid kernel may have both: the one in /boot is enough.
+            if !found.iter().any(|k| k.release == release) {
+                found.push(Kernel {
+                    image: dir.join(&release).join("vmlinuz"),
+                    modules: modules_of(&release),
+                    release,
+                });
+            }
+        }
+    }
+    found
+}
+
+/// The releases of the `vmlinuz-<release>` files in `dir` that belong to `series`.
 fn images_in(dir: &Path, series: &str) -> Vec<String> {
+    releases_in(dir, series, |entry, name| {
+        name.strip_prefix("vmlinuz-")
+            .filter(|_| entry.is_file())
+            .map(String::from)
+    })
+}
+
+/// The releases of the `<release>/vmlinuz` files in `dir` (a modules folder) of `series`.
+fn images_beside_modules(dir: &Path, series: &str) -> Vec<String> {
+    releases_in(dir, series, |entry, name| {
+        entry.join("vmlinuz").is_file().then(|| name.to_string())
+    })
+}
+
+/// The releases that `release_of(path, file name)` reads from the entries of `dir`, of `series`,
+/// sorted. The -cloud flavor is left out: it lacks 9p, the guest's root file system.
+fn releases_in(
+    dir: &Path,
+    series: &str,
+    release_of: impl Fn(&Path, &str) -> Option<String>,
+) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut releases: Vec<String> = entries
         .flatten()
-        .filter(|e| e.path().is_file())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_prefix("vmlinuz-")
-                .map(String::from)
-        })
+        .filter_map(|e| release_of(&e.path(), e.file_name().to_str()?))
         .filter(|r| platforms::id::linux_release(r).as_deref() == Some(series))
         .filter(|r| !r.contains("-cloud"))
         .collect();
@@ -203,6 +317,7 @@ pub fn command(l: &Launch, kernel: &Kernel) -> Result<Command, String> {
         }
     }
     check_modules(kernel)?;
+    check_boot_needs(kernel)?;
     let vng = on_path("vng").ok_or(
         "virtme-ng (vng) is not on PATH: run `.ci/stacks-install` as root (pip install virtme-ng)",
     )?;
@@ -211,10 +326,15 @@ pub fn command(l: &Launch, kernel: &Kernel) -> Result<Command, String> {
          `apt-get install util-linux`)",
     )?;
     let script = write_guest_script(&l.cache, &guest_script(l, &exe, kernel))?;
+    let log = l.out.join(CONSOLE_LOG);
+    // A console log of an earlier run must not be read as this boot's.
+    let _ = std::fs::remove_file(&log);
     let mut cmd = Command::new(unshare);
     cmd.args(unshare_args(super::is_root()))
+        .args(launcher_args(&log))
         .arg(vng)
         .args(vng_args(l, kernel, &script)?)
+        .args(console_args(&log))
         // vng passes its own current folder to the guest, which the script leaves for `root`.
         .current_dir(&l.root)
         // QEMU's stdio would put a terminal into raw mode; the guest reads nothing.
@@ -231,6 +351,37 @@ fn unshare_args(root: bool) -> Vec<String> {
     }
     a.extend(["--pid", "--fork", "--kill-child"].map(String::from));
     a
+}
+
+/// `sh -c LAUNCHER` with its own arguments; vng and its arguments follow.
+fn launcher_args(log: &Path) -> Vec<String> {
+    let script = LAUNCHER
+        .replace("$WHY_LINES", WHY_LINES)
+        .replace("$BOOTED", BOOTED);
+    vec![
+        "sh".into(),
+        "-c".into(),
+        script,
+        "sh".into(),
+        log.display().to_string(),
+        BOOT_DEADLINE_S.to_string(),
+    ]
+}
+
+/// vng's options that give the guest a second console, hvc0, written by QEMU to `log` (a path
+/// `vng_args` checked: it is in the artifact folder). Its kernel logs everything (loglevel 7)
+/// until the guest script lowers it: the boot's messages, the initramfs' included, are what
+/// says why a boot failed.
+fn console_args(log: &Path) -> [String; 2] {
+    [
+        "--append=console=hvc0 loglevel=7".into(),
+        // One argument: vng's parser would take a separate "-chardev ..." for an option.
+        format!(
+            "--qemu-opts=-chardev file,id=bootlog,path={} -device virtio-serial-pci,id=bootlog-bus \
+             -device virtconsole,chardev=bootlog,bus=bootlog-bus.0",
+            log.display()
+        ),
+    ]
 }
 
 /// The arguments of vng. vng hands most of them to a shell and to QEMU without quoting, hence
@@ -292,6 +443,8 @@ fn guest_script(l: &Launch, exe: &Path, kernel: &Kernel) -> String {
     format!(
         "# sockconform in a Linux {release} guest (written by suite/src/stacks/vm.rs)\n\
          {GUEST_PORTS}\
+         echo '<5>{BOOTED}' >/dev/kmsg\n\
+         {QUIET_CONSOLE}\
          export PATH={GUEST_PATH}\n\
          ulimit -n {FD_LIMIT} || {{ echo 'cannot raise the descriptor limit to {FD_LIMIT}' >&2; exit 2; }}\n\
          cd {root} || exit 2\n\
@@ -372,6 +525,77 @@ fn check_modules(kernel: &Kernel) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Refuse, before booting, a kernel that lacks what the guest needs to boot (`BOOT_NEEDS`),
+/// naming the module and its option: QEMU would otherwise die at boot with a panic.
+fn check_boot_needs(kernel: &Kernel) -> Result<(), String> {
+    let Some(dir) = &kernel.modules else {
+        return Ok(()); // check_modules said so already.
+    };
+    // Debian has the configuration beside the image (boot/config-<release>) or, from sid on,
+    // among the modules (<release>/config).
+    let config = [
+        kernel
+            .image
+            .with_file_name(format!("config-{}", kernel.release)),
+        dir.join("config"),
+    ]
+    .into_iter()
+    .find_map(|p| std::fs::read_to_string(&p).ok().map(|text| (p, text)));
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let (dep, builtin) = (read("modules.dep"), read("modules.builtin"));
+    for (module, option, why) in BOOT_NEEDS {
+        let value = config.as_ref().map(|(_, text)| config_value(text, option));
+        let missing = match value.as_ref().map(|v| v.as_deref()) {
+            Some(Some("y")) => None,
+            Some(Some("m")) if lists_module(&dep, module) => None,
+            Some(Some("m")) => Some(format!(
+                "module {module} ({option}=m) is not in {}",
+                dir.join("modules.dep").display()
+            )),
+            Some(_) => Some(format!(
+                "{option} is not set in {}",
+                config
+                    .as_ref()
+                    .map(|(p, _)| p.display().to_string())
+                    .unwrap_or_default()
+            )),
+            // No configuration: the modules' own lists tell.
+            None if lists_module(&dep, module) || lists_module(&builtin, module) => None,
+            None => Some(format!(
+                "module {module} ({option}) is neither in modules.dep nor in modules.builtin of {}",
+                dir.display()
+            )),
+        };
+        if let Some(missing) = missing {
+            return Err(format!(
+                "Linux {} cannot boot under virtme-ng: {missing} (the guest needs it: {why})",
+                kernel.release
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The value of `option` in a kernel configuration: "y", "m", a string, or None when not set.
+fn config_value(config: &str, option: &str) -> Option<String> {
+    config.lines().find_map(|l| {
+        l.strip_prefix(option)?
+            .strip_prefix('=')
+            .map(|v| v.trim().to_string())
+    })
+}
+
+/// Whether a modules.dep or modules.builtin text lists `module` ("kernel/fs/9p/9p.ko.xz: ...";
+/// a module's name has `_` where its file may have `-`).
+fn lists_module(list: &str, module: &str) -> bool {
+    list.lines().any(|l| {
+        let path = l.split(':').next().unwrap_or("");
+        let file = path.rsplit('/').next().unwrap_or("");
+        file.split(".ko").next().map(|n| n.replace('-', "_")) == Some(module.to_string())
+            && file.contains(".ko")
+    })
 }
 
 fn on_path(program: &str) -> Option<PathBuf> {
@@ -460,6 +684,277 @@ mod tests {
         let e = find_kernel_in(&base.join("absent"), &base.join("boot"), &base, "6.1").unwrap_err();
         assert!(e.contains("no Linux 6.1 kernel"), "{e}");
         assert!(e.contains(".ci/stacks-install"), "{e}");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// The files of one Debian package layout, relative to the folder it is unpacked into.
+    fn lay_out(dir: &Path, files: &[String]) {
+        for f in files {
+            touch(&dir.join(f));
+        }
+    }
+
+    /// Debian up to 13: `boot/vmlinuz-<release>` and the modules under `<modules>/<release>`
+    /// (`lib/modules` before the /usr merge, `usr/lib/modules` after), with or without compression.
+    fn boot_layout(release: &str, modules: &str, ko: &str) -> Vec<String> {
+        vec![
+            format!("boot/vmlinuz-{release}"),
+            format!("boot/config-{release}"),
+            format!("boot/System.map-{release}"),
+            format!("{modules}/{release}/modules.dep"),
+            format!("{modules}/{release}/kernel/fs/9p/9p.{ko}"),
+        ]
+    }
+
+    /// Sid: linux-binary-<release> holds `usr/lib/modules/<release>/vmlinuz`, linux-modules- the
+    /// modules beside it, linux-base- the config; linux-image-<release> adds only documentation.
+    fn sid_layout(release: &str) -> Vec<String> {
+        let m = format!("usr/lib/modules/{release}");
+        vec![
+            format!("{m}/vmlinuz"),
+            format!("{m}/config"),
+            format!("{m}/modules.builtin"),
+            format!("{m}/modules.dep"),
+            format!("{m}/kernel/fs/9p/9p.ko.xz"),
+            format!("usr/share/doc/linux-image-{release}/changelog.Debian.gz"),
+        ]
+    }
+
+    #[test]
+    fn each_debian_layout_is_found_by_its_series() {
+        let base = scratch("layouts");
+        let (cache, boot, sysmods) = (base.join("cache"), base.join("boot"), base.join("mods"));
+        let kernels = [
+            // bullseye, bookworm, bookworm-backports, boot/ with merged-/usr modules, and sid.
+            (
+                "5.10",
+                "5.10.0-46-amd64",
+                boot_layout("5.10.0-46-amd64", "lib/modules", "ko"),
+            ),
+            (
+                "6.1",
+                "6.1.0-57-amd64",
+                boot_layout("6.1.0-57-amd64", "lib/modules", "ko"),
+            ),
+            (
+                "6.12",
+                "6.12.95+deb12-amd64",
+                boot_layout("6.12.95+deb12-amd64", "lib/modules", "ko.xz"),
+            ),
+            (
+                "6.18",
+                "6.18.9+deb13-amd64",
+                boot_layout("6.18.9+deb13-amd64", "usr/lib/modules", "ko.xz"),
+            ),
+            (
+                "7.2",
+                "7.2.13+deb14-amd64",
+                sid_layout("7.2.13+deb14-amd64"),
+            ),
+        ];
+        for (_, release, files) in &kernels {
+            lay_out(&cache.join(format!("linux-image-{release}")), files);
+        }
+        // Sid's -cloud flavor, in the same layout, lacks 9p: never a candidate.
+        lay_out(
+            &cache.join("linux-image-7.2.14+deb14-cloud-amd64"),
+            &sid_layout("7.2.14+deb14-cloud-amd64"),
+        );
+        for (series, release, files) in &kernels {
+            let dir = cache.join(format!("linux-image-{release}"));
+            let k = find_kernel_in(&cache, &boot, &sysmods, series).unwrap();
+            let image = files.iter().find(|f| f.contains("vmlinuz")).unwrap();
+            let modules = files.iter().find(|f| f.ends_with("modules.dep")).unwrap();
+            let modules = dir.join(modules.trim_end_matches("/modules.dep"));
+            assert_eq!(
+                k,
+                Kernel {
+                    release: release.to_string(),
+                    image: dir.join(image),
+                    modules: Some(modules),
+                },
+                "Linux {series}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn an_installed_sid_kernel_is_found_beside_its_modules() {
+        let base = scratch("sid-installed");
+        let (cache, boot, sysmods) = (base.join("cache"), base.join("boot"), base.join("mods"));
+        touch(&sysmods.join("7.2.13+deb14-amd64/vmlinuz"));
+        touch(&sysmods.join("7.2.9+deb14-amd64/vmlinuz"));
+        let k = find_kernel_in(&cache, &boot, &sysmods, "7.2").unwrap();
+        assert_eq!(k.image, sysmods.join("7.2.13+deb14-amd64/vmlinuz"));
+        assert_eq!(k.modules, Some(sysmods.join("7.2.13+deb14-amd64")));
+        // A copy in /boot too (as kernel-install makes) is the same kernel, found once.
+        touch(&boot.join("vmlinuz-7.2.13+deb14-amd64"));
+        let found = kernels_in(&boot, std::slice::from_ref(&sysmods), "7.2");
+        let releases: Vec<&str> = found.iter().map(|k| k.release.as_str()).collect();
+        assert_eq!(releases, ["7.2.13+deb14-amd64", "7.2.9+deb14-amd64"]);
+        assert_eq!(found[0].image, boot.join("vmlinuz-7.2.13+deb14-amd64"));
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// A kernel of the bookworm layout whose configuration and modules.dep give each of
+    /// `BOOT_NEEDS` as `config` says.
+    fn bookworm_kernel(base: &Path, config: &str, dep: &str) -> Kernel {
+        let release = "6.1.0-57-amd64";
+        let dir = base.join(format!("linux-image-{release}"));
+        lay_out(&dir, &boot_layout(release, "lib/modules", "ko"));
+        std::fs::write(dir.join(format!("boot/config-{release}")), config).unwrap();
+        let modules = dir.join("lib/modules").join(release);
+        std::fs::write(modules.join("modules.dep"), dep).unwrap();
+        Kernel {
+            release: release.into(),
+            image: dir.join(format!("boot/vmlinuz-{release}")),
+            modules: Some(modules),
+        }
+    }
+
+    #[test]
+    fn a_kernel_the_guest_cannot_boot_on_is_refused_naming_module_and_option() {
+        let base = scratch("needs");
+        let config = "CONFIG_9P_FS=m\nCONFIG_NET_9P_VIRTIO=m\nCONFIG_VIRTIO_PCI=y\n\
+                      CONFIG_VIRTIO_CONSOLE=m\n";
+        let dep = "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko\n\
+                   kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko\n\
+                   kernel/drivers/char/virtio_console.ko:\n";
+        let k = bookworm_kernel(&base, config, dep);
+        assert_eq!(check_boot_needs(&k), Ok(()));
+        // A module its configuration builds as a module, missing from modules.dep.
+        let k = bookworm_kernel(&base, config, &dep.replace("kernel/fs/9p/9p.ko: ", ""));
+        let e = check_boot_needs(&k).unwrap_err();
+        assert!(
+            e.starts_with("Linux 6.1.0-57-amd64 cannot boot under virtme-ng: "),
+            "{e}"
+        );
+        assert!(e.contains("module 9p (CONFIG_9P_FS=m) is not in "), "{e}");
+        // An option not set at all, as in Debian's -cloud flavor.
+        let cloud = config.replace("CONFIG_9P_FS=m", "# CONFIG_9P_FS is not set");
+        let e = check_boot_needs(&bookworm_kernel(&base, &cloud, dep)).unwrap_err();
+        assert!(e.contains("CONFIG_9P_FS is not set in "), "{e}");
+        assert!(e.contains("it mounts the host's root"), "{e}");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn sids_configuration_and_compressed_modules_are_read_beside_the_modules() {
+        let base = scratch("needs-sid");
+        let release = "7.2.13+deb14-amd64";
+        let dir = base.join(format!("linux-image-{release}"));
+        lay_out(&dir, &sid_layout(release));
+        let modules = dir.join("usr/lib/modules").join(release);
+        let config = "CONFIG_9P_FS=m\nCONFIG_NET_9P_VIRTIO=m\nCONFIG_VIRTIO_PCI=y\n\
+                      CONFIG_VIRTIO_CONSOLE=y\n";
+        std::fs::write(modules.join("config"), config).unwrap();
+        let dep = "kernel/fs/9p/9p.ko.xz: kernel/net/9p/9pnet.ko.xz\n";
+        std::fs::write(modules.join("modules.dep"), dep).unwrap();
+        let k = find_kernel_in(&base, &base.join("boot"), &base.join("mods"), "7.2").unwrap();
+        let e = check_boot_needs(&k).unwrap_err();
+        assert!(
+            e.contains("module 9pnet_virtio (CONFIG_NET_9P_VIRTIO=m)"),
+            "{e}"
+        );
+        let dep = format!("{dep}kernel/net/9p/9pnet_virtio.ko.xz: kernel/net/9p/9pnet.ko.xz\n");
+        std::fs::write(modules.join("modules.dep"), dep).unwrap();
+        assert_eq!(check_boot_needs(&k), Ok(()));
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// Runs the launcher with a stand-in for vng (a shell command) and a boot deadline; returns
+    /// its exit code, its stderr and how long it took. None where there is no sh.
+    fn launch_with(log: &Path, deadline_s: u32, vng: &str) -> Option<(i32, String, f64)> {
+        on_path("sh")?;
+        let mut args = launcher_args(log);
+        args[5] = deadline_s.to_string();
+        let t0 = std::time::Instant::now();
+        let o = Command::new(&args[0])
+            .args(&args[1..])
+            .args(["sh", "-c", vng])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        Some((
+            o.status.code().unwrap_or(-1),
+            stderr,
+            t0.elapsed().as_secs_f64(),
+        ))
+    }
+
+    #[test]
+    fn the_launcher_says_why_a_guest_died_from_its_console() {
+        let base = scratch("died");
+        let log = base.join("console.log");
+        let vng = format!(
+            "printf '%s\\n' '[ 2.2] virtme initramfs: initramfs does not have module crypto-aes' \
+             '[ 3.2] virtme initramfs: initramfs does not have module fs-9p' \
+             '[ 8.2] Kernel panic - not syncing: Attempted to kill init!' \
+             '[ 8.3] Call Trace:' >{}; exit 255",
+            log.display()
+        );
+        let Some((code, stderr, _)) = launch_with(&log, 60, &vng) else {
+            eprintln!("skipped: no sh on PATH");
+            return;
+        };
+        assert_eq!(code, 255, "{stderr}");
+        assert!(
+            stderr.contains("the guest died before sockconform could exit"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("  [ 3.2] virtme initramfs: initramfs does not have module fs-9p\n")
+        );
+        assert!(
+            stderr.contains("  [ 8.2] Kernel panic - not syncing"),
+            "{stderr}"
+        );
+        // Lines every boot has, and the rest of the trace, are left out.
+        assert!(
+            !stderr.contains("crypto-aes") && !stderr.contains("Call Trace"),
+            "{stderr}"
+        );
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn the_launcher_ends_a_guest_that_does_not_boot_by_its_deadline() {
+        let base = scratch("hung");
+        let log = base.join("console.log");
+        let vng = format!(
+            "echo '[ 1.0] Run /init as init process' >{}; while :; do sleep 1; done",
+            log.display()
+        );
+        let Some((code, stderr, secs)) = launch_with(&log, 1, &vng) else {
+            eprintln!("skipped: no sh on PATH");
+            return;
+        };
+        assert_eq!(code, 124, "{stderr}");
+        assert!(
+            stderr.contains("the guest did not boot within 1 s: ending it"),
+            "{stderr}"
+        );
+        // Nothing says why: the last lines are shown.
+        assert!(
+            stderr.contains("  [ 1.0] Run /init as init process"),
+            "{stderr}"
+        );
+        assert!(secs < 30.0, "took {secs} s");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn the_launcher_passes_on_the_exit_code_of_a_booted_guest() {
+        let base = scratch("booted");
+        let log = base.join("console.log");
+        let vng = format!("echo '[ 9.1] {BOOTED}' >{}; exit 3", log.display());
+        let Some((code, stderr, _)) = launch_with(&log, 60, &vng) else {
+            eprintln!("skipped: no sh on PATH");
+            return;
+        };
+        assert_eq!((code, stderr.as_str()), (3, ""));
         let _ = std::fs::remove_dir_all(&base);
     }
 
