@@ -682,6 +682,47 @@ mod tests {
     }
 
     #[test]
+    fn connections_opened_in_bulk_are_counted_after_the_named_ones() {
+        let labels = BTreeMap::from([(80, "server".to_string()), (5000, "client".to_string())]);
+        let segs = [
+            seg(6001, 80, "S", 0),
+            seg(5000, 80, "S", 0),
+            seg(80, 6001, "SA", 0),
+            seg(6002, 80, "S", 0),
+        ];
+        assert_eq!(
+            lines(&segs, &labels, false, None),
+            [
+                "client > server: SYN",
+                "other > server: SYN (x2, connections opened in bulk)",
+                "server > other: SYN-ACK (x1, connections opened in bulk)"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_observation_keeps_timing_events_apart_from_steps() {
+        let mut o = Observation {
+            case: "x/y".into(),
+            intent: String::new(),
+            steps: vec![],
+            timing: vec![],
+        };
+        o.push(Event::call(
+            "client",
+            "read(10)",
+            crate::proto::Outcome::Eof,
+        ));
+        o.push(Event::timing("client", "read(10)", "under 100 ms"));
+        o.push(Event::runner("the network heals"));
+        assert_eq!(
+            o.steps,
+            ["client: read(10) -> eof", "runner: the network heals"]
+        );
+        assert_eq!(o.timing, ["client: read(10): under 100 ms"]);
+    }
+
+    #[test]
     fn bulk_data_merges_per_direction() {
         let labels = BTreeMap::from([(80, "server".to_string()), (5000, "client".to_string())]);
         let segs = [

@@ -88,17 +88,16 @@ impl CaseWalk {
         let Net::Lab(lab) = &mut self.net else {
             return Err("faults need the lab topology".into());
         };
-        let words = match fault {
-            Fault::Crash => "the server host crashes (answers nothing)",
-            Fault::Reboot => "the server host reboots (its state vanishes without a packet)",
-            Fault::Partition => "the router forwards nothing (partition)",
-            Fault::Heal => "the network heals",
-            Fault::Unreachable => "the router answers ICMP host unreachable for the server",
-            Fault::MiddleboxReset => "the router answers the connection with forged RSTs",
+        let did = match fault {
+            Fault::Crash => "fault: the server host crashes (answers nothing)",
+            Fault::Reboot => "fault: the server host reboots (its state vanishes without a packet)",
+            Fault::Partition => "fault: the router forwards nothing (partition)",
+            Fault::Heal => "fault: the network heals",
+            Fault::Unreachable => "fault: the router answers ICMP host unreachable for the server",
+            Fault::MiddleboxReset => "fault: the router answers the connection with forged RSTs",
         };
         lab.inject(fault)
             .map_err(|e| format!("cannot inject {fault:?}: {e}"))?;
-        let did = format!("fault: {words}");
         if fault == Fault::Reboot {
             let how = self.agents.get(Side::Server).wait_end(deadline)?;
             return Ok(Event::runner_call(did, Returned::ServerDied { how }));
