@@ -7,6 +7,7 @@
 //! FIN_WAIT2, TIME_WAIT) and records which of them the table showed. What it did not show is
 //! then written as not visible, never as `CLOSED` or a queue of 0.
 
+use crate::observe::event::{End, Gap};
 use platforms::{TcpEntry, TcpState};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -104,7 +105,8 @@ impl TableView {
     /// One end of a case's connection is absent from the table: what that means here. Only
     /// what a socket can still be after it left the table of a complete one matters: a lingering
     /// state (TIME_WAIT, an orphaned FIN_WAIT2) or, for the server's end, not accepted yet.
-    pub fn absent_word(&self, server_end: bool) -> String {
+    /// Where it may be any of those, the end is a gap (`not visible (...)`), never CLOSED.
+    pub fn absent_end(&self, server_end: bool) -> End {
         let mut hidden: Vec<&str> = self
             .unlisted
             .iter()
@@ -115,12 +117,12 @@ impl TableView {
             hidden.push("queued unaccepted");
         }
         if hidden.is_empty() {
-            "CLOSED".into()
+            End::state(TcpState::Closed.name())
         } else {
-            format!(
-                "not visible (CLOSED, or {}, which this table does not list)",
+            End::Gap(Gap::NotVisible(format!(
+                "CLOSED, or {}, which this table does not list",
                 hidden.join(" or ")
-            )
+            )))
         }
     }
 
@@ -303,13 +305,17 @@ mod tests {
         .unwrap();
         assert!(view.unlisted.contains(&TcpState::TimeWait), "{view:?}");
         assert!(!view.recv_queue);
-        assert!(view.absent_word(false).contains("TIME_WAIT"));
-        assert!(view.absent_word(false).starts_with("not visible"));
+        assert_eq!(
+            view.absent_end(false),
+            End::Gap(Gap::NotVisible(
+                "CLOSED, or TIME_WAIT, which this table does not list".into()
+            ))
+        );
     }
 
     #[test]
     fn a_complete_table_makes_absence_closed() {
-        assert_eq!(TableView::complete().absent_word(true), "CLOSED");
+        assert_eq!(TableView::complete().absent_end(true), End::state("CLOSED"));
         let unread_only = TableView {
             unlisted: [TcpState::CloseWait].into_iter().collect(),
             recv_queue: true,
@@ -319,7 +325,10 @@ mod tests {
             fin_counted: false,
             read_cost: Duration::ZERO,
         };
-        assert_eq!(unread_only.absent_word(false), "CLOSED");
-        assert!(unread_only.absent_word(true).contains("unaccepted"));
+        assert_eq!(unread_only.absent_end(false), End::state("CLOSED"));
+        assert_eq!(
+            unread_only.absent_end(true).to_string(),
+            "not visible (CLOSED, or queued unaccepted, which this table does not list)"
+        );
     }
 }

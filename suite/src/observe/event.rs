@@ -165,11 +165,101 @@ impl Event {
 
     /// An outcome line, as the runner writes it.
     pub fn call(who: impl Into<String>, op: impl fmt::Display, outcome: Outcome) -> Event {
+        Event::returned(who, op, Returned::Outcome(outcome))
+    }
+
+    /// A call and what it came to, when that is more than an outcome.
+    pub fn returned(who: impl Into<String>, op: impl fmt::Display, result: Returned) -> Event {
         Event::Call(Call {
             who: who.into(),
             op: op.to_string(),
-            result: Returned::Outcome(outcome),
+            result,
         })
+    }
+
+    /// `runner: hard kill client -> process died (how)`: what one of the runner's own acts did.
+    pub fn runner_call(op: impl fmt::Display, result: Returned) -> Event {
+        Event::returned("runner", op, result)
+    }
+
+    /// A call that could not be made because its process had ended one step earlier.
+    pub fn not_performed(
+        who: impl Into<String>,
+        op: impl fmt::Display,
+        how: impl Into<String>,
+    ) -> Event {
+        Event::returned(who, op, Returned::NotPerformed { how: how.into() })
+    }
+
+    /// `client: read(100) begins`.
+    pub fn begins(who: impl Into<String>, op: impl fmt::Display) -> Event {
+        Event::Begins {
+            who: who.into(),
+            op: op.to_string(),
+        }
+    }
+
+    /// `runner: NOTE`: what the runner did or could not do.
+    pub fn runner(note: impl Into<String>) -> Event {
+        Event::Runner(note.into())
+    }
+
+    /// `SUBJECT: VALUE`, a reading that was taken.
+    pub fn shown(subject: impl Into<String>, value: impl Into<String>) -> Event {
+        Event::Reading {
+            subject: subject.into(),
+            value: Value::Shown(value.into()),
+        }
+    }
+
+    /// `SUBJECT: not visible (why)` or `SUBJECT: unavailable (why)`, a reading that could not be
+    /// taken here.
+    pub fn gap(subject: impl Into<String>, gap: Gap) -> Event {
+        Event::Reading {
+            subject: subject.into(),
+            value: Value::Gap(gap),
+        }
+    }
+
+    /// The timing line of a call, named as its step line names it (`client: read(10)`).
+    pub fn timing(who: &str, op: impl fmt::Display, bucket: impl Into<String>) -> Event {
+        Event::Timing {
+            step: format!("{who}: {op}"),
+            bucket: bucket.into(),
+        }
+    }
+}
+
+impl Gap {
+    /// `not visible (why)`.
+    pub fn not_visible(why: impl fmt::Display) -> Gap {
+        Gap::NotVisible(why.to_string())
+    }
+
+    /// `unavailable (why)`.
+    pub fn unavailable(why: impl fmt::Display) -> Gap {
+        Gap::Unavailable(why.to_string())
+    }
+}
+
+impl End {
+    /// An end the table shows in `state`, without a queue figure.
+    pub fn state(state: impl Into<String>) -> End {
+        End::State {
+            state: state.into(),
+            queue: None,
+        }
+    }
+}
+
+impl WireEvent {
+    /// `FROM > TO: WHAT`.
+    pub fn sent(from: &str, to: &str, what: impl fmt::Display) -> WireEvent {
+        WireEvent::Sent {
+            from: from.into(),
+            to: to.into(),
+            what: what.to_string(),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::script::{Case, Timing};
 use event::{Event, Section, WireEvent};
 use platforms::wire::Segment;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// The compared part of a case's run: every step's outcome in order, the TCP states at each
 /// checkpoint (as steps), and timing buckets.
@@ -34,8 +34,17 @@ impl Observation {
         }
     }
 
-    pub fn step(&mut self, line: String) {
-        self.steps.push(line);
+    /// Record an event, as the line its Display renders: a timing bucket among the timing lines,
+    /// anything else among the steps. The wire is not part of an observation (`Wire` holds it).
+    pub fn push(&mut self, event: Event) {
+        debug_assert!(
+            !matches!(event, Event::Wire(_)),
+            "a wire event in an observation: {event}"
+        );
+        match event {
+            Event::Timing { .. } => self.timing.push(event.to_string()),
+            _ => self.steps.push(event.to_string()),
+        }
     }
 
     /// The text stored in the snapshot file.
@@ -53,6 +62,13 @@ pub enum Wire {
 }
 
 impl Wire {
+    /// A captured wire, each event as the line its Display renders.
+    pub fn captured(events: impl IntoIterator<Item = WireEvent>) -> Wire {
+        Wire::Captured {
+            events: events.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
     /// The text of the wire snapshot, if there is one to compare.
     pub fn render(&self, case: &str) -> Option<String> {
         match self {
@@ -101,17 +117,21 @@ pub fn relative_bucket(us: u64, knob_ms: u64) -> &'static str {
     }
 }
 
-/// The timing line of a step for the snapshot, if the script asks for one.
-pub fn timing_line(label: &str, timing: Timing, us: u64) -> Option<String> {
-    let label = label.split_once(". ").map(|(_, l)| l).unwrap_or(label);
-    match timing {
-        Timing::Untimed => None,
-        Timing::Absolute => Some(format!("{label}: {}", absolute_bucket(us))),
-        Timing::Relative { knob, ms } => Some(format!(
-            "{label}: {} the {knob} ({ms} ms)",
-            relative_bucket(us, ms)
-        )),
-    }
+/// The timing event of `who`'s call `op` for the snapshot, if the script asks for one.
+pub fn timing_event(
+    who: &str,
+    op: impl std::fmt::Display,
+    timing: Timing,
+    us: u64,
+) -> Option<Event> {
+    let bucket = match timing {
+        Timing::Untimed => return None,
+        Timing::Absolute => absolute_bucket(us).to_string(),
+        Timing::Relative { knob, ms } => {
+            format!("{} the {knob} ({ms} ms)", relative_bucket(us, ms))
+        }
+    };
+    Some(Event::timing(who, op, bucket))
 }
 
 /// Reduce captured segments to portable wire events: "client > server: SYN". Pure ACKs are left
@@ -122,81 +142,116 @@ pub fn wire_events(
     labels: &BTreeMap<u16, String>,
     bulk: bool,
     retransmissions_vary: Option<&str>,
-) -> Vec<String> {
-    let name = |port: u16| {
-        labels
+) -> Vec<WireEvent> {
+    let mut r = Reduction {
+        labels,
+        bulk,
+        retransmissions_vary,
+        out: Vec::new(),
+        last_bulk_dir: None,
+        next_seq: BTreeMap::new(),
+        unnamed: BTreeMap::new(),
+        sent: HashSet::new(),
+        probes_since_event: Vec::new(),
+    };
+    for s in segs {
+        r.segment(s);
+    }
+    for ((from, to, what), n) in r.unnamed.into_values() {
+        let what = format!("{what} (x{n}, connections opened in bulk)");
+        r.out.push(WireEvent::Sent { from, to, what });
+    }
+    r.out
+}
+
+/// One reduction of a capture to wire events, segment by segment.
+struct Reduction<'a> {
+    labels: &'a BTreeMap<u16, String>,
+    bulk: bool,
+    retransmissions_vary: Option<&'a str>,
+    out: Vec<WireEvent>,
+    /// The direction (from, to) of the last bulk data event, while no other event followed it.
+    last_bulk_dir: Option<(String, String)>,
+    /// The next sequence number each sender has used up to, to recognize probes: an ACK without
+    /// data whose sequence number is one below it (keepalive and zero-window probes).
+    next_seq: BTreeMap<(u16, u16), u32>,
+    /// Events (from, to, what) of connections opened in bulk, counted; keyed by their line, the
+    /// order they are listed in.
+    unnamed: BTreeMap<String, ((String, String, String), usize)>,
+    /// The (port, sequence number) of every data segment sent, to recognize retransmissions.
+    sent: HashSet<(u16, u32)>,
+    probes_since_event: Vec<WireEvent>,
+}
+
+impl Reduction<'_> {
+    fn name(&self, port: u16) -> String {
+        self.labels
             .get(&port)
             .cloned()
             .unwrap_or_else(|| "other".to_string())
-    };
-    let mut out: Vec<String> = Vec::new();
-    let mut last_bulk_dir: Option<String> = None;
-    // The next sequence number each sender has used up to, to recognize probes: an ACK without
-    // data whose sequence number is one below it (keepalive and zero-window probes).
-    let mut next_seq: BTreeMap<(u16, u16), u32> = BTreeMap::new();
-    let mut unnamed: BTreeMap<String, usize> = BTreeMap::new();
-    let mut sent: std::collections::HashSet<(u16, u32)> = std::collections::HashSet::new();
-    let mut probes_since_event: std::collections::BTreeSet<String> = Default::default();
-    for s in segs {
-        let key = (s.src.port(), s.dst.port());
-        let dir = format!("{} > {}", name(s.src.port()), name(s.dst.port()));
-        let end = s
-            .seq
-            .wrapping_add(s.payload as u32 + u32::from(s.syn) + u32::from(s.fin));
-        let known = next_seq.get(&key).copied();
-        if known.is_none_or(|n| end.wrapping_sub(n) as i32 > 0) {
-            next_seq.insert(key, end);
-        }
-        let is_probe =
-            s.event().is_none() && s.payload == 0 && known == Some(s.seq.wrapping_add(1));
-        if is_probe {
+    }
+
+    fn segment(&mut self, s: &Segment) {
+        let (from, to) = (self.name(s.src.port()), self.name(s.dst.port()));
+        if self.is_probe(s) {
             // Zero-window probes in bulk cases come as often as the timer says: not stable. Both
             // directions may probe in turn (both ends filled): one line each until another event.
-            let ev = format!("{dir}: probe (ACK below the next sequence number)");
-            if !(bulk && probes_since_event.contains(&ev)) {
-                probes_since_event.insert(ev.clone());
-                out.push(ev);
+            let ev = WireEvent::sent(&from, &to, "probe (ACK below the next sequence number)");
+            if !(self.bulk && self.probes_since_event.contains(&ev)) {
+                self.probes_since_event.push(ev.clone());
+                self.out.push(ev);
             }
-            continue;
+            return;
         }
-        if s.event().is_some() {
-            probes_since_event.clear();
-        }
-        let Some(ev) = s.event() else { continue };
+        let Some(what) = s.event() else { return };
+        self.probes_since_event.clear();
         // Where the count of retransmissions is not stable, the first one stands for all.
-        if let Some(why) = retransmissions_vary {
-            if s.payload > 0 && !sent.insert((s.src.port(), s.seq)) {
-                let line = format!("{dir}: {ev} retransmitted, a varying number of times ({why})");
-                if !out.contains(&line) {
-                    out.push(line);
+        if let Some(why) = self.retransmissions_vary {
+            if s.payload > 0 && !self.sent.insert((s.src.port(), s.seq)) {
+                let what = format!("{what} retransmitted, a varying number of times ({why})");
+                let ev = WireEvent::sent(&from, &to, what);
+                if !self.out.contains(&ev) {
+                    self.out.push(ev);
                 }
-                continue;
+                return;
             }
         }
         // Connections the case opens in bulk have no name of their own: count them instead.
-        if !labels.contains_key(&s.src.port()) || !labels.contains_key(&s.dst.port()) {
-            *unnamed.entry(format!("{dir}: {ev}")).or_insert(0usize) += 1;
-            continue;
+        if !self.labels.contains_key(&s.src.port()) || !self.labels.contains_key(&s.dst.port()) {
+            let line = WireEvent::sent(&from, &to, &what).to_string();
+            self.unnamed.entry(line).or_insert(((from, to, what), 0)).1 += 1;
+            return;
         }
-        if bulk && s.payload > 0 && !s.syn && !s.rst {
+        if self.bulk && s.payload > 0 && !s.syn && !s.rst {
             // Whether the last bytes share a segment with the FIN is not stable either: split them.
-            if last_bulk_dir.as_deref() != Some(dir.as_str()) {
-                out.push(format!("{dir}: data (bulk)"));
-                last_bulk_dir = Some(dir.clone());
+            let dir = Some((from.clone(), to.clone()));
+            if self.last_bulk_dir != dir {
+                self.out.push(WireEvent::sent(&from, &to, "data (bulk)"));
+                self.last_bulk_dir = dir;
             }
             if s.fin {
-                out.push(format!("{dir}: FIN"));
-                last_bulk_dir = None;
+                self.out.push(WireEvent::sent(&from, &to, "FIN"));
+                self.last_bulk_dir = None;
             }
-            continue;
+            return;
         }
-        last_bulk_dir = None;
-        out.push(format!("{dir}: {ev}"));
+        self.last_bulk_dir = None;
+        self.out.push(WireEvent::sent(&from, &to, what));
     }
-    for (ev, n) in unnamed {
-        out.push(format!("{ev} (x{n}, connections opened in bulk)"));
+
+    /// Note how far the segment's sender has used sequence numbers; whether the segment is a
+    /// probe (an ACK without data one below the next sequence number).
+    fn is_probe(&mut self, s: &Segment) -> bool {
+        let key = (s.src.port(), s.dst.port());
+        let end = s
+            .seq
+            .wrapping_add(s.payload as u32 + u32::from(s.syn) + u32::from(s.fin));
+        let known = self.next_seq.get(&key).copied();
+        if known.is_none_or(|n| end.wrapping_sub(n) as i32 > 0) {
+            self.next_seq.insert(key, end);
+        }
+        s.event().is_none() && s.payload == 0 && known == Some(s.seq.wrapping_add(1))
     }
-    out
 }
 
 /// Every segment as one line with its time since the capture started (for the JSON results only:
@@ -479,9 +534,10 @@ mod tests {
     }
 
     #[test]
-    fn timing_lines_drop_the_step_number() {
-        let l = timing_line(
-            "7. client: read(10)",
+    fn timing_lines_name_the_call_as_its_step_line_does() {
+        let l = timing_event(
+            "client",
+            "read(10)",
             Timing::Relative {
                 knob: "read timeout",
                 ms: 200,
@@ -489,10 +545,27 @@ mod tests {
             210_000,
         );
         assert_eq!(
-            l.unwrap(),
+            l.unwrap().to_string(),
             "client: read(10): about 1x (0.8x to 1.5x) the read timeout (200 ms)"
         );
-        assert_eq!(timing_line("1. x", Timing::Untimed, 5), None);
+        assert_eq!(
+            timing_event("client", "x", Timing::Absolute, 5).map(|e| e.to_string()),
+            Some("client: x: under 100 ms".to_string())
+        );
+        assert_eq!(timing_event("client", "x", Timing::Untimed, 5), None);
+    }
+
+    /// The wire events' lines, as the snapshot holds them.
+    fn lines(
+        segs: &[Segment],
+        labels: &BTreeMap<u16, String>,
+        bulk: bool,
+        vary: Option<&str>,
+    ) -> Vec<String> {
+        wire_events(segs, labels, bulk, vary)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn seg(src: u16, dst: u16, flags: &str, payload: usize) -> Segment {
@@ -528,7 +601,7 @@ mod tests {
             data,
             seg(80, 5000, "RA", 0),
         ];
-        let ev = wire_events(&segs, &labels, false, None);
+        let ev = lines(&segs, &labels, false, None);
         assert_eq!(ev[0], "client > server: SYN");
         assert_eq!(ev.len(), 4, "{ev:?}");
         assert!(ev[3].starts_with("server > client: RST"), "{ev:?}");
@@ -553,8 +626,8 @@ mod tests {
             v
         };
         let (few, many) = (
-            wire_events(&probes(2), &labels, true, None),
-            wire_events(&probes(5), &labels, true, None),
+            lines(&probes(2), &labels, true, None),
+            lines(&probes(5), &labels, true, None),
         );
         assert_eq!(few, many);
         assert_eq!(few.len(), 4, "{few:?}");
@@ -569,7 +642,7 @@ mod tests {
         probe.seq = 104;
         let mut pure_ack = seg(5000, 80, "A", 0);
         pure_ack.seq = 105;
-        let ev = wire_events(&[a.clone(), probe, pure_ack], &labels, false, None);
+        let ev = lines(&[a.clone(), probe, pure_ack], &labels, false, None);
         assert_eq!(
             ev,
             [
@@ -599,13 +672,54 @@ mod tests {
         let four = [a.clone(), a.clone(), a.clone(), a];
         let why = Some("the rate limit decides");
         assert_eq!(
-            wire_events(&three, &labels, false, why),
-            wire_events(&four, &labels, false, why)
+            lines(&three, &labels, false, why),
+            lines(&four, &labels, false, why)
         );
         assert_eq!(
-            wire_events(&three, &labels, false, why),
+            lines(&three, &labels, false, why),
             ["client > server: data 5", "client > server: data 5 retransmitted, a varying number of times (the rate limit decides)"]
         );
+    }
+
+    #[test]
+    fn connections_opened_in_bulk_are_counted_after_the_named_ones() {
+        let labels = BTreeMap::from([(80, "server".to_string()), (5000, "client".to_string())]);
+        let segs = [
+            seg(6001, 80, "S", 0),
+            seg(5000, 80, "S", 0),
+            seg(80, 6001, "SA", 0),
+            seg(6002, 80, "S", 0),
+        ];
+        assert_eq!(
+            lines(&segs, &labels, false, None),
+            [
+                "client > server: SYN",
+                "other > server: SYN (x2, connections opened in bulk)",
+                "server > other: SYN-ACK (x1, connections opened in bulk)"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_observation_keeps_timing_events_apart_from_steps() {
+        let mut o = Observation {
+            case: "x/y".into(),
+            intent: String::new(),
+            steps: vec![],
+            timing: vec![],
+        };
+        o.push(Event::call(
+            "client",
+            "read(10)",
+            crate::proto::Outcome::Eof,
+        ));
+        o.push(Event::timing("client", "read(10)", "under 100 ms"));
+        o.push(Event::runner("the network heals"));
+        assert_eq!(
+            o.steps,
+            ["client: read(10) -> eof", "runner: the network heals"]
+        );
+        assert_eq!(o.timing, ["client: read(10): under 100 ms"]);
     }
 
     #[test]
@@ -618,7 +732,7 @@ mod tests {
             seg(5000, 80, "PA", 7),
             seg(5000, 80, "FPA", 9),
         ];
-        let ev = wire_events(&segs, &labels, true, None);
+        let ev = lines(&segs, &labels, true, None);
         assert_eq!(
             ev,
             [

@@ -3,6 +3,7 @@
 
 use super::host::Net;
 use super::waits::{wait_until, Waited};
+use crate::observe::event::{Event, Returned};
 use crate::proto::{Outcome, Reply, Request};
 use crate::script::{Action, Side};
 use std::collections::BTreeMap;
@@ -152,6 +153,11 @@ fn collect_stderr(mut pipe: ChildStderr) -> Arc<Mutex<String>> {
     stderr
 }
 
+/// What a call came to when its process died in it.
+fn died(how: String) -> Returned {
+    Returned::Outcome(Outcome::Died { how })
+}
+
 /// The case's two agents, by side; dropping them ends them.
 #[derive(Default)]
 pub(super) struct Agents(BTreeMap<Side, AgentProc>);
@@ -168,27 +174,27 @@ impl Agents {
     }
 
     /// Kill the side's process hard and say how it died.
-    pub(super) fn kill(&mut self, side: Side, deadline: Instant) -> Result<String, String> {
+    pub(super) fn kill(&mut self, side: Side, deadline: Instant) -> Result<Event, String> {
         let a = self.get(side);
         a.child
             .kill()
             .map_err(|e| format!("cannot kill {side}: {e}"))?;
         let how = a.wait_end(deadline)?;
-        Ok(format!("runner: hard kill {side} -> process died ({how})"))
+        Ok(Event::runner_call(format!("hard kill {side}"), died(how)))
     }
 
     /// Ask the side's process to terminate and say how it died.
-    pub(super) fn terminate(&mut self, side: Side, deadline: Instant) -> Result<String, String> {
+    pub(super) fn terminate(&mut self, side: Side, deadline: Instant) -> Result<Event, String> {
         let a = self.get(side);
         platforms::terminate(a.child.id()).map_err(|e| format!("cannot terminate {side}: {e}"))?;
         let how = a.wait_end(deadline)?;
-        Ok(format!("runner: terminate {side} -> process died ({how})"))
+        Ok(Event::runner_call(format!("terminate {side}"), died(how)))
     }
 
     /// Close the side's standard input: the child holding its socket exits.
-    pub(super) fn release_holder(&mut self, side: Side) -> String {
+    pub(super) fn release_holder(&mut self, side: Side) -> Event {
         drop(self.get(side).stdin.take());
-        format!("runner: the last holder of the {side}'s socket exits")
+        Event::runner(format!("the last holder of the {side}'s socket exits"))
     }
 
     /// SIGTERM to the server, up to the grace period for it to end, then SIGKILL.
@@ -196,17 +202,23 @@ impl Agents {
         &mut self,
         grace_ms: u64,
         deadline: Instant,
-    ) -> Result<String, String> {
+    ) -> Result<Event, String> {
         let a = self.get(Side::Server);
         platforms::terminate(a.child.id())
             .map_err(|e| format!("cannot terminate the server: {e}"))?;
         let grace = Duration::from_millis(grace_ms);
+        let sigterm = "host shutdown: SIGTERM to the server";
         Ok(match a.wait_end(Instant::now() + grace) {
-            Ok(how) => format!("runner: host shutdown: SIGTERM to the server -> process died ({how}) within the grace period ({grace_ms} ms)"),
+            Ok(how) => Event::runner_call(sigterm, Returned::DiedWithin { how, grace_ms }),
             Err(_) => {
-                a.child.kill().map_err(|e| format!("cannot kill the server: {e}"))?;
+                a.child
+                    .kill()
+                    .map_err(|e| format!("cannot kill the server: {e}"))?;
                 let how = a.wait_end(deadline)?;
-                format!("runner: host shutdown: SIGTERM to the server; still running after the grace period ({grace_ms} ms); hard kill -> process died ({how})")
+                Event::runner_call(
+                    format!("{sigterm}; still running after the grace period ({grace_ms} ms); hard kill"),
+                    died(how),
+                )
             }
         })
     }

@@ -5,6 +5,7 @@ use super::endpoints::canonical;
 use super::host::Net;
 use super::waits::{on_wire, wait_until, Waited};
 use super::{CaseWalk, RunConfig};
+use crate::observe::event::{Checkpoint, End, Event, Part, Queue};
 use crate::script::{Case, Side, Slot, Step, TcpState};
 use crate::visibility::TableView;
 use platforms::TcpEntry;
@@ -130,42 +131,42 @@ impl CaseWalk {
         })
     }
 
-    /// The checkpoint's line: each connection's two ends, then the listener.
-    pub(super) fn checkpoint(&mut self, name: &str) -> String {
+    /// The checkpoint: each connection's two ends, then the listener.
+    pub(super) fn checkpoint(&mut self, name: &str) -> Event {
         self.await_closing_on_wire();
         let [tc, ts] = self.settle();
         let mut parts = Vec::new();
         for (slot, &(c, s)) in &self.ends.conns {
-            let label = if slot.is_conn() {
-                String::new()
-            } else {
-                format!("{slot} ")
-            };
-            parts.push(format!(
-                "{label}client {}, server {}",
-                self.end_word(find(&tc, Side::Client, c, s), Side::Client),
-                self.end_word(find(&ts, Side::Server, c, s), Side::Server)
-            ));
+            parts.push(Part::Conn {
+                // The case's main connection goes unnamed.
+                slot: (!slot.is_conn()).then(|| slot.to_string()),
+                client: self.end(find(&tc, Side::Client, c, s), Side::Client),
+                server: self.end(find(&ts, Side::Server, c, s), Side::Server),
+            });
         }
         if let Some(l) = self.ends.previous_listener {
             let listening = ts
                 .iter()
                 .any(|e| canonical(e.local) == canonical(l) && e.state == TcpState::Listen);
-            parts.push(format!(
-                "listener {}",
-                if listening { "LISTEN" } else { "CLOSED" }
-            ));
+            let state = if listening {
+                TcpState::Listen
+            } else {
+                TcpState::Closed
+            };
+            parts.push(Part::Listener(state.name().into()));
         }
-        format!("checkpoint {name}: {}", parts.join("; "))
+        Event::Checkpoint(Checkpoint {
+            name: name.into(),
+            parts,
+        })
     }
 
     /// One end of a connection as a checkpoint shows it: its state, and its unread bytes.
-    fn end_word(&self, entry: Option<&TcpEntry>, side: Side) -> String {
+    fn end(&self, entry: Option<&TcpEntry>, side: Side) -> End {
         let view = &self.tables.view;
         let Some(e) = entry else {
-            return view.absent_word(side == Side::Server);
+            return view.absent_end(side == Side::Server);
         };
-        let mut w = e.state.name().to_string();
         // The kernel's receive-queue figure, shown as the kernel reports it; bulk cases hide the
         // unstable size. A table whose queues are not real shows none rather than a false 0.
         // Linux counts a received FIN as one byte of the queue (rcv_nxt - copied_seq): taken off
@@ -176,14 +177,15 @@ impl CaseWalk {
                 TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait
             );
         let unread = e.recv_queue.saturating_sub(u64::from(fin_in_queue));
-        if unread > 0 && view.recv_queue {
-            w += &if self.tables.bulk {
-                " rx_queue>0".to_string()
-            } else {
-                format!(" rx_queue={unread}")
-            };
+        let queue = match (unread > 0 && view.recv_queue, self.tables.bulk) {
+            (false, _) => None,
+            (true, true) => Some(Queue::NonZero),
+            (true, false) => Some(Queue::Bytes(unread)),
+        };
+        End::State {
+            state: e.state.name().into(),
+            queue,
         }
-        w
     }
 }
 

@@ -100,8 +100,8 @@ impl Endpoints {
 
     /// Keep what a reply tells of the endpoints (the listener's address, a connection's ends, who
     /// wrote data); returns the outcome as the step's line shows it.
-    pub(super) fn note_reply(&mut self, a: &Action, reply: &Reply) -> String {
-        let mut outcome = reply.outcome.to_string();
+    pub(super) fn note_reply(&mut self, a: &Action, reply: &Reply) -> Outcome {
+        let mut outcome = reply.outcome.clone();
         match (&a.op, a.side) {
             (Op::Listen { .. } | Op::ListenDualStack { .. }, _) => {
                 if let Some(l) = reply.local {
@@ -125,9 +125,13 @@ impl Endpoints {
             }
             (Op::Accept, Side::Server) => {
                 // How a dual-stack listener presents an IPv4 client (its address only; the port
-                // is the client's ephemeral one).
-                if let Some(ip) = reply.peer.map(|p| p.ip()).filter(is_ipv4_mapped) {
-                    outcome += &format!(" (peer {ip}, IPv4-mapped)");
+                // is the client's ephemeral one). The agent names a peer only with an accept
+                // that succeeded (`ok`).
+                let mapped = reply.peer.map(|p| p.ip()).filter(is_ipv4_mapped);
+                if let (Some(ip), Outcome::Ok) = (mapped, &outcome) {
+                    outcome = Outcome::OkWith {
+                        note: format!("peer {ip}, IPv4-mapped"),
+                    };
                 }
             }
             _ => {}

@@ -2,7 +2,10 @@
 //! runner does to those hosts or reads from their kernel: faults, sysctls, facts, socket memory.
 
 use super::CaseWalk;
-use crate::observe;
+use crate::observe::{
+    self,
+    event::{Event, Gap, Returned},
+};
 use crate::script::{Fact, Fault, Side};
 use platforms::lab::{Host, Lab};
 use platforms::TcpEntry;
@@ -43,7 +46,7 @@ impl Net {
     }
 
     /// Set a sysctl in the network namespace of the side's host; never on the machine itself.
-    pub(super) fn sysctl(&self, side: Side, key: &str, value: &str) -> Result<String, String> {
+    pub(super) fn sysctl(&self, side: Side, key: &str, value: &str) -> Result<Event, String> {
         match self {
             Net::Lab(lab) => lab
                 .sysctl(host_of(side), key, value)
@@ -58,20 +61,20 @@ impl Net {
                 )
             }
         }
-        Ok(format!("runner: {side} host sysctl {key} = {value}"))
+        Ok(Event::runner(format!("{side} host sysctl {key} = {value}")))
     }
 }
 
 /// A platform default, read from the kernel.
-pub(super) fn fact(fact: Fact) -> String {
+pub(super) fn fact(fact: Fact) -> Event {
     let r = match fact {
         Fact::RetransmissionDefault => platforms::host::retransmission_default(),
         Fact::KeepaliveDefault => platforms::host::keepalive_default(),
         Fact::SynRetriesDefault => platforms::host::syn_retries_default(),
     };
     match r {
-        Ok(text) => format!("fact (read, not waited for): {text}"),
-        Err(e) => format!("fact: unavailable ({e})"),
+        Ok(text) => Event::shown("fact (read, not waited for)", text),
+        Err(e) => Event::gap("fact", Gap::unavailable(e)),
     }
 }
 
@@ -81,49 +84,48 @@ pub(super) fn tcp_memory() -> Option<u64> {
 }
 
 impl CaseWalk {
-    pub(super) fn fault(&mut self, fault: Fault, deadline: Instant) -> Result<String, String> {
+    pub(super) fn fault(&mut self, fault: Fault, deadline: Instant) -> Result<Event, String> {
         let Net::Lab(lab) = &mut self.net else {
             return Err("faults need the lab topology".into());
         };
-        let words = match fault {
-            Fault::Crash => "the server host crashes (answers nothing)",
-            Fault::Reboot => "the server host reboots (its state vanishes without a packet)",
-            Fault::Partition => "the router forwards nothing (partition)",
-            Fault::Heal => "the network heals",
-            Fault::Unreachable => "the router answers ICMP host unreachable for the server",
-            Fault::MiddleboxReset => "the router answers the connection with forged RSTs",
+        let did = match fault {
+            Fault::Crash => "fault: the server host crashes (answers nothing)",
+            Fault::Reboot => "fault: the server host reboots (its state vanishes without a packet)",
+            Fault::Partition => "fault: the router forwards nothing (partition)",
+            Fault::Heal => "fault: the network heals",
+            Fault::Unreachable => "fault: the router answers ICMP host unreachable for the server",
+            Fault::MiddleboxReset => "fault: the router answers the connection with forged RSTs",
         };
         lab.inject(fault)
             .map_err(|e| format!("cannot inject {fault:?}: {e}"))?;
-        let mut line = format!("runner: fault: {words}");
         if fault == Fault::Reboot {
             let how = self.agents.get(Side::Server).wait_end(deadline)?;
-            line += &format!(" -> the server process died ({how})");
+            return Ok(Event::runner_call(did, Returned::ServerDied { how }));
         }
-        Ok(line)
+        Ok(Event::runner(did))
     }
 
     /// The kernel memory per connection since the MemoryMark, for `n` connections.
-    pub(super) fn memory_per_connection(&mut self, n: usize) -> String {
+    pub(super) fn memory_per_connection(&mut self, n: usize) -> Event {
+        const SUBJECT: &str = "kernel memory per connection (both ends, TCP slab caches)";
         let now = platforms::host::tcp_socket_slab_bytes();
         match (self.memory_mark, now) {
             // The caches exist, but this run may not read them (a rootless run: only real root
             // may): not visible, which agrees with any figure root observed.
-            (_, Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => format!(
-                "kernel memory per connection (both ends, TCP slab caches): not visible ({e})"
-            ),
+            (_, Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Event::gap(SUBJECT, Gap::not_visible(e))
+            }
             (Some(before), Ok(after)) => {
                 let per = after.saturating_sub(before) / n.max(1) as u64;
                 self.record
                     .measurements
                     .push(("kernel_bytes_per_connection".into(), per));
-                format!(
-                    "kernel memory per connection (both ends, TCP slab caches): {}",
-                    observe::memory_bucket(per)
-                )
+                Event::shown(SUBJECT, observe::memory_bucket(per))
             }
-            _ => "kernel memory per connection: unavailable (cannot read the slab caches here)"
-                .into(),
+            _ => Event::gap(
+                "kernel memory per connection",
+                Gap::unavailable("cannot read the slab caches here"),
+            ),
         }
     }
 }

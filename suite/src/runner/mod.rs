@@ -21,7 +21,7 @@ mod wire;
 pub use config::RunConfig;
 pub use waits::Backoff;
 
-use crate::observe::{self, Observation, RawTiming, Wire};
+use crate::observe::{self, event::Event, Observation, RawTiming, Wire};
 use crate::proto::Reply;
 use crate::script::{Action, Case, Op, Side, Step, Topology};
 use agents::Agents;
@@ -215,11 +215,11 @@ impl CaseWalk {
                 ));
             }
             self.tables.settled = false;
-            let line = self
+            let event = self
                 .step(i + 1, step)
                 .map_err(|e| format!("step {} ({step:?}): {e}", i + 1))?;
-            if let Some(line) = line {
-                self.record.obs.step(line);
+            if let Some(event) = event {
+                self.record.obs.push(event);
             }
             self.note_closing(step);
             self.tables.settled = matches!(step, Step::Checkpoint(_));
@@ -227,8 +227,8 @@ impl CaseWalk {
         Ok(())
     }
 
-    /// Perform step `n`; returns the line it adds to the observation, if any.
-    fn step(&mut self, n: usize, step: &Step) -> Result<Option<String>, String> {
+    /// Perform step `n`; returns the event it adds to the observation, if any.
+    fn step(&mut self, n: usize, step: &Step) -> Result<Option<Event>, String> {
         let deadline = Instant::now() + step_budget(step);
         Ok(match step {
             Step::Do(a) => self.perform(n, a, deadline)?,
@@ -264,7 +264,7 @@ impl CaseWalk {
         n: usize,
         a: &Action,
         deadline: Instant,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<Event>, String> {
         if let Some(gone) = self.begin(a)? {
             return Ok(Some(gone));
         }
@@ -273,21 +273,16 @@ impl CaseWalk {
     }
 
     /// Begin an action whose outcome a later `Finish` collects.
-    fn start(&mut self, a: &Action) -> Result<Option<String>, String> {
+    fn start(&mut self, a: &Action) -> Result<Option<Event>, String> {
         if let Some(gone) = self.begin(a)? {
             return Ok(Some(gone));
         }
         self.agents.get(a.side).pending = Some(a.clone());
-        Ok(Some(format!("{}: {} begins", who(a), a.op)))
+        Ok(Some(Event::begins(who(a), &a.op)))
     }
 
     /// Collect the outcome of the side's started action.
-    fn finish_started(
-        &mut self,
-        n: usize,
-        side: Side,
-        deadline: Instant,
-    ) -> Result<String, String> {
+    fn finish_started(&mut self, n: usize, side: Side, deadline: Instant) -> Result<Event, String> {
         let agent = self.agents.get(side);
         let a = agent.pending.take().ok_or("nothing was started")?;
         let reply = agent.receive(deadline)?;
@@ -295,8 +290,8 @@ impl CaseWalk {
     }
 
     /// Resolve the action's addresses and send it. If its agent has already ended (say, killed by
-    /// SIGPIPE one step earlier), the step cannot be performed: returns the line that says so.
-    fn begin(&mut self, a: &Action) -> Result<Option<String>, String> {
+    /// SIGPIPE one step earlier), the step cannot be performed: returns the event that says so.
+    fn begin(&mut self, a: &Action) -> Result<Option<Event>, String> {
         let sent = self
             .ends
             .request(a)
@@ -309,24 +304,21 @@ impl CaseWalk {
             .get(a.side)
             .wait_end(Instant::now() + Duration::from_millis(500))
             .map_err(|_| e)?;
-        Ok(Some(format!(
-            "{}: {} -> not performed (the process had ended: {how})",
-            who(a),
-            a.op
-        )))
+        Ok(Some(Event::not_performed(who(a), &a.op, how)))
     }
 
-    /// Note what the reply tells of the endpoints, record its timing, and return its line.
-    fn finished(&mut self, n: usize, a: &Action, reply: Reply) -> String {
+    /// Note what the reply tells of the endpoints, record its timing, and return its event.
+    fn finished(&mut self, n: usize, a: &Action, reply: Reply) -> Event {
         let outcome = self.ends.note_reply(a, &reply);
-        let label = format!("{n}. {}: {}", who(a), a.op);
-        if let Some(line) = observe::timing_line(&label, a.timing, reply.elapsed_us) {
-            self.record.obs.timing.push(line);
+        let who = who(a);
+        if let Some(timing) = observe::timing_event(&who, &a.op, a.timing, reply.elapsed_us) {
+            self.record.obs.push(timing);
         }
+        // The raw figure goes to the JSON results only, under the step's number.
         self.record.raw.push(RawTiming {
-            step: label,
+            step: format!("{n}. {who}: {}", a.op),
             elapsed_us: reply.elapsed_us,
         });
-        format!("{}: {} -> {outcome}", who(a), a.op)
+        Event::call(who, &a.op, outcome)
     }
 }

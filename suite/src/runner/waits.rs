@@ -1,11 +1,11 @@
 //! Every wait of a script, on one loop: `wait_until` looks at a condition until it is met, cannot
 //! be observed here, or its deadline passes. Each wait is a condition and its words for each
-//! result; `Waited::line` alone turns a wait that was not met, or could not be made, into the
-//! observation's line (a met wait records nothing).
+//! result; `Waited::event` alone turns a wait that was not met, or could not be made, into the
+//! observation's event, a note of the runner (a met wait records nothing).
 
 use super::endpoints::canonical;
 use super::{step_deadline, CaseWalk};
-use crate::observe;
+use crate::observe::{self, event::Event};
 use crate::proto::{Outcome, Request};
 use crate::script::{Op, Side, Slot, TcpState};
 use platforms::wire::Segment;
@@ -65,17 +65,17 @@ impl Waited {
         Waited::CannotObserve("no capture".into())
     }
 
-    /// The runner's line for what a wait found: none when it was met, else the wait's own words
+    /// The runner's note for what a wait found: none when it was met, else the wait's own words
     /// for not met (given what was seen) or for cannot observe (given why).
-    pub(super) fn line(
+    pub(super) fn event(
         self,
         not_met: impl FnOnce(String) -> String,
         cannot: impl FnOnce(String) -> String,
-    ) -> Option<String> {
+    ) -> Option<Event> {
         match self {
             Waited::Met => None,
-            Waited::NotMet(seen) => Some(format!("runner: {}", not_met(seen))),
-            Waited::CannotObserve(why) => Some(format!("runner: {}", cannot(why))),
+            Waited::NotMet(seen) => Some(Event::runner(not_met(seen))),
+            Waited::CannotObserve(why) => Some(Event::runner(cannot(why))),
         }
     }
 }
@@ -143,7 +143,7 @@ impl CaseWalk {
         &mut self,
         side: Side,
         deadline: Instant,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<Event>, String> {
         let pid = self.agents.get(side).child.id();
         let waited = wait_until::<String>(deadline, || {
             Ok(match platforms::is_blocked(pid) {
@@ -152,7 +152,7 @@ impl CaseWalk {
                 None => Waited::CannotObserve(String::new()),
             })
         })?;
-        Ok(waited.line(
+        Ok(waited.event(
             |_| format!("could not observe {side} blocked in its call"),
             |_| format!("cannot observe whether the {side} is blocked in its call on this platform; not waited for"),
         ))
@@ -161,7 +161,7 @@ impl CaseWalk {
     /// Wait until data waits unread in the side's connection. Only the socket's owner can ask it
     /// (FIONREAD, which every platform answers; kernel tables may show no receive queue at all:
     /// Windows, gVisor), so the agent runs the wait loop and its reply is the wait's last look.
-    pub(super) fn await_unread(&mut self, side: Side) -> Result<Option<String>, String> {
+    pub(super) fn await_unread(&mut self, side: Side) -> Result<Option<Event>, String> {
         let req = Request {
             slot: Slot::CONN,
             op: Op::AwaitUnread {
@@ -177,7 +177,7 @@ impl CaseWalk {
             Outcome::Bytes { .. } => Waited::NotMet(String::new()),
             other => Waited::CannotObserve(format!("FIONREAD -> {other}")),
         };
-        Ok(waited.line(
+        Ok(waited.event(
             |_| format!("no data reached the {side} within {AWAIT_DEADLINE:?}"),
             |why| format!("cannot see the {side}'s unread data here ({why}); not waited for"),
         ))
@@ -188,7 +188,7 @@ impl CaseWalk {
         &mut self,
         side: Side,
         states: &[TcpState],
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<Event>, String> {
         let want: Vec<_> = states.iter().map(|s| s.name()).collect();
         let want = want.join(" or ");
         // A wait for states this table never lists cannot be performed: said at once instead of
@@ -207,7 +207,7 @@ impl CaseWalk {
                 Waited::NotMet(now.name().into())
             })
         })?;
-        Ok(waited.line(
+        Ok(waited.event(
             |now| format!("{side} end never reached {want} within {AWAIT_DEADLINE:?}; it is {now}"),
             |why| format!("cannot wait for the {side} end to reach {want}: {why}"),
         ))
@@ -215,7 +215,7 @@ impl CaseWalk {
 
     /// Wait until the capture shows the peer's stack acknowledged every byte the side sent on
     /// the main connection.
-    pub(super) fn await_acked(&mut self, side: Side, deadline: Instant) -> Option<String> {
+    pub(super) fn await_acked(&mut self, side: Side, deadline: Instant) -> Option<Event> {
         // What this platform cannot do comes first; a script without the connection second.
         let conn = self.ends.conns.get(&Slot::CONN).copied();
         let waited = match (self.tap.capture(), conn) {
@@ -232,14 +232,14 @@ impl CaseWalk {
                 })
             }
         };
-        waited.line(
+        waited.event(
             |_| format!("did not observe the {side}'s data acknowledged"),
             |why| format!("cannot wait for the {side}'s data to be acknowledged ({why})"),
         )
     }
 
     /// Wait until the capture shows `n` SYNs from the client.
-    pub(super) fn await_syns(&mut self, n: u32, deadline: Instant) -> Option<String> {
+    pub(super) fn await_syns(&mut self, n: u32, deadline: Instant) -> Option<Event> {
         let host = self.ends.host;
         on_wire(self.tap.capture(), deadline, |segs| {
             segs.iter()
@@ -247,14 +247,14 @@ impl CaseWalk {
                 .count()
                 >= n as usize
         })
-        .line(
+        .event(
             |_| format!("did not observe {n} SYN(s) from the client"),
             |why| format!("cannot wait for {n} SYN(s) from the client ({why})"),
         )
     }
 
     /// Wait until the capture shows the client's data retransmitted `n` times.
-    pub(super) fn await_retransmits(&mut self, n: u32, deadline: Instant) -> Option<String> {
+    pub(super) fn await_retransmits(&mut self, n: u32, deadline: Instant) -> Option<Event> {
         let port = self.ends.client_ports.get(&Slot::CONN).copied();
         let waited = match (self.tap.capture(), port) {
             (None, _) => Waited::no_capture(),
@@ -263,7 +263,7 @@ impl CaseWalk {
                 observe::retransmissions(segs, port) >= n as usize
             }),
         };
-        waited.line(
+        waited.event(
             |_| format!("did not observe {n} retransmission(s) of the client's data"),
             |why| format!("cannot wait for {n} retransmission(s) of the client's data ({why})"),
         )
@@ -345,6 +345,11 @@ mod tests {
         assert_eq!(found, Waited::CannotObserve("no capture".into()));
     }
 
+    /// The line an event renders, as the snapshot holds it.
+    fn text(e: Option<Event>) -> Option<String> {
+        e.map(|e| e.to_string())
+    }
+
     /// A walk on a run without capture (no agents are needed for waits on the wire).
     fn walk_without_capture() -> CaseWalk {
         let no = || Err("not probed in this test".to_string());
@@ -366,15 +371,15 @@ mod tests {
         let deadline = soon(5_000);
         let start = Instant::now();
         assert_eq!(
-            walk.await_syns(2, deadline).as_deref(),
+            text(walk.await_syns(2, deadline)).as_deref(),
             Some("runner: cannot wait for 2 SYN(s) from the client (no capture)")
         );
         assert_eq!(
-            walk.await_retransmits(3, deadline).as_deref(),
+            text(walk.await_retransmits(3, deadline)).as_deref(),
             Some("runner: cannot wait for 3 retransmission(s) of the client's data (no capture)")
         );
         assert_eq!(
-            walk.await_acked(Side::Server, deadline).as_deref(),
+            text(walk.await_acked(Side::Server, deadline)).as_deref(),
             Some("runner: cannot wait for the server's data to be acknowledged (no capture)")
         );
         assert!(
@@ -386,18 +391,18 @@ mod tests {
     #[test]
     fn only_a_wait_not_met_or_not_made_writes_a_line() {
         let words = |w: Waited| {
-            w.line(
+            w.event(
                 |seen| format!("not met: {seen}"),
                 |why| format!("cannot: {why}"),
             )
         };
         assert_eq!(words(Waited::Met), None);
         assert_eq!(
-            words(Waited::NotMet("CLOSE_WAIT".into())).as_deref(),
-            Some("runner: not met: CLOSE_WAIT")
+            words(Waited::NotMet("CLOSE_WAIT".into())),
+            Some(Event::Runner("not met: CLOSE_WAIT".into()))
         );
         assert_eq!(
-            words(Waited::CannotObserve("no capture".into())).as_deref(),
+            text(words(Waited::CannotObserve("no capture".into()))).as_deref(),
             Some("runner: cannot: no capture")
         );
     }

@@ -3,7 +3,7 @@
 
 use super::endpoints::Endpoints;
 use super::RunConfig;
-use crate::observe::{self, Wire};
+use crate::observe::{self, event::WireEvent, Wire};
 use crate::script::{Case, Slot};
 use platforms::wire::Frame;
 use platforms::Capture;
@@ -71,7 +71,8 @@ impl Tap {
         let vary = case.retransmissions_vary;
         let mut events = observe::wire_events(&segs, &labels, case.is_bulk(), vary);
         if let (Some(port), None) = (ends.client_ports.get(&Slot::CONN), vary) {
-            events.extend(observe::retransmission_schedule(&segs, *port));
+            let schedule = observe::retransmission_schedule(&segs, *port);
+            events.extend(schedule.map(WireEvent::Summary));
         }
         let wire = if dropped > 0 {
             // A partial wire is not an observation of the platform: neither compared nor
@@ -82,7 +83,7 @@ impl Tap {
                 ),
             }
         } else {
-            Wire::Captured { events }
+            Wire::captured(events)
         };
         CapturedWire {
             wire,
