@@ -78,10 +78,17 @@ pub fn on_terminate(what: OnTerminate) -> io::Result<()> {
         }
         Ok(())
     }
+    // Windows' graceful termination (`terminate`) is a CTRL_BREAK to the process group; a handler
+    // for it would need SetConsoleCtrlHandler, which is not implemented. A case that relies on its
+    // handler (a server that closes and exits, or ignores the request) is skipped rather than
+    // run with the default action, which would be another scenario.
     #[cfg(not(unix))]
     {
         let _ = what;
-        unsupported("a SIGTERM disposition")
+        Err(crate::not_implemented(
+            "a handler for graceful termination (terminate sends CTRL_BREAK there; handling \
+             it would need SetConsoleCtrlHandler)",
+        ))
     }
 }
 
@@ -125,10 +132,13 @@ fn update_fd_limit(f: impl FnOnce(u64, u64) -> u64) -> io::Result<u64> {
         }
         Ok(soft)
     }
+    // No RLIMIT_NOFILE: a case about a process at its descriptor limit cannot be set up.
     #[cfg(not(unix))]
     {
         let _ = f;
-        unsupported("a descriptor limit")
+        Err(crate::not_implemented(
+            "a per-process descriptor limit (no RLIMIT_NOFILE to lower for its sockets)",
+        ))
     }
 }
 

@@ -97,6 +97,45 @@ pub fn error_name(err: &io::Error) -> String {
     }
 }
 
+/// A knob (or a capability an agent uses) that this backend does not implement on this OS, as
+/// opposed to a call the OS made and failed. A case that needs it cannot be set up here, so it is
+/// skipped ("not implemented on windows: what") rather than run on as a different scenario whose
+/// outcomes the matrix would show as differences. It travels inside an `io::Error` of kind
+/// `Unsupported` (see [`not_implemented`]), so callers that only look at the kind still see an
+/// unsupported operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotImplemented {
+    /// The OS it is missing on, as `std::env::consts::OS` names it ("windows", "freebsd").
+    pub os: &'static str,
+    /// What is missing, and why, in words (never an error number).
+    pub what: String,
+}
+
+impl std::fmt::Display for NotImplemented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not implemented on {}: {}", self.os, self.what)
+    }
+}
+
+impl std::error::Error for NotImplemented {}
+
+/// The error a backend returns for a knob it does not implement on this OS (see
+/// [`NotImplemented`]).
+pub fn not_implemented(what: impl Into<String>) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        NotImplemented {
+            os: std::env::consts::OS,
+            what: what.into(),
+        },
+    )
+}
+
+/// The marker inside `err`, when it is one that [`not_implemented`] made.
+pub fn not_implemented_in(err: &io::Error) -> Option<&NotImplemented> {
+    err.get_ref()?.downcast_ref::<NotImplemented>()
+}
+
 /// One socket of the kernel's TCP table: open ones and those no process holds anymore
 /// (TIME_WAIT, orphaned FIN_WAIT2).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -358,3 +397,28 @@ pub fn mark_operation(on: bool) {
 
 // The knobs `close`, `recv`, `wait_readable`, `raise_fd_limit` and `abort` live in each backend.
 use sys as knob_sys;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_knob_not_implemented_is_told_apart_from_an_unsupported_call() {
+        let e = not_implemented("passing a socket to a child process");
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        let marker = not_implemented_in(&e).expect("the marker survives in the io::Error");
+        assert_eq!(marker.os, std::env::consts::OS);
+        assert_eq!(marker.what, "passing a socket to a child process");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "not implemented on {}: passing a socket to a child process",
+                std::env::consts::OS
+            )
+        );
+        // An OS that refused, or an unsupported error without the marker, is not one.
+        let plain = io::Error::new(io::ErrorKind::Unsupported, "no such option");
+        assert_eq!(not_implemented_in(&plain), None);
+        assert_eq!(not_implemented_in(&io::Error::from_raw_os_error(92)), None);
+    }
+}

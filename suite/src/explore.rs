@@ -144,6 +144,10 @@ fn write_corpus(
                 left_out.push(format!("{id}: failed ({e})"));
                 continue;
             }
+            Observed::CannotRun(why) => {
+                left_out.push(format!("{id}: cannot run here ({why})"));
+                continue;
+            }
         };
         let (wire, steps): (Vec<String>, Vec<String>) = seen
             .lines
@@ -186,15 +190,37 @@ impl fmt::Display for RunLines {
     }
 }
 
+/// Why a run of a script observed nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unrun {
+    /// An op needs a knob this platform's backend does not implement: the run stopped there,
+    /// which is no error of the runner and no behavior of the stack.
+    CannotRun(String),
+    /// A runner error (a hang, a broken agent), or a capability the script needs is missing.
+    Error(String),
+}
+
+impl fmt::Display for Unrun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unrun::CannotRun(why) => write!(f, "cannot run here: {why}"),
+            Unrun::Error(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Run a case once; a runner error (a hang, a broken agent) is an error, not an observation.
-pub fn run_once(case: &crate::script::Case, cfg: &RunConfig) -> Result<RunLines, String> {
+pub fn run_once(case: &crate::script::Case, cfg: &RunConfig) -> Result<RunLines, Unrun> {
     // A script this stack cannot run (faults without a lab) is an error, never an agreement.
     if let Some(why) = crate::select::unmet_needs(case, cfg) {
-        return Err(format!("cannot run here: {why}"));
+        return Err(Unrun::Error(format!("cannot run here: {why}")));
     }
     let r = runner::run_case(case, cfg);
     if let Some(e) = r.error {
-        return Err(format!("runner error: {e}"));
+        return Err(Unrun::Error(format!("runner error: {e}")));
+    }
+    if let Some(why) = r.skipped {
+        return Err(Unrun::CannotRun(why));
     }
     let mut lines = r.observation.steps;
     if let crate::observe::Wire::Captured { events } = r.wire {
@@ -256,7 +282,7 @@ pub fn run_batch(
 ) -> Vec<Observed> {
     const RUNS: usize = 2;
     let total = scripts.len() * RUNS;
-    type Runs = Vec<Option<Result<RunLines, String>>>;
+    type Runs = Vec<Option<Result<RunLines, Unrun>>>;
     let results: Vec<Mutex<Runs>> = scripts
         .iter()
         .map(|_| Mutex::new(vec![None; RUNS]))
@@ -287,18 +313,28 @@ pub fn run_batch(
     results
         .into_iter()
         .map(|m| {
-            let runs: Result<Vec<RunLines>, String> = m
-                .into_inner()
-                .unwrap()
-                .into_iter()
-                .map(|r| r.unwrap_or_else(|| Err("not run".into())))
-                .collect();
-            match runs {
-                Ok(r) => Observed::Runs(r),
-                Err(e) => Observed::Error(e),
-            }
+            let runs = m.into_inner().unwrap().into_iter();
+            observed(runs.map(|r| r.unwrap_or_else(|| Err(Unrun::Error("not run".into())))))
         })
         .collect()
+}
+
+/// What a stack observed of a script from its runs: an error if any run failed, else "cannot
+/// run here" if any stopped at a knob not implemented here, else the runs.
+fn observed(runs: impl IntoIterator<Item = Result<RunLines, Unrun>>) -> Observed {
+    let mut seen = Vec::new();
+    let mut cannot_run = None;
+    for r in runs {
+        match r {
+            Ok(s) => seen.push(s),
+            Err(Unrun::Error(e)) => return Observed::Error(e),
+            Err(Unrun::CannotRun(why)) => cannot_run = cannot_run.or(Some(why)),
+        }
+    }
+    match cannot_run {
+        Some(why) => Observed::CannotRun(why),
+        None => Observed::Runs(seen),
+    }
 }
 
 /// Script runs at once on this machine when not told: the runner's choice for a catalog of
@@ -644,21 +680,27 @@ pub fn run(opts: &Options) -> i32 {
         &scripts,
         &format!("cargo xtask explore{on} --cases {cases} --seed {seed}"),
     );
-    println!(
-        "{} script(s) in {took:.1} s: {} agreed, {} finding(s), {} race(s), {} error(s); {} round(s), {} batch(es)",
-        report.scripts,
-        report.agreed,
-        report.findings.len(),
-        report.races.len(),
-        report.errors.len(),
-        report.rounds,
-        report.batches
-    );
+    println!("{}", summary_line(&report, took));
     if report.races.is_empty() && report.errors.is_empty() {
         0
     } else {
         1
     }
+}
+
+/// The exploration's closing line: how each script ended, and what it cost.
+fn summary_line(report: &Report, took: f64) -> String {
+    format!(
+        "{} script(s) in {took:.1} s: {} agreed, {} finding(s), {} race(s), {} error(s), {} cannot run here; {} round(s), {} batch(es)",
+        report.scripts,
+        report.agreed,
+        report.findings.len(),
+        report.races.len(),
+        report.errors.len(),
+        report.cannot_run.len(),
+        report.rounds,
+        report.batches
+    )
 }
 
 fn on_stacks(opts: &Options) -> Result<OnStacks, String> {
@@ -900,6 +942,14 @@ pub fn print_report(r: &Report, names: &[String], scripts: &[Script], reproduce:
             names[*stack]
         );
     }
+    for (i, stack, reason) in &r.cannot_run {
+        println!(
+            "\n=== cannot run here: script {} ({}) on {}: {reason}",
+            i + 1,
+            describe(&valid_moves(&scripts[*i])),
+            names[*stack]
+        );
+    }
     println!("\nreproduce: {reproduce}");
 }
 
@@ -957,6 +1007,31 @@ mod tests {
             ..Options::default()
         };
         assert!(on_stacks(&opts).is_ok());
+    }
+
+    #[test]
+    fn a_run_stopped_by_a_knob_not_implemented_is_cannot_run_and_an_error_wins() {
+        let seen = || RunLines {
+            lines: vec!["client: close -> ok".into()],
+        };
+        let why = "not implemented on windows: the default SIGPIPE action";
+        let cannot = || Err(Unrun::CannotRun(why.into()));
+        assert_eq!(
+            observed([Ok(seen()), Ok(seen())]),
+            Observed::Runs(vec![seen(), seen()])
+        );
+        assert_eq!(
+            observed([Ok(seen()), cannot()]),
+            Observed::CannotRun(why.into())
+        );
+        assert_eq!(
+            observed([cannot(), Err(Unrun::Error("runner error: hung".into()))]),
+            Observed::Error("runner error: hung".into())
+        );
+        assert_eq!(
+            Unrun::CannotRun(why.into()).to_string(),
+            format!("cannot run here: {why}")
+        );
     }
 
     #[test]

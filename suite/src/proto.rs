@@ -55,13 +55,38 @@ pub enum Outcome {
     OkWith {
         note: String,
     },
+    /// The op needs a knob this platform's backend does not implement (`platforms::
+    /// NotImplemented`): not something the OS did. The runner stops the case here and skips it.
+    NotImplemented {
+        os: String,
+        what: String,
+    },
 }
 
 impl Outcome {
+    /// A failed call's outcome; a knob the backend does not implement on this OS is told apart
+    /// from an error the OS returned.
     pub fn from_error(e: &io::Error) -> Outcome {
+        if let Some(n) = platforms::not_implemented_in(e) {
+            return Outcome::NotImplemented {
+                os: n.os.to_string(),
+                what: n.what.clone(),
+            };
+        }
         Outcome::Error {
             kind: format!("{:?}", e.kind()),
             code: platforms::error_name(e),
+        }
+    }
+
+    /// "not implemented on windows: what" when this outcome (or the outcome it ended with, after
+    /// some data or connections) is a knob not implemented here: the case's skip reason.
+    pub fn not_implemented(&self) -> Option<String> {
+        match self {
+            Outcome::NotImplemented { .. } => Some(self.to_string()),
+            Outcome::Filled { then } => then.not_implemented(),
+            Outcome::Many { then, .. } => then.as_ref()?.not_implemented(),
+            _ => None,
         }
     }
 }
@@ -79,6 +104,7 @@ impl fmt::Display for Outcome {
             Outcome::Events { events } => write!(f, "events({})", events.join("|")),
             Outcome::State { state } => write!(f, "state({state})"),
             Outcome::Died { how } => write!(f, "process died ({how})"),
+            Outcome::NotImplemented { os, what } => write!(f, "not implemented on {os}: {what}"),
             Outcome::Many {
                 n,
                 then,
@@ -122,6 +148,35 @@ mod tests {
         let s = o.to_string();
         assert!(s.starts_with("error(ConnectionReset, E"), "{s}");
         assert!(!s.chars().any(|c| c.is_ascii_digit()), "{s}");
+    }
+
+    #[test]
+    fn a_knob_not_implemented_is_its_own_outcome_and_names_the_skip() {
+        let e = platforms::not_implemented("passing a socket to a child process");
+        let o = Outcome::from_error(&e);
+        let os = std::env::consts::OS;
+        assert_eq!(
+            o,
+            Outcome::NotImplemented {
+                os: os.into(),
+                what: "passing a socket to a child process".into()
+            }
+        );
+        let reason = format!("not implemented on {os}: passing a socket to a child process");
+        assert_eq!(o.not_implemented().as_deref(), Some(reason.as_str()));
+        // It crosses the agent's pipe as it left it.
+        let line = serde_json::to_string(&o).unwrap();
+        assert_eq!(serde_json::from_str::<Outcome>(&line).unwrap(), o);
+        // After some data went in, it still names the skip.
+        let filled = Outcome::Filled {
+            then: Box::new(o.clone()),
+        };
+        assert_eq!(filled.not_implemented().as_deref(), Some(reason.as_str()));
+        // An OS error, even an unsupported operation without the marker, is an outcome to record.
+        let plain = io::Error::new(io::ErrorKind::Unsupported, "refused");
+        assert!(matches!(Outcome::from_error(&plain), Outcome::Error { .. }));
+        assert_eq!(Outcome::from_error(&plain).not_implemented(), None);
+        assert_eq!(Outcome::Ok.not_implemented(), None);
     }
 
     #[test]

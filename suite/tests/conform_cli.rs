@@ -239,3 +239,52 @@ fn a_platform_without_snapshots_is_compared_with_the_nearest_release_and_passes(
     // Nothing is written into the other release's folder.
     assert!(!snap.with_extension("snap.new").exists(), "{run}");
 }
+
+#[test]
+fn a_knob_not_implemented_here_skips_the_case_where_it_stops_and_exits_0() {
+    // The client's connect fails as a knob this backend does not implement (the agent's test
+    // variable, through the same marker error the Windows and FreeBSD backends return). Were the
+    // case run on, the server's accept would wait for a connection that never comes and fail the
+    // case at the step deadline; stopped there, it is skipped with the reason, and nothing of it is
+    // compared or written although a changed snapshot waits.
+    let root = Root::new();
+    let snap = root.copy_case(platforms::platform_id());
+    let text = std::fs::read_to_string(&snap).unwrap();
+    std::fs::write(
+        &snap,
+        text.replace("client: connect -> ok", "client: connect -> eof"),
+    )
+    .unwrap();
+    let json = root.0.join("results.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_sockconform"))
+        .args(["conform", "--filter", CASE, "--json"])
+        .arg(&json)
+        .env("SOCKCONFORM_ROOT", &root.0)
+        .env("SOCKCONFORM_TEST_AGENT_NOT_IMPLEMENTED", "connect")
+        .env("SOCKCONFORM_STEP_DEADLINE_MS", "2000")
+        .current_dir(&root.0)
+        .output()
+        .expect("the sockconform binary runs");
+    let run = Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    if run.row().contains("skipped: needs ") {
+        eprintln!("{CASE} cannot run on this machine at all: {}", run.row());
+        return;
+    }
+    let reason = format!(
+        "not implemented on {}: connect (SOCKCONFORM_TEST_AGENT_NOT_IMPLEMENTED)",
+        std::env::consts::OS
+    );
+    assert!(run.row().ends_with(&format!("skipped: {reason}")), "{run}");
+    assert_eq!(run.code, Some(0), "a skip is no failure: {run}");
+    let results: suite::results::RunResults =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r = &results.cases[0];
+    assert_eq!(r.status, suite::results::Status::Skipped, "{run}");
+    assert_eq!(r.skip_reason.as_deref(), Some(reason.as_str()), "{run}");
+    assert!(r.error.is_none() && r.observation.is_none(), "{run}");
+    assert!(!snap.with_extension("snap.new").exists(), "{run}");
+}

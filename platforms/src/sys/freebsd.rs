@@ -101,19 +101,17 @@ pub fn mark_operation(_on: bool) {}
 /// for that many seconds, FreeBSD's nearest match to Linux's TCP_USER_TIMEOUT (its Linux ABI maps
 /// TCP_USER_TIMEOUT onto it). Every stack stores the option, but only the RACK and BBR stacks
 /// check it (`ctf_progress_timeout_check`); the default stack accepts it and never acts on it. So
-/// the socket's stack is asked first (TCP_FUNCTION_BLK) and anything else reports the timeout as
-/// unsupported rather than pretending it is armed. Kernels without the option refuse it
-/// (ENOPROTOOPT), which the case then records.
+/// the socket's stack is asked first (TCP_FUNCTION_BLK), and on any other stack the user timeout
+/// is not implemented: the case is skipped ("not implemented on freebsd: ...") rather than run on
+/// without a timeout, which would be another scenario than the one it compares. Kernels without
+/// the option refuse it (ENOPROTOOPT), which the case then records.
 pub fn set_user_timeout(s: &Socket, timeout: Duration) -> io::Result<()> {
     let stack = tcp_stack(s)?;
     if !parse::freebsd_stack_enforces_maxunacktime(&stack) {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "this socket's TCP stack ({stack}) ignores TCP_MAXUNACKTIME; only the rack and \
-                 bbr stacks enforce it (net.inet.tcp.functions_default)"
-            ),
-        ));
+        return Err(crate::not_implemented(format!(
+            "a user timeout on the {stack} TCP stack, which ignores TCP_MAXUNACKTIME; only the \
+             rack and bbr stacks enforce it (net.inet.tcp.functions_default)"
+        )));
     }
     let secs = libc::c_uint::try_from(crate::parse::whole_seconds_up(timeout))
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user timeout too long"))?;

@@ -8,11 +8,10 @@ use std::io;
 use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
+/// Everything here is missing because no backend implements it for this OS yet: a case that
+/// needs it is skipped as "not implemented on <os>: <what>" (see `crate::NotImplemented`).
 fn unsupported<T>(what: &str) -> io::Result<T> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        format!("{what} is not implemented for {} yet", std::env::consts::OS),
-    ))
+    Err(crate::not_implemented(what))
 }
 
 #[path = "no_capture.rs"]

@@ -92,8 +92,10 @@ const WER_FAULT_REPORTING_FLAG_NOHEAP: u32 = 1;
 const WER_FAULT_REPORTING_FLAG_QUEUE: u32 = 2;
 const WER_FAULT_REPORTING_NO_UI: u32 = 32;
 
-fn unsupported<T>(why: &str) -> io::Result<T> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, why.to_owned()))
+/// A knob this backend does not implement on Windows: the case that needs it is skipped as
+/// "not implemented on windows: <what>" (see `crate::NotImplemented`), never run on without it.
+fn not_implemented<T>(what: &str) -> io::Result<T> {
+    Err(crate::not_implemented(what))
 }
 
 /// The error of the last failed Winsock call.
@@ -485,8 +487,12 @@ pub fn wait_readable(s: &Socket, timeout: Duration) -> io::Result<bool> {
     }
 }
 
+/// Windows has no per-process limit on open sockets (no RLIMIT_NOFILE) to raise: the limit a
+/// case raises to keep out of its way is already out of the way, so this succeeds and reports no
+/// limit (u64::MAX), and a case that only clears the way (ports/capacity_10k_idle) runs the same
+/// scenario here.
 pub fn raise_fd_limit() -> io::Result<u64> {
-    unsupported("Windows has no per-process limit on open sockets to raise (no RLIMIT_NOFILE)")
+    Ok(u64::MAX)
 }
 
 /// Rust's abort is the C runtime's: `__fastfail`, which ends the process with
@@ -513,12 +519,23 @@ pub fn send(s: &Socket, buf: &[u8], _nosignal: bool) -> io::Result<usize> {
     s.send(buf)
 }
 
+/// Windows has no SIGPIPE, so there is no default action to restore. A case that asks for it is
+/// about that signal (which write kills the process, or that MSG_NOSIGNAL, which Windows does not
+/// have either, turns it into an error); run on without it, it would record plain errors as the
+/// platform's answer to a question it cannot be asked here.
 pub fn sigpipe_default() -> io::Result<()> {
-    unsupported("Windows has no SIGPIPE (a send on a broken connection fails with an error)")
+    not_implemented(
+        "the default SIGPIPE action (Windows has no SIGPIPE: a send on a broken connection \
+         fails with an error)",
+    )
 }
 
+/// Windows has no per-process limit on open sockets (no RLIMIT_NOFILE) to lower, so a case
+/// about a process at its descriptor limit cannot be set up here.
 pub fn set_fd_limit(_limit: u64) -> io::Result<()> {
-    unsupported("Windows has no per-process limit on open sockets to lower (no RLIMIT_NOFILE)")
+    not_implemented(
+        "a per-process descriptor limit (Windows has no RLIMIT_NOFILE to lower for its sockets)",
+    )
 }
 
 pub fn poll(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
@@ -572,17 +589,20 @@ pub fn socket_state(s: &Socket) -> io::Result<TcpState> {
         .ok_or_else(|| io::Error::other(format!("unknown TCPSTATE {}", info.State)))
 }
 
+/// A socket can be shared with a child process on Windows, but not the way this backend would
+/// need (a descriptor number inherited across exec): it is not implemented, so the case is
+/// skipped rather than run without the holder.
 pub fn spawn_inheriting(_s: &Socket, _cmd: &mut Command) -> io::Result<Child> {
-    unsupported(
-        "passing a socket to a child process is not implemented on Windows \
-         (it needs WSADuplicateSocket and a way to hand the WSAPROTOCOL_INFO to the child)",
+    not_implemented(
+        "passing a socket to a child process (it needs WSADuplicateSocket and a way to hand \
+         the WSAPROTOCOL_INFO to the child)",
     )
 }
 
 pub fn adopt_inherited(_raw: &str) -> io::Result<Socket> {
-    unsupported(
-        "adopting an inherited socket is not implemented on Windows \
-         (it needs WSASocket with a WSAPROTOCOL_INFO from WSADuplicateSocket)",
+    not_implemented(
+        "adopting an inherited socket (it needs WSASocket with a WSAPROTOCOL_INFO from \
+         WSADuplicateSocket)",
     )
 }
 

@@ -126,19 +126,34 @@ fn need_addr(req: &Request) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address given"))
 }
 
-/// Fault injection for the runner's own tests: hang on the named op, as a broken agent would.
-fn hang_if_asked(req: &Request) {
-    let Ok(op) = std::env::var("SOCKCONFORM_TEST_AGENT_HANG") else {
-        return;
-    };
+/// The op named by the test variable `var`, when it is this request's op.
+fn asked(var: &str, req: &Request) -> Option<String> {
+    let op = std::env::var(var).ok()?;
     let named = serde_json::to_value(&req.op)
         .ok()
         .and_then(|v| v["op"].as_str().map(|s| s == op));
-    if named == Some(true) {
+    (named == Some(true)).then_some(op)
+}
+
+/// Fault injection for the runner's own tests: hang on the named op, as a broken agent would.
+fn hang_if_asked(req: &Request) {
+    if let Some(op) = asked("SOCKCONFORM_TEST_AGENT_HANG", req) {
         eprintln!("agent: hanging in {op} (SOCKCONFORM_TEST_AGENT_HANG)");
         loop {
             std::thread::park();
         }
+    }
+}
+
+/// For the tests of skipping: the named op fails as a knob this backend does not implement, so
+/// what a Windows or FreeBSD run does with one can be shown on Linux, through the same error the
+/// backends return.
+fn refuse_if_asked(req: &Request) -> io::Result<()> {
+    match asked("SOCKCONFORM_TEST_AGENT_NOT_IMPLEMENTED", req) {
+        Some(op) => Err(platforms::not_implemented(format!(
+            "{op} (SOCKCONFORM_TEST_AGENT_NOT_IMPLEMENTED)"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -177,8 +192,10 @@ impl Agent {
         })
     }
 
+    /// Perform one op; its error becomes its outcome, where a knob this platform's backend does
+    /// not implement becomes `Outcome::NotImplemented` (see `Outcome::from_error`).
     fn run(&mut self, req: &Request) -> Done {
-        match self.try_run(req) {
+        match refuse_if_asked(req).and_then(|()| self.try_run(req)) {
             Ok(done) => done,
             Err(e) => Outcome::from_error(&e).into(),
         }

@@ -43,7 +43,8 @@ pub(super) fn abort() -> ! {
 impl Agent {
     /// Lower the limit (so a generous default does not cost a million opens), then open
     /// descriptors until the kernel refuses; the refusal is the outcome. Where there is no limit to
-    /// lower (Windows), there is none to exhaust: that is the outcome.
+    /// lower (Windows), a process out of descriptors cannot be set up: the knob is not implemented
+    /// there, and the case is skipped rather than run with descriptors to spare.
     pub(super) fn exhaust_fds(&mut self) -> io::Result<Outcome> {
         knobs::set_fd_limit(64)?;
         loop {

@@ -38,6 +38,7 @@ impl Progress {
             finished: match run {
                 None => Finished::Skipped,
                 Some(r) if r.error.is_some() => Finished::Failed,
+                Some(r) if r.skipped.is_some() => Finished::Skipped,
                 Some(_) => Finished::Done,
             },
             elapsed_ms: run.map_or(0, |r| r.elapsed.as_millis() as u64),
@@ -94,6 +95,8 @@ pub(crate) struct Pcaps {
 
 impl Pcaps {
     pub fn add(&mut self, dir: &Path, id: &str, run: Option<&CaseRun>) {
+        // A run a knob not implemented here stopped is a skip: its packets are no case's.
+        let run = run.filter(|r| r.skipped.is_none());
         let why = match run.map(|r| (&r.frames, &r.wire)) {
             Some((Some(frames), _)) => match crate::pcap::write(dir, id, frames) {
                 Ok(_) => {

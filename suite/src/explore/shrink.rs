@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub enum Observed {
     Runs(Vec<RunLines>),
     Error(String),
+    /// An op of the script needs a knob this stack's backend does not implement ("not
+    /// implemented on windows: what"): no observation, and no error either.
+    CannotRun(String),
 }
 
 /// Stacks that run batches of scripts (each script twice).
@@ -87,13 +90,23 @@ pub enum Judgement {
     },
     /// A stack could not run the script (a runner error: a hang, a broken agent).
     Error { stack: usize, reason: String },
+    /// A stack cannot run the script here: an op needs a knob it does not implement. Neither an
+    /// agreement nor an error.
+    CannotRun { stack: usize, reason: String },
 }
 
 /// Judge one script from each stack's observation (stack index, observation).
 pub fn judge(obs: &[(usize, &Observed)]) -> Judgement {
     let mut stable = Vec::new();
+    let mut cannot_run = None;
     for &(stack, o) in obs {
         match o {
+            Observed::CannotRun(reason) => {
+                cannot_run.get_or_insert_with(|| Judgement::CannotRun {
+                    stack,
+                    reason: reason.clone(),
+                });
+            }
             Observed::Error(reason) => {
                 return Judgement::Error {
                     stack,
@@ -121,6 +134,10 @@ pub fn judge(obs: &[(usize, &Observed)]) -> Judgement {
                 }
             }
         }
+    }
+    // A stack that cannot run the script has nothing to compare with the others.
+    if let Some(v) = cannot_run {
+        return v;
     }
     for (i, &(a, sa)) in stable.iter().enumerate() {
         for &(b, sb) in &stable[i + 1..] {
@@ -173,6 +190,8 @@ pub struct Report {
     pub races: Vec<Shrunk>,
     /// (script index, stack, reason)
     pub errors: Vec<(usize, usize, String)>,
+    /// Scripts a stack cannot run (a knob not implemented there): (script index, stack, reason).
+    pub cannot_run: Vec<(usize, usize, String)>,
     /// Batches sent to the stacks (one per stack per round).
     pub batches: usize,
     pub rounds: usize,
@@ -332,6 +351,10 @@ fn group(
             }
             Judgement::Error { stack, reason } => {
                 report.errors.push((i, *stack, reason.clone()));
+                continue;
+            }
+            Judgement::CannotRun { stack, reason } => {
+                report.cannot_run.push((i, *stack, reason.clone()));
                 continue;
             }
             Judgement::Race { stack, lines, .. } => (Kind::Race { stack: *stack }, lines.clone()),
@@ -573,6 +596,43 @@ mod tests {
         };
         let r = explore(&mut same, &generated(50, 1), &mut |_| {}).unwrap();
         assert_eq!((r.agreed, r.findings.len(), r.races.len()), (50, 0, 0));
+        assert_eq!(r.rounds, 1);
+    }
+
+    #[test]
+    fn a_script_a_stack_cannot_run_is_neither_agreement_nor_error_nor_finding() {
+        let runs = Observed::Runs(vec![linux(&Vec::new(), 0), linux(&Vec::new(), 1)]);
+        let why = "not implemented on windows: the default SIGPIPE action".to_string();
+        let cannot = Observed::CannotRun(why.clone());
+        let v = judge(&[(0, &runs), (1, &cannot)]);
+        assert_eq!(
+            v,
+            Judgement::CannotRun {
+                stack: 1,
+                reason: why.clone()
+            }
+        );
+        // A runner error elsewhere is still an error.
+        let broken = Observed::Error("runner error: agent hung".into());
+        let v = judge(&[(0, &cannot), (1, &broken)]);
+        assert!(matches!(v, Judgement::Error { stack: 1, .. }), "{v:?}");
+        // Counted apart: no error, no agreement, nothing to shrink.
+        struct Cannot;
+        impl Stacks for Cannot {
+            fn names(&self) -> Vec<String> {
+                vec!["a".into(), "b".into()]
+            }
+            fn run(&mut self, b: Vec<(usize, Vec<Script>)>) -> Vec<Result<Vec<Observed>, String>> {
+                let one = |s: usize, n: usize| match s {
+                    0 => vec![Observed::Runs(vec![seen(&["x"]), seen(&["x"])]); n],
+                    _ => vec![Observed::CannotRun("not implemented on windows: y".into()); n],
+                };
+                b.into_iter().map(|(s, v)| Ok(one(s, v.len()))).collect()
+            }
+        }
+        let r = explore(&mut Cannot, &generated(5, 1), &mut |_| {}).unwrap();
+        assert_eq!((r.agreed, r.errors.len(), r.cannot_run.len()), (0, 0, 5));
+        assert!(r.findings.is_empty() && r.races.is_empty());
         assert_eq!(r.rounds, 1);
     }
 

@@ -77,6 +77,10 @@ pub struct CaseRun {
     pub frames: Option<Vec<platforms::wire::Frame>>,
     /// Set when the run itself failed (an agent hung or broke protocol): the observation is partial.
     pub error: Option<String>,
+    /// Set when an op needed a knob this platform's backend does not implement ("not implemented
+    /// on windows: what"): the walk stopped there, so the case is skipped, and the partial
+    /// observation is no behavior of the platform.
+    pub skipped: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -101,6 +105,7 @@ pub fn run_case(case: &Case, cfg: &RunConfig) -> CaseRun {
                     wire_raw: Vec::new(),
                     frames: None,
                     error: Some(format!("runner panicked: {msg}")),
+                    skipped: None,
                     elapsed: Duration::ZERO,
                 }
             })
@@ -115,7 +120,7 @@ fn run_here(case: &Case, cfg: &RunConfig) -> CaseRun {
     // A script that ended with a checkpoint has just done so: the wire then ends where the states
     // were read (waiting again would only cost the settle deadline once more where a state stays
     // transient, e.g. FIN_WAIT1 behind a zero window).
-    if result.is_ok() && !walk.tables.settled {
+    if result.is_ok() && !walk.tables.settled && walk.skipped.is_none() {
         walk.settle();
     }
     let wire = walk.tap.finish(case, &walk.ends);
@@ -135,6 +140,7 @@ fn run_here(case: &Case, cfg: &RunConfig) -> CaseRun {
         wire_raw: wire.raw,
         frames: wire.frames,
         error,
+        skipped: walk.skipped,
         elapsed: started.elapsed(),
     }
 }
@@ -157,6 +163,8 @@ struct CaseWalk {
     record: Record,
     /// The kernel memory held by TCP sockets at the script's MemoryMark.
     memory_mark: Option<u64>,
+    /// Why the walk stopped early: an op needed a knob not implemented on this platform.
+    skipped: Option<String>,
 }
 
 impl CaseWalk {
@@ -173,6 +181,7 @@ impl CaseWalk {
                 measurements: Vec::new(),
             },
             memory_mark: None,
+            skipped: None,
         }
     }
 
@@ -220,6 +229,11 @@ impl CaseWalk {
                 .map_err(|e| format!("step {} ({step:?}): {e}", i + 1))?;
             if let Some(event) = event {
                 self.record.obs.push(event);
+            }
+            // Without the knob the rest of the script would be another scenario than the one the
+            // case compares: it stops here, and the case is skipped.
+            if self.skipped.is_some() {
+                return Ok(());
             }
             self.note_closing(step);
             self.tables.settled = matches!(step, Step::Checkpoint(_));
@@ -309,6 +323,7 @@ impl CaseWalk {
 
     /// Note what the reply tells of the endpoints, record its timing, and return its event.
     fn finished(&mut self, n: usize, a: &Action, reply: Reply) -> Event {
+        self.skipped = reply.outcome.not_implemented();
         let outcome = self.ends.note_reply(a, &reply);
         let who = who(a);
         if let Some(timing) = observe::timing_event(&who, &a.op, a.timing, reply.elapsed_us) {
