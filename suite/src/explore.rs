@@ -488,6 +488,24 @@ struct OnStacks {
 const BATCH_DEADLINE: Duration = Duration::from_secs(40 * 60);
 
 impl OnStacks {
+    /// One batch per (stack, scripts) at once, each on its own launcher thread; the answers in
+    /// the order of `jobs`.
+    fn run_all(&self, jobs: &[(usize, &[Script])]) -> Vec<Result<BatchOut, String>> {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|&(s, scripts)| sc.spawn(move || self.run_one(s, scripts)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("the launcher panicked".into()))
+                })
+                .collect()
+        })
+    }
+
     fn run_one(&self, s: usize, scripts: &[Script]) -> Result<BatchOut, String> {
         let stack = &self.stacks[s];
         let out = self
@@ -559,20 +577,9 @@ impl Stacks for OnStacks {
 
     fn run(&mut self, batches: Vec<(usize, Vec<Script>)>) -> Vec<Result<Vec<Observed>, String>> {
         self.round += 1;
-        let this = &*self;
-        let answers: Vec<Result<BatchOut, String>> = std::thread::scope(|sc| {
-            let handles: Vec<_> = batches
-                .iter()
-                .map(|(s, scripts)| sc.spawn(move || this.run_one(*s, scripts)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("the launcher panicked".into()))
-                })
-                .collect()
-        });
+        let jobs: Vec<(usize, &[Script])> =
+            batches.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+        let answers = self.run_all(&jobs);
         batches
             .iter()
             .zip(answers)
@@ -829,19 +836,8 @@ fn record_on(
     let mut on = on_stacks(opts)?;
     on.record = cases;
     on.round = 1;
-    let this = &on;
-    let answers: Vec<Result<BatchOut, String>> = std::thread::scope(|sc| {
-        let handles: Vec<_> = (0..this.stacks.len())
-            .map(|s| sc.spawn(move || this.run_one(s, scripts)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("the launcher panicked".into()))
-            })
-            .collect()
-    });
+    let jobs: Vec<(usize, &[Script])> = (0..on.stacks.len()).map(|s| (s, scripts)).collect();
+    let answers = on.run_all(&jobs);
     let mut left_out = Vec::new();
     for (stack, a) in on.stacks.iter().zip(answers) {
         let out = on.dir.join(stack.name()).join("round-1");

@@ -254,16 +254,21 @@ pub fn committed(root: &Path, platform: &str, cases: &[Case]) -> Result<Platform
 /// The platforms present under `snapshots/`: every folder whose name is a platform id, sorted as
 /// the columns are. Other folders are not platforms and are ignored.
 pub fn platform_ids(root: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(root.join("snapshots"))
+    let mut out = platform_folders(root);
+    out.sort_by(|a, b| column_order(a, b));
+    out
+}
+
+/// The folders under `root/snapshots/` whose name is a platform id, in no particular order.
+fn platform_folders(root: &Path) -> Vec<String> {
+    std::fs::read_dir(root.join("snapshots"))
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| is_platform_id(n))
-        .collect();
-    out.sort_by(|a, b| column_order(a, b));
-    out
+        .collect()
 }
 
 /// The order of the matrix's columns: by stack (`STACKS` order), then by release (numerically; an
@@ -378,14 +383,7 @@ fn artifact_platform(dir: &Path, results: Option<&RunResults>) -> Result<String,
         }
         return Ok(r.platform.clone());
     }
-    let from_snapshots: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| is_platform_id(n))
-        .collect();
+    let from_snapshots = platform_folders(dir);
     if let [one] = from_snapshots.as_slice() {
         return Ok(one.clone());
     }
