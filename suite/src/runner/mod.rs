@@ -15,6 +15,7 @@ mod checkpoint;
 mod config;
 mod endpoints;
 mod host;
+mod quiet;
 pub(crate) mod waits;
 mod wire;
 
@@ -30,6 +31,7 @@ use endpoints::{who, Endpoints};
 use host::Net;
 use platforms::lab::{Host, Lab};
 use platforms::Capture;
+use quiet::Quiet;
 use std::time::{Duration, Instant};
 use wire::Tap;
 
@@ -154,6 +156,8 @@ struct CaseWalk {
     ends: Endpoints,
     tap: Tap,
     tables: Tables,
+    /// Whether the walk waits for the stack to go quiet before each step.
+    quiet: Quiet,
     record: Record,
     /// The kernel memory held by TCP sockets at the script's MemoryMark.
     memory_mark: Option<u64>,
@@ -167,6 +171,7 @@ impl CaseWalk {
             ends: Endpoints::new(case.ipv6),
             tap: Tap::new(cfg),
             tables: Tables::new(case, cfg),
+            quiet: Quiet::new(case.settle_between_moves, cfg.table.synchronous),
             record: Record {
                 obs: Observation::new(case),
                 raw: Vec::new(),
@@ -211,6 +216,12 @@ impl CaseWalk {
                 ));
             }
             self.tables.settled = false;
+            // Nothing precedes the first step; a checkpoint settles the table itself.
+            if i > 0 && !matches!(step, Step::Checkpoint(_)) {
+                if let Some(line) = self.quiet_before_step() {
+                    self.record.obs.step(line);
+                }
+            }
             let line = self
                 .step(i + 1, step)
                 .map_err(|e| format!("step {} ({step:?}): {e}", i + 1))?;
