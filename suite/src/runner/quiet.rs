@@ -80,7 +80,11 @@ impl CaseWalk {
             let segs = capture.map(|c| c.segments()).unwrap_or_default();
             let ours = self.our_entries();
             let why = self.restless(&segs, &ours);
-            let keys: Vec<EntryKey> = ours.iter().map(entry_key).collect();
+            // gVisor lists the entries in another order at each read; on loopback both sides
+            // read the same table.
+            let mut keys: Vec<EntryKey> = ours.iter().map(entry_key).collect();
+            keys.sort_by_key(|(l, r, st)| (*l, *r, st.name()));
+            keys.dedup();
             let stable = still.held((segs.len(), keys), QUIET_GAP);
             Ok(match why {
                 Some(why) => Waited::NotMet(why),
