@@ -216,8 +216,7 @@ impl CaseWalk {
                 ));
             }
             self.tables.settled = false;
-            // Nothing precedes the first step; a checkpoint settles the table itself.
-            if i > 0 && !matches!(step, Step::Checkpoint(_)) {
+            if i > 0 && quiet::looks_or_sends(step) {
                 if let Some(line) = self.quiet_before_step() {
                     self.record.obs.step(line);
                 }

@@ -1,4 +1,4 @@
-//! The wait before each step of a case that asks for it (`Case::settle_between_moves`: the
+//! The wait before each step (but option setters and checkpoints) of a case that asks for it (`Case::settle_between_moves`: the
 //! explorer's scripts, which have no await steps), on a stack that processes segments after the
 //! call returns (gVisor). There a move that looks at the peer's last move (a zero-timeout poll,
 //! a read, a checkpoint) would race the segments that move sent. So the runner waits, bounded,
@@ -17,8 +17,10 @@
 
 use super::checkpoint::{entry_key, tables, EntryKey};
 use super::endpoints::canonical;
+use super::host::Net;
 use super::waits::{wait_until, Waited};
 use super::CaseWalk;
+use crate::script::{Op, Side, Step};
 use platforms::wire::Segment;
 use platforms::TcpEntry;
 use std::convert::Infallible;
@@ -45,6 +47,28 @@ impl Quiet {
             on: asked && !synchronous,
             said_no_capture: false,
         }
+    }
+}
+
+/// Whether the stack must be quiet before this step: not before a checkpoint (which settles the
+/// table itself), nor before setting an option of one's own socket, which neither looks at the
+/// peer's last move nor sends anything (the wait before the next step covers both).
+pub(super) fn looks_or_sends(step: &Step) -> bool {
+    match step {
+        Step::Checkpoint(_) => false,
+        Step::Do(a) => !matches!(
+            a.op,
+            Op::SetLinger { .. }
+                | Op::SetNonblocking { .. }
+                | Op::SetReadTimeout { .. }
+                | Op::SetWriteTimeout { .. }
+                | Op::SetRecvBuffer { .. }
+                | Op::SetSendBuffer { .. }
+                | Op::SetUserTimeout { .. }
+                | Op::SetKeepalive { .. }
+                | Op::SigpipeDefault
+        ),
+        _ => true,
     }
 }
 
@@ -80,8 +104,7 @@ impl CaseWalk {
             let segs = capture.map(|c| c.segments()).unwrap_or_default();
             let ours = self.our_entries();
             let why = self.restless(&segs, &ours);
-            // gVisor lists the entries in another order at each read; on loopback both sides
-            // read the same table.
+            // gVisor lists the entries in another order at each read.
             let mut keys: Vec<EntryKey> = ours.iter().map(entry_key).collect();
             keys.sort_by_key(|(l, r, st)| (*l, *r, st.name()));
             keys.dedup();
@@ -108,9 +131,13 @@ impl CaseWalk {
         )
     }
 
-    /// The case's entries of both tables (an unreadable table shows none).
+    /// The case's entries of both tables (an unreadable table shows none). On loopback both
+    /// sides' sockets are in one table, read once: a read of gVisor's takes several ms.
     fn our_entries(&self) -> Vec<TcpEntry> {
-        let t = tables(&self.net).unwrap_or_default();
+        let t = match self.net {
+            Net::Local { .. } => vec![self.net.tcp_table(Side::Client).unwrap_or_default()],
+            Net::Lab(_) => tables(&self.net).unwrap_or_default().to_vec(),
+        };
         t.into_iter()
             .flatten()
             .filter(|e| self.is_ours(e))
@@ -124,7 +151,7 @@ impl CaseWalk {
             .tables
             .closing
             .iter()
-            .find(|w| !closed_on_wire(segs, **w))
+            .find(|w| !closed_on_wire(segs, **w) && !window_closed_to(segs, **w))
         {
             return Some(format!(
                 "the {}'s FIN or RST is not on the wire yet",
@@ -190,6 +217,17 @@ fn closed_on_wire(segs: &[Segment], end: SocketAddr) -> bool {
     segs.iter().any(|s| {
         (canonical(s.src) == end && (s.fin || s.rst)) || (canonical(s.dst) == end && s.rst)
     })
+}
+
+/// Whether the last segment `end` received that announces a window announced none: then its FIN
+/// waits behind its unsent data for the peer's application to read.
+fn window_closed_to(segs: &[Segment], end: SocketAddr) -> bool {
+    let end = canonical(end);
+    let last = segs
+        .iter()
+        .rev()
+        .find(|s| canonical(s.dst) == end && !s.rst);
+    last.is_some_and(|s| s.window == 0)
 }
 
 /// Where the last segment that takes sequence space in one direction stands.
@@ -327,6 +365,17 @@ mod tests {
         assert!(!closed_on_wire(&[seg(C, S, "A", 1, 1, 100, 5)], c));
         assert!(closed_on_wire(&[seg(C, S, "AF", 1, 1, 100, 0)], c));
         assert!(closed_on_wire(&[seg(S, C, "R", 1, 0, 0, 0)], c));
+    }
+
+    #[test]
+    fn a_fin_waits_behind_a_closed_window() {
+        let s: SocketAddr = S.parse().unwrap();
+        assert!(!window_closed_to(&[seg(C, S, "A", 1, 1, 100, 0)], s));
+        assert!(window_closed_to(&[seg(C, S, "A", 1, 1, 0, 0)], s));
+        assert!(!window_closed_to(
+            &[seg(C, S, "A", 1, 1, 0, 0), seg(C, S, "A", 1, 1, 10, 0)],
+            s
+        ));
     }
 
     #[test]
