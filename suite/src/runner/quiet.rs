@@ -7,7 +7,7 @@
 //! - every SYN, data or FIN a side sent is acknowledged or answered by a reset (the ACK proves
 //!   the peer's stack has processed it), unless the peer's window is closed (then it waits for
 //!   the application, not for the stack);
-//! - no socket of the case is in a transient state (outside such a stalled connection);
+//! - no socket of the case is in a transient state (but behind a closed window);
 //! - neither the capture nor the case's table entries changed for `QUIET_GAP`.
 //!
 //! On a stack that handles each segment within the sending call (Linux loopback) nothing is
@@ -158,19 +158,14 @@ impl CaseWalk {
                 self.ends.name_of(*end)
             ));
         }
-        let mut stalled = Vec::new();
         for &(c, s) in self.ends.conns.values() {
             for (from, to) in [(c, s), (s, c)] {
                 let (from, to) = (canonical(from), canonical(to));
-                match unanswered(segs, from, to) {
-                    Answer::Pending => {
-                        return Some(format!(
-                            "the {}'s segment is not acknowledged yet",
-                            self.ends.name_of(from)
-                        ))
-                    }
-                    Answer::Stalled => stalled.push((from, to)),
-                    Answer::Done => {}
+                if unanswered(segs, from, to) == Answer::Pending {
+                    return Some(format!(
+                        "the {}'s segment is not acknowledged yet",
+                        self.ends.name_of(from)
+                    ));
                 }
             }
         }
@@ -182,12 +177,12 @@ impl CaseWalk {
         {
             return Some(format!("the {side}'s data is not on the wire yet"));
         }
+        // A closing end whose peer's window is closed stays in FIN_WAIT1 or LAST_ACK until the
+        // peer's application reads (a client that filled the buffer and was killed).
         let moving = ours.iter().find(|e| {
-            let (l, r) = (canonical(e.local), canonical(e.remote));
             e.state.is_transient()
-                && !stalled
-                    .iter()
-                    .any(|&(a, b)| (a, b) == (l, r) || (b, a) == (l, r))
+                && !window_closed_to(segs, e.local)
+                && !window_closed_to(segs, e.remote)
         });
         moving.map(|e| format!("an end is in {}", e.state.name()))
     }
