@@ -531,6 +531,10 @@ pub struct Case {
     pub retransmissions_vary: Option<&'static str>,
     /// Every socket of the case uses ::1 instead of 127.0.0.1 (loopback cases only).
     pub ipv6: bool,
+    /// Before each step, on a stack that processes segments after the call returns, the runner
+    /// waits (bounded) until nothing is in flight and the TCP table is stable: a generated script
+    /// has no await steps, so without this its moves race the previous move's segments there.
+    pub settle_between_moves: bool,
     pub steps: Vec<Step>,
 }
 
@@ -545,6 +549,7 @@ impl Case {
             topology: Topology::Loopback,
             retransmissions_vary: None,
             ipv6: false,
+            settle_between_moves: false,
             steps,
         }
     }
@@ -561,6 +566,13 @@ impl Case {
     /// Declare that the retransmission count races with something outside the kernel under test.
     pub fn retransmissions_vary(mut self, why: &'static str) -> Case {
         self.retransmissions_vary = Some(why);
+        self
+    }
+
+    /// Let the stack go quiet before each step (see `settle_between_moves`). It changes nothing
+    /// on a stack that handles each segment within the sending call (Linux loopback).
+    pub fn settle_between_moves(mut self) -> Case {
+        self.settle_between_moves = true;
         self
     }
 

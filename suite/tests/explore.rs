@@ -58,3 +58,35 @@ fn runs_to_its_end(
     }
     ran
 }
+
+/// The wait for quiet before each move, made on this machine as if its stack were asynchronous
+/// (the table view says so; the kernel is this one): twelve generated scripts (one fixed seed)
+/// observe what they observe without it, and the wait writes nothing, since every wait is met
+/// here (a wait that failed to see its acknowledgments or FINs would write a line); without
+/// a capture it says once that it cannot see segments in flight.
+#[test]
+fn the_wait_for_quiet_between_moves_is_met_and_changes_no_observation() {
+    let quick = RunConfig::probe(PathBuf::from(env!("CARGO_BIN_EXE_sockconform-agent")));
+    let mut settling = quick.clone();
+    settling.table.synchronous = false;
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
+    let mut gen = TestRunner::new_with_rng(Config::default(), rng);
+    for _ in 0..12 {
+        let m = moves().new_tree(&mut gen).unwrap().current();
+        let case = script(&m);
+        assert!(case.settle_between_moves, "a generated script settles");
+        let plain = run(&case, &quick).unwrap_or_else(|e| panic!("{m:?}: {e}"));
+        let settled = run(&case, &settling).unwrap_or_else(|e| panic!("{m:?}: {e}"));
+        let said: Vec<&String> = settled
+            .lines
+            .iter()
+            .filter(|l| l.contains("quiet") || l.contains("segments in flight"))
+            .collect();
+        if quick.capture.is_ok() {
+            assert!(said.is_empty(), "{m:?}: {said:?}");
+            assert_eq!(plain, settled, "{m:?}");
+        } else {
+            assert_eq!(said.len(), 1, "{m:?} said it {} times", said.len());
+        }
+    }
+}

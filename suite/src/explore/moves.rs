@@ -241,10 +241,13 @@ pub fn script(moves: &[(Side, Move)]) -> Case {
         steps.push(step_of(side, m));
     }
     steps.push(Step::Checkpoint("end"));
+    // A generated script has no await steps: on a stack that handles segments after the call
+    // returns, each move waits for the previous one's segments to be processed instead.
     let mut case = Case::new(
         "Verify: a generated script observes the same on every run, over IPv4 and IPv6, and on every stack.",
         steps,
-    );
+    )
+    .settle_between_moves();
     if lab {
         case = case.in_lab().retransmissions_vary(FAULT_RETRANSMISSIONS);
     }
@@ -337,8 +340,9 @@ pub fn rust_case(m: &[(Side, Move)], intent: &str) -> String {
         Some(why) => format!("\n    .in_lab()\n    .retransmissions_vary({why:?})"),
         None => String::new(),
     };
+    // The case runs as the explorer ran it: settled between moves where the stack needs it.
     format!(
-        "pub fn {}() -> Case {{\n    Case::new(\n        {intent:?},\n        after_connect([\n{}\n        ]),\n    ){lab}\n}}\n",
+        "pub fn {}() -> Case {{\n    Case::new(\n        {intent:?},\n        after_connect([\n{}\n        ]),\n    )\n    .settle_between_moves(){lab}\n}}\n",
         name_of(m),
         body.join("\n")
     )
@@ -537,7 +541,7 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.ends_with("    )\n    .in_lab()\n    .retransmissions_vary(\"how many fall into a fault depends on how long its moves take\")\n}\n"), "{text}");
+        assert!(text.ends_with("    )\n    .settle_between_moves()\n    .in_lab()\n    .retransmissions_vary(\"how many fall into a fault depends on how long its moves take\")\n}\n"), "{text}");
     }
 
     #[test]
@@ -559,6 +563,7 @@ mod tests {
             Step::Checkpoint("end"),
         ]),
     )
+    .settle_between_moves()
 }
 "#
         );

@@ -16,7 +16,12 @@ use std::time::{Duration, Instant};
 /// How long a checkpoint waits for transient TCP states (FIN_WAIT1, LAST_ACK...) to settle.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(1);
 /// What identifies one table entry of the case, for telling whether the table still changes.
-type EntryKey = (SocketAddr, SocketAddr, TcpState);
+pub(super) type EntryKey = (SocketAddr, SocketAddr, TcpState);
+
+/// The key of one table entry.
+pub(super) fn entry_key(e: &TcpEntry) -> EntryKey {
+    (e.local, e.remote, e.state)
+}
 
 /// How long the case's table entries must stay the same before a checkpoint reads them, on a
 /// stack that processes segments after the sending call returns.
@@ -32,7 +37,7 @@ pub(super) struct Tables {
     bulk: bool,
     /// Connection endpoints whose FIN or RST a step has caused (close, shutdown, the process's
     /// end) and a checkpoint on an asynchronous stack waits to see on the wire.
-    closing: Vec<SocketAddr>,
+    pub(super) closing: Vec<SocketAddr>,
     /// The last step was a checkpoint, which settled the table (or waited its deadline for it).
     pub(super) settled: bool,
 }
@@ -49,7 +54,7 @@ impl Tables {
 }
 
 /// Both sides' tables, client first.
-fn tables(net: &Net) -> Result<[Vec<TcpEntry>; 2], String> {
+pub(super) fn tables(net: &Net) -> Result<[Vec<TcpEntry>; 2], String> {
     Ok([net.tcp_table(Side::Client)?, net.tcp_table(Side::Server)?])
 }
 
@@ -124,7 +129,7 @@ impl CaseWalk {
     }
 
     /// Whether a table entry is one end of one of the case's connections.
-    fn is_ours(&self, e: &TcpEntry) -> bool {
+    pub(super) fn is_ours(&self, e: &TcpEntry) -> bool {
         let (l, r) = (canonical(e.local), canonical(e.remote));
         self.ends.conns.values().any(|&(c, s)| {
             (l == canonical(c) && r == canonical(s)) || (l == canonical(s) && r == canonical(c))
@@ -192,7 +197,7 @@ impl CaseWalk {
 /// Whether the case's entries are the same as at the last look, for QUIET; remembers them when
 /// they changed.
 fn unchanged(ours: &[&TcpEntry], last: &mut Option<(Vec<EntryKey>, Instant)>) -> bool {
-    let mut now: Vec<EntryKey> = ours.iter().map(|e| (e.local, e.remote, e.state)).collect();
+    let mut now: Vec<EntryKey> = ours.iter().map(|e| entry_key(e)).collect();
     now.sort_by_key(|(l, r, st)| (*l, *r, st.name()));
     match last {
         Some((prev, since)) if *prev == now => since.elapsed() >= QUIET,

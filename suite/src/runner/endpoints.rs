@@ -171,6 +171,26 @@ impl Endpoints {
             .collect()
     }
 
+    /// The name of one end of one of the case's connections: "client", "server", "client c2"...
+    pub(super) fn name_of(&self, end: SocketAddr) -> String {
+        let end = canonical(end);
+        let found = self.conns.iter().find_map(|(slot, &(c, s))| {
+            let side = if canonical(c) == end {
+                Side::Client
+            } else if canonical(s) == end {
+                Side::Server
+            } else {
+                return None;
+            };
+            Some(if slot.is_conn() {
+                side.to_string()
+            } else {
+                format!("{side} {slot}")
+            })
+        });
+        found.unwrap_or_else(|| "an unknown end".into())
+    }
+
     /// Names for the wire: the server's listening ports, each client connection's port.
     pub(super) fn labels(&self) -> BTreeMap<u16, String> {
         let mut labels = BTreeMap::new();

@@ -15,6 +15,7 @@ mod checkpoint;
 mod config;
 mod endpoints;
 mod host;
+mod quiet;
 pub(crate) mod waits;
 mod wire;
 
@@ -30,6 +31,7 @@ use endpoints::{who, Endpoints};
 use host::Net;
 use platforms::lab::{Host, Lab};
 use platforms::Capture;
+use quiet::Quiet;
 use std::time::{Duration, Instant};
 use wire::Tap;
 
@@ -160,6 +162,8 @@ struct CaseWalk {
     ends: Endpoints,
     tap: Tap,
     tables: Tables,
+    /// Whether the walk waits for the stack to go quiet before each step.
+    quiet: Quiet,
     record: Record,
     /// The kernel memory held by TCP sockets at the script's MemoryMark.
     memory_mark: Option<u64>,
@@ -175,6 +179,7 @@ impl CaseWalk {
             ends: Endpoints::new(case.ipv6),
             tap: Tap::new(cfg),
             tables: Tables::new(case, cfg),
+            quiet: Quiet::new(case.settle_between_moves, cfg.table.synchronous),
             record: Record {
                 obs: Observation::new(case),
                 raw: Vec::new(),
@@ -224,6 +229,11 @@ impl CaseWalk {
                 ));
             }
             self.tables.settled = false;
+            if i > 0 && quiet::looks_or_sends(step) {
+                if let Some(event) = self.quiet_before_step() {
+                    self.record.obs.push(event);
+                }
+            }
             let event = self
                 .step(i + 1, step)
                 .map_err(|e| format!("step {} ({step:?}): {e}", i + 1))?;
