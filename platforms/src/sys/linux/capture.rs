@@ -38,14 +38,14 @@
 //!   dual-stack socket's IPv4-mapped address (`::ffff:a.b.c.d`) appears as the plain IPv4 address
 //!   that is really on the wire.
 
+use crate::capture_core::{CaptureCore, Sink};
 use crate::wire::{Frame, Segment};
 use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Receive buffer of the packet socket: large so bursts are not lost. 4 MiB lost about 500 of
@@ -70,32 +70,9 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-struct State {
-    segments: Vec<Segment>,
-    /// The packet behind each segment (same order), its headers as captured, for a pcap file.
-    frames: Vec<Frame>,
-    /// False once the reader thread has exited: nothing more will arrive.
-    running: bool,
-    /// Packets read but rejected in user space (the kernel filter should leave none).
-    skipped: u64,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    /// Notified by the reader after every batch of new segments and when it exits.
-    changed: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// A running capture of the TCP segments of one network namespace (see the module docs).
 pub struct Capture {
-    shared: Arc<Shared>,
-    reader: Option<JoinHandle<()>>,
+    core: CaptureCore,
     packet: Arc<OwnedFd>,
     /// eventfd polled by the reader together with the packet socket; written to stop it.
     wake: Arc<OwnedFd>,
@@ -113,15 +90,6 @@ impl Capture {
         let packet = Arc::new(packet_socket()?);
         let wake = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
         let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(wake) });
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                segments: Vec::new(),
-                frames: Vec::new(),
-                running: true,
-                skipped: 0,
-            }),
-            changed: Condvar::new(),
-        });
         // Kernel receive timestamps: a segment's time is when the kernel saw it, not when the
         // reader thread got to it (which, on a loaded machine, can be much later).
         let on: libc::c_int = 1;
@@ -137,15 +105,12 @@ impl Capture {
         let started = Clock::now();
         // Only now does the socket receive anything (it was created with protocol 0).
         bind_all(&packet)?;
-        let reader = {
-            let (packet, wake, shared) = (packet.clone(), wake.clone(), shared.clone());
-            std::thread::Builder::new()
-                .name("sockconform-capture".into())
-                .spawn(move || read_loop(&packet, &wake, &shared, started))?
+        let core = {
+            let (packet, wake) = (packet.clone(), wake.clone());
+            CaptureCore::spawn(move |sink| read_loop(&packet, &wake, sink, started))?
         };
         Ok(Capture {
-            shared,
-            reader: Some(reader),
+            core,
             packet,
             wake,
             dropped: AtomicU32::new(0),
@@ -154,7 +119,7 @@ impl Capture {
 
     /// A copy of what was captured so far, in arrival order.
     pub fn segments(&self) -> Vec<Segment> {
-        self.shared.lock().segments.clone()
+        self.core.segments()
     }
 
     /// Wait until `pred` holds for the captured list or `deadline` passes; returns whether it
@@ -162,22 +127,7 @@ impl Capture {
     /// if the reader has stopped (nothing more can arrive). `pred` runs under the capture's lock:
     /// it must not call back into this `Capture`.
     pub fn wait_for(&self, deadline: Instant, pred: impl Fn(&[Segment]) -> bool) -> bool {
-        let mut st = self.shared.lock();
-        loop {
-            if pred(&st.segments) {
-                return true;
-            }
-            let now = Instant::now();
-            if !st.running || now >= deadline {
-                return false;
-            }
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        self.core.wait_for(deadline, pred)
     }
 
     /// Whether the kernel applies the BPF filter (Linux does; gVisor accepts SO_ATTACH_FILTER
@@ -229,18 +179,19 @@ impl Capture {
     /// it was captured: for a pcap file.
     pub fn stop_with_frames(mut self) -> (Vec<Segment>, Vec<Frame>) {
         self.shutdown();
-        let mut st = self.shared.lock();
-        (mem::take(&mut st.segments), mem::take(&mut st.frames))
+        self.core.take()
     }
 
     fn shutdown(&mut self) {
-        let Some(reader) = self.reader.take() else {
+        let wake = self.wake.as_raw_fd();
+        let asked = self.core.stop_reader(|| {
+            let one: u64 = 1;
+            // Cannot fail short of a counter overflow; the reader also exits on its own errors.
+            unsafe { libc::write(wake, (&one as *const u64).cast(), 8) };
+        });
+        if !asked {
             return;
-        };
-        let one: u64 = 1;
-        // Cannot fail short of a counter overflow; the reader also exits on its own errors.
-        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
-        let _ = reader.join();
+        }
         let dropped = self.dropped();
         if dropped > 0 {
             eprintln!(
@@ -388,7 +339,7 @@ fn realtime_now() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-fn read_loop(packet: &OwnedFd, wake: &OwnedFd, shared: &Shared, started: Clock) {
+fn read_loop(packet: &OwnedFd, wake: &OwnedFd, sink: &Sink, started: Clock) {
     let mut fds = [
         libc::pollfd {
             fd: packet.as_raw_fd(),
@@ -431,22 +382,11 @@ fn read_loop(packet: &OwnedFd, wake: &OwnedFd, shared: &Shared, started: Clock) 
                 }
             }
         }
-        if !batch.is_empty() || skipped > 0 {
-            let mut st = shared.lock();
-            for (seg, frame) in batch.drain(..) {
-                st.segments.push(seg);
-                st.frames.push(frame);
-            }
-            st.skipped += skipped;
-            drop(st);
-            shared.changed.notify_all();
-        }
+        sink.push(&mut batch, skipped);
         if stopping || failed {
             break;
         }
     }
-    shared.lock().running = false;
-    shared.changed.notify_all();
 }
 
 /// Read one packet without blocking: `Ok(None)` when none is queued, `Ok(Some(None))` for a
@@ -805,7 +745,7 @@ mod tests {
         };
         let held = cap.wait_for(soon(), both_fins);
         // What user space had to drop, where the kernel applies the filter (not in gVisor).
-        let skipped = cap.filtered_in_kernel().then(|| cap.shared.lock().skipped);
+        let skipped = cap.filtered_in_kernel().then(|| cap.core.skipped());
         assert_eq!(cap.dropped(), 0);
         let segs = cap.stop();
         assert!(held, "no FIN both ways:{}", dump(&segs));
@@ -969,7 +909,7 @@ mod tests {
             );
             if cap.filtered_in_kernel() {
                 assert_eq!(
-                    cap.shared.lock().skipped,
+                    cap.core.skipped(),
                     0,
                     "the kernel filter let non-TCP through"
                 );
