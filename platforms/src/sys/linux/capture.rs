@@ -39,10 +39,9 @@
 //!   that is really on the wire.
 
 use crate::capture_core::{CaptureCore, Sink};
-use crate::wire::{Frame, Segment};
+use crate::wire::{self, Frame, Segment};
 use std::io;
 use std::mem;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -473,199 +472,43 @@ fn interface_is_loopback(fd: RawFd, index: libc::c_int) -> bool {
     }
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Parse a cooked packet (starting at the IP header) of link protocol `proto` (host order).
-/// `data` is what was read (at least the headers), `wire_len` the packet's real length, used
-/// only when the IP length field is 0 (BIG TCP). `at` is left zero.
+/// Parse a cooked packet (starting at the IP header) of link protocol `proto` (host order): an
+/// IPv4 or IPv6 packet whose version agrees with the link protocol, read by the portable
+/// [`wire::parse_ip`] (anything else, ARP for one, is no segment). `at` is left zero.
 fn parse(proto: u16, data: &[u8], wire_len: usize) -> Option<Segment> {
-    let (src, dst, tcp, tcp_len) = match proto {
-        ETH_P_IP => {
-            if data.len() < 20 || data[0] >> 4 != 4 || data[9] != IPPROTO_TCP {
-                return None;
-            }
-            let ihl = usize::from(data[0] & 0x0f) * 4;
-            // A fragment other than a whole datagram has no (complete) TCP header.
-            if ihl < 20 || data.len() < ihl || be16(data, 6) & 0x3fff != 0 {
-                return None;
-            }
-            let total = match usize::from(be16(data, 2)) {
-                0 => wire_len,
-                t => t,
-            };
-            let ip = |at: usize| Ipv4Addr::new(data[at], data[at + 1], data[at + 2], data[at + 3]);
-            let (s, d) = (ip(12), ip(16));
-            let tcp = &data[ihl..];
-            let tcp_len = total.checked_sub(ihl)?;
-            let port = |at: usize| {
-                if tcp.len() >= 4 {
-                    Some(be16(tcp, at))
-                } else {
-                    None
-                }
-            };
-            (
-                SocketAddr::V4(SocketAddrV4::new(s, port(0)?)),
-                SocketAddr::V4(SocketAddrV4::new(d, port(2)?)),
-                tcp,
-                tcp_len,
-            )
-        }
-        ETH_P_IPV6 => {
-            if data.len() < 40 || data[0] >> 4 != 6 || data[6] != IPPROTO_TCP {
-                return None;
-            }
-            let payload_len = match usize::from(be16(data, 4)) {
-                0 => wire_len.checked_sub(40)?,
-                p => p,
-            };
-            let ip = |at: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&data[at..at + 16]).unwrap());
-            let (s, d) = (ip(8), ip(24));
-            let tcp = &data[40..];
-            let port = |at: usize| {
-                if tcp.len() >= 4 {
-                    Some(be16(tcp, at))
-                } else {
-                    None
-                }
-            };
-            (
-                SocketAddr::V6(SocketAddrV6::new(s, port(0)?, 0, 0)),
-                SocketAddr::V6(SocketAddrV6::new(d, port(2)?, 0, 0)),
-                tcp,
-                payload_len,
-            )
-        }
+    let version = match proto {
+        ETH_P_IP => 4,
+        ETH_P_IPV6 => 6,
         _ => return None,
     };
-    if tcp.len() < 20 {
+    if data.first()? >> 4 != version {
         return None;
     }
-    let doff = usize::from(tcp[12] >> 4) * 4;
-    let flags = tcp[13];
-    Some(Segment {
-        at: Duration::ZERO,
-        src,
-        dst,
-        fin: flags & 0x01 != 0,
-        syn: flags & 0x02 != 0,
-        rst: flags & 0x04 != 0,
-        psh: flags & 0x08 != 0,
-        ack: flags & 0x10 != 0,
-        seq: be32(tcp, 4),
-        ack_no: be32(tcp, 8),
-        window: be16(tcp, 14),
-        payload: tcp_len.checked_sub(doff).filter(|_| doff >= 20)?,
-    })
+    wire::parse_ip(data, wire_len)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::tests::{ipv4, ipv6, tcp_header};
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
 
-    // --- parsing (pure) -------------------------------------------------------------------------
-
-    fn tcp_header(flags: u8, options: usize) -> Vec<u8> {
-        let mut t = vec![0u8; 20 + options];
-        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
-        t[2..4].copy_from_slice(&8080u16.to_be_bytes());
-        t[4..8].copy_from_slice(&1000u32.to_be_bytes());
-        t[8..12].copy_from_slice(&2000u32.to_be_bytes());
-        t[12] = (((20 + options) / 4) as u8) << 4;
-        t[13] = flags;
-        t[14..16].copy_from_slice(&512u16.to_be_bytes());
-        t
-    }
-
-    fn ipv4(options: usize, tcp: &[u8], payload: usize, total_field: Option<u16>) -> Vec<u8> {
-        let ihl = 20 + options;
-        let mut p = vec![0u8; ihl];
-        p[0] = 0x40 | (ihl / 4) as u8;
-        let total = (ihl + tcp.len() + payload) as u16;
-        p[2..4].copy_from_slice(&total_field.unwrap_or(total).to_be_bytes());
-        p[6] = 0x40; // DF
-        p[9] = 6;
-        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
-        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
-        p.extend_from_slice(tcp);
-        p.extend(std::iter::repeat_n(0xaa, payload));
-        p
-    }
+    // --- parsing (pure; the IP and TCP parsing itself is tested in wire.rs) -----------------
 
     #[test]
-    fn capture_parses_ipv4_with_options() {
-        let p = ipv4(8, &tcp_header(0x18, 12), 5, None);
-        let s = parse(ETH_P_IP, &p, p.len()).unwrap();
-        assert_eq!(s.src, "10.0.0.1:40000".parse().unwrap());
-        assert_eq!(s.dst, "10.0.0.2:8080".parse().unwrap());
-        assert!(s.ack && s.psh && !s.syn && !s.fin && !s.rst);
-        assert_eq!((s.seq, s.ack_no, s.window, s.payload), (1000, 2000, 512, 5));
+    fn capture_parses_only_ip_whose_version_agrees_with_the_link_protocol() {
+        let v4 = ipv4(8, &tcp_header(0x18, 12), 5, None);
+        let v6 = ipv6(&tcp_header(0x12, 20), 0);
+        let s = parse(ETH_P_IP, &v4, v4.len()).unwrap();
+        assert_eq!(Some(&s), wire::parse_ip(&v4, v4.len()).as_ref());
         assert_eq!(s.event().as_deref(), Some("data 5"));
-    }
-
-    #[test]
-    fn capture_payload_comes_from_the_ip_header_not_the_captured_length() {
-        // Ethernet pads short frames: 6 trailing bytes that are not TCP payload.
-        let mut p = ipv4(0, &tcp_header(0x11, 0), 0, None);
-        p.extend_from_slice(&[0; 6]);
-        let s = parse(ETH_P_IP, &p, p.len()).unwrap();
-        assert_eq!((s.payload, s.event().as_deref()), (0, Some("FIN")));
-        // Only the headers were read of a 64 KiB GSO segment.
-        let big = ipv4(0, &tcp_header(0x10, 12), 0, Some(65535));
-        assert_eq!(parse(ETH_P_IP, &big, 200).unwrap().payload, 65535 - 20 - 32);
-        // BIG TCP: length field 0, the packet's real length counts.
-        let huge = ipv4(0, &tcp_header(0x10, 0), 0, Some(0));
-        assert_eq!(parse(ETH_P_IP, &huge, 100_040).unwrap().payload, 100_000);
-    }
-
-    #[test]
-    fn capture_ignores_non_tcp_fragments_and_garbage() {
-        let mut udp = ipv4(0, &tcp_header(0x02, 0), 0, None);
-        udp[9] = 17;
-        assert_eq!(parse(ETH_P_IP, &udp, udp.len()), None);
-        let mut frag = ipv4(0, &tcp_header(0x02, 0), 0, None);
-        frag[6] = 0x20; // MF
-        assert_eq!(parse(ETH_P_IP, &frag, frag.len()), None);
-        let p = ipv4(0, &tcp_header(0x02, 0), 0, None);
-        assert_eq!(parse(ETH_P_IP, &p[..30], p.len()), None);
-        assert_eq!(parse(0x0806, &p, p.len()), None);
-        let mut bad_doff = p.clone();
-        bad_doff[20 + 12] = 0x40; // 16-byte TCP header
-        assert_eq!(parse(ETH_P_IP, &bad_doff, p.len()), None);
-    }
-
-    #[test]
-    fn capture_parses_ipv6() {
-        let tcp = tcp_header(0x12, 20);
-        let mut p = vec![0u8; 40];
-        p[0] = 0x60;
-        p[4..6].copy_from_slice(&(tcp.len() as u16).to_be_bytes());
-        p[6] = 6;
-        p[23] = 1; // src ::1
-        p[24] = 0xfd; // dst fd00::2
-        p[39] = 2;
-        p.extend_from_slice(&tcp);
-        let s = parse(ETH_P_IPV6, &p, p.len()).unwrap();
+        let s = parse(ETH_P_IPV6, &v6, v6.len()).unwrap();
         assert_eq!(s.src, "[::1]:40000".parse().unwrap());
-        assert_eq!(s.dst, "[fd00::2]:8080".parse().unwrap());
-        assert_eq!((s.payload, s.event().as_deref()), (0, Some("SYN-ACK")));
-        let mut hop_by_hop = p.clone();
-        hop_by_hop[6] = 0;
-        assert_eq!(parse(ETH_P_IPV6, &hop_by_hop, p.len()), None);
-        // BIG TCP over IPv6: payload length 0.
-        p[4..6].copy_from_slice(&[0, 0]);
-        assert_eq!(
-            parse(ETH_P_IPV6, &p, 40 + 40 + 70_000).unwrap().payload,
-            70_000
-        );
+        assert_eq!(parse(ETH_P_IPV6, &v4, v4.len()), None);
+        assert_eq!(parse(ETH_P_IP, &v6, v6.len()), None);
+        assert_eq!(parse(0x0806, &v4, v4.len()), None);
+        assert_eq!(parse(ETH_P_IP, &[], 0), None);
     }
 
     // --- live captures in a private namespace (root) ----------------------------------------
