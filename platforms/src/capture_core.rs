@@ -135,6 +135,27 @@ impl CaptureCore {
         true
     }
 
+    /// Stop the reader as [`CaptureCore::stop_reader`] does; on that first stop, say on stderr
+    /// how many packets the kernel dropped, as `dropped` counts them, because `full` was full.
+    /// A drop makes the capture incomplete, which whoever reads it must be told.
+    pub(crate) fn stop_and_report(
+        &mut self,
+        ask: impl FnOnce(),
+        dropped: impl FnOnce() -> u32,
+        full: &str,
+    ) {
+        if !self.stop_reader(ask) {
+            return;
+        }
+        let dropped = dropped();
+        if dropped > 0 {
+            eprintln!(
+                "sockconform capture: the kernel dropped {dropped} packet(s) ({full} full); \
+                 the capture is incomplete"
+            );
+        }
+    }
+
     /// Everything captured, with the packet behind each segment (the same order and count);
     /// the list is left empty.
     pub(crate) fn take(&self) -> (Vec<Segment>, Vec<Frame>) {

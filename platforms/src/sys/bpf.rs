@@ -72,13 +72,7 @@ impl Capture {
 
     /// Packets the kernel dropped since the capture started because its buffer was full.
     pub fn dropped(&self) -> u32 {
-        let mut stats: BpfStat = unsafe { mem::zeroed() };
-        let r = unsafe { libc::ioctl(self.bpf.as_raw_fd(), libc::BIOCGSTATS, &mut stats) };
-        if r == 0 {
-            stats.bs_drop
-        } else {
-            0
-        }
+        kernel_drops(self.bpf.as_raw_fd())
     }
 
     /// Stop the reader (what the kernel already holds is still read) and return everything.
@@ -94,20 +88,23 @@ impl Capture {
 
     fn shutdown(&mut self) {
         let stop = &self.stop;
-        let asked = self.core.stop_reader(|| {
+        let ask = || {
             let now = wall_clock().as_micros().max(1);
             stop.store(u64::try_from(now).unwrap_or(u64::MAX), Ordering::Release);
-        });
-        if !asked {
-            return;
-        }
-        let dropped = self.dropped();
-        if dropped > 0 {
-            eprintln!(
-                "sockconform capture: the kernel dropped {dropped} packet(s) (BPF buffer full); \
-                 the capture is incomplete"
-            );
-        }
+        };
+        let bpf = self.bpf.as_raw_fd();
+        self.core
+            .stop_and_report(ask, || kernel_drops(bpf), "BPF buffer");
+    }
+}
+
+/// Packets the kernel dropped on BPF device `fd` since it was opened (0 where it cannot say).
+fn kernel_drops(fd: RawFd) -> u32 {
+    let mut stats: BpfStat = unsafe { mem::zeroed() };
+    if unsafe { libc::ioctl(fd, libc::BIOCGSTATS, &mut stats) } == 0 {
+        stats.bs_drop
+    } else {
+        0
     }
 }
 

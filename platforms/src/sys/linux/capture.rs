@@ -151,21 +151,7 @@ impl Capture {
     /// capture). Always 0 where the kernel does not count them (gVisor has no
     /// PACKET_STATISTICS): there a loss would go unnoticed.
     pub fn dropped(&self) -> u32 {
-        let mut stats: libc::tpacket_stats = unsafe { mem::zeroed() };
-        let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
-        let r = unsafe {
-            libc::getsockopt(
-                self.packet.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut stats as *mut libc::tpacket_stats).cast(),
-                &mut len,
-            )
-        };
-        if r == 0 {
-            self.dropped.fetch_add(stats.tp_drops, Ordering::Relaxed);
-        }
-        self.dropped.load(Ordering::Relaxed)
+        kernel_drops(self.packet.as_raw_fd(), &self.dropped)
     }
 
     /// Stop the reader thread (woken through its eventfd; what the kernel already queued is
@@ -182,23 +168,36 @@ impl Capture {
     }
 
     fn shutdown(&mut self) {
-        let wake = self.wake.as_raw_fd();
-        let asked = self.core.stop_reader(|| {
+        let (wake, packet) = (self.wake.as_raw_fd(), self.packet.as_raw_fd());
+        let ask = || {
             let one: u64 = 1;
             // Cannot fail short of a counter overflow; the reader also exits on its own errors.
             unsafe { libc::write(wake, (&one as *const u64).cast(), 8) };
-        });
-        if !asked {
-            return;
-        }
-        let dropped = self.dropped();
-        if dropped > 0 {
-            eprintln!(
-                "sockconform capture: the kernel dropped {dropped} packet(s) (receive buffer \
-                 full); the capture is incomplete"
-            );
-        }
+        };
+        let dropped = &self.dropped;
+        self.core
+            .stop_and_report(ask, || kernel_drops(packet, dropped), "receive buffer");
     }
+}
+
+/// The kernel's drops on packet socket `fd` so far, kept in `total` (reading
+/// PACKET_STATISTICS resets the kernel's counters); `total` alone where it has none.
+fn kernel_drops(fd: RawFd, total: &AtomicU32) -> u32 {
+    let mut stats: libc::tpacket_stats = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut stats as *mut libc::tpacket_stats).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        total.fetch_add(stats.tp_drops, Ordering::Relaxed);
+    }
+    total.load(Ordering::Relaxed)
 }
 
 impl Drop for Capture {
