@@ -5,6 +5,10 @@
 //! answers "unavailable: why" for every capability instead of a silent wrong answer.
 
 pub mod bpf_frames;
+// Only the backends that capture packets use the shared capture core; the others have
+// `no_capture` and would leave it unused.
+#[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+mod capture_core;
 pub mod group;
 pub mod host;
 pub mod id;

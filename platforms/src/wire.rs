@@ -448,6 +448,10 @@ pub(crate) mod tests {
         let mut hop_by_hop = p.clone();
         hop_by_hop[6] = 0;
         assert_eq!(parse_ip(&hop_by_hop, p.len()), None);
+        // BIG TCP over IPv6: payload length 0, the packet's real length counts.
+        let mut big = p.clone();
+        big[4..6].copy_from_slice(&[0, 0]);
+        assert_eq!(parse_ip(&big, 40 + 40 + 70_000).unwrap().payload, 70_000);
     }
 
     #[test]

@@ -20,13 +20,13 @@
 
 use super::{BpfInsn, BpfProgram, BpfStat, BPF_LAYOUT};
 use crate::bpf_frames::{self, DLT_NULL};
+use crate::capture_core::{CaptureCore, Sink};
 use crate::wire::{Frame, Segment};
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Buffer asked for; the kernel clamps it to its maximum (512 KiB by default on both systems).
@@ -35,27 +35,9 @@ const BUFFER: libc::c_uint = 4 << 20;
 const READ_TIMEOUT: Duration = Duration::from_millis(50);
 const LOOPBACK: &[u8] = b"lo0";
 
-struct State {
-    segments: Vec<Segment>,
-    frames: Vec<Frame>,
-    running: bool,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    changed: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// A running capture of the TCP segments on the loopback interface (see the module docs).
 pub struct Capture {
-    shared: Arc<Shared>,
-    reader: Option<JoinHandle<()>>,
+    core: CaptureCore,
     bpf: Arc<OwnedFd>,
     /// When a stop was asked, in microseconds since the Unix epoch (0: not yet).
     stop: Arc<AtomicU64>,
@@ -68,65 +50,29 @@ impl Capture {
         let bpf = Arc::new(open_device()?);
         let buffer_len = configure(&bpf)?;
         let started = wall_clock();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                segments: Vec::new(),
-                frames: Vec::new(),
-                running: true,
-            }),
-            changed: Condvar::new(),
-        });
         let stop = Arc::new(AtomicU64::new(0));
-        let reader = {
-            let (bpf, shared, stop) = (bpf.clone(), shared.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("sockconform-capture".into())
-                .spawn(move || read_loop(&bpf, buffer_len, &shared, &stop, started))?
+        let core = {
+            let (bpf, stop) = (bpf.clone(), stop.clone());
+            CaptureCore::spawn(move |sink| read_loop(&bpf, buffer_len, sink, &stop, started))?
         };
-        Ok(Capture {
-            shared,
-            reader: Some(reader),
-            bpf,
-            stop,
-        })
+        Ok(Capture { core, bpf, stop })
     }
 
     /// A copy of what was captured so far, in arrival order.
     pub fn segments(&self) -> Vec<Segment> {
-        self.shared.lock().segments.clone()
+        self.core.segments()
     }
 
     /// Wait until `pred` holds for the captured list or `deadline` passes; returns whether it
     /// held. Woken by the reader after every read that brought segments. Returns false early if
     /// the reader has stopped. `pred` runs under the capture's lock.
     pub fn wait_for(&self, deadline: Instant, pred: impl Fn(&[Segment]) -> bool) -> bool {
-        let mut st = self.shared.lock();
-        loop {
-            if pred(&st.segments) {
-                return true;
-            }
-            let now = Instant::now();
-            if !st.running || now >= deadline {
-                return false;
-            }
-            st = self
-                .shared
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        self.core.wait_for(deadline, pred)
     }
 
     /// Packets the kernel dropped since the capture started because its buffer was full.
     pub fn dropped(&self) -> u32 {
-        let mut stats: BpfStat = unsafe { mem::zeroed() };
-        let r = unsafe { libc::ioctl(self.bpf.as_raw_fd(), libc::BIOCGSTATS, &mut stats) };
-        if r == 0 {
-            stats.bs_drop
-        } else {
-            0
-        }
+        kernel_drops(self.bpf.as_raw_fd())
     }
 
     /// Stop the reader (what the kernel already holds is still read) and return everything.
@@ -137,25 +83,28 @@ impl Capture {
     /// As [`Capture::stop`], with the packet behind each segment (same order and count).
     pub fn stop_with_frames(mut self) -> (Vec<Segment>, Vec<Frame>) {
         self.shutdown();
-        let mut st = self.shared.lock();
-        (mem::take(&mut st.segments), mem::take(&mut st.frames))
+        self.core.take()
     }
 
     fn shutdown(&mut self) {
-        let Some(reader) = self.reader.take() else {
-            return;
+        let stop = &self.stop;
+        let ask = || {
+            let now = wall_clock().as_micros().max(1);
+            stop.store(u64::try_from(now).unwrap_or(u64::MAX), Ordering::Release);
         };
-        let now = wall_clock().as_micros().max(1);
-        self.stop
-            .store(u64::try_from(now).unwrap_or(u64::MAX), Ordering::Release);
-        let _ = reader.join();
-        let dropped = self.dropped();
-        if dropped > 0 {
-            eprintln!(
-                "sockconform capture: the kernel dropped {dropped} packet(s) (BPF buffer full); \
-                 the capture is incomplete"
-            );
-        }
+        let bpf = self.bpf.as_raw_fd();
+        self.core
+            .stop_and_report(ask, || kernel_drops(bpf), "BPF buffer");
+    }
+}
+
+/// Packets the kernel dropped on BPF device `fd` since it was opened (0 where it cannot say).
+fn kernel_drops(fd: RawFd) -> u32 {
+    let mut stats: BpfStat = unsafe { mem::zeroed() };
+    if unsafe { libc::ioctl(fd, libc::BIOCGSTATS, &mut stats) } == 0 {
+        stats.bs_drop
+    } else {
+        0
     }
 }
 
@@ -267,7 +216,7 @@ fn stop_time(stop: &AtomicU64) -> Option<Duration> {
 /// request came back empty (its timeout passed with nothing held), or a packet stamped at or
 /// after the request came in. The second rule matters on a loopback other cases keep busy,
 /// where a read may never come back empty.
-fn read_loop(bpf: &OwnedFd, len: usize, shared: &Shared, stop: &AtomicU64, started: Duration) {
+fn read_loop(bpf: &OwnedFd, len: usize, sink: &Sink, stop: &AtomicU64, started: Duration) {
     let mut buf = vec![0u8; len];
     loop {
         let asked_before = stop_time(stop);
@@ -282,7 +231,7 @@ fn read_loop(bpf: &OwnedFd, len: usize, shared: &Shared, stop: &AtomicU64, start
         }
         let records = bpf_frames::records(&buf[..n as usize], &BPF_LAYOUT);
         let last = records.last().map(|r| r.at);
-        let batch: Vec<(Segment, Frame)> = records
+        let mut batch: Vec<(Segment, Frame)> = records
             .iter()
             .filter_map(|r| {
                 let (mut seg, frame) = bpf_frames::null_segment(r, &BPF_LAYOUT)?;
@@ -290,15 +239,7 @@ fn read_loop(bpf: &OwnedFd, len: usize, shared: &Shared, stop: &AtomicU64, start
                 Some((seg, frame))
             })
             .collect();
-        if !batch.is_empty() {
-            let mut st = shared.lock();
-            for (seg, frame) in batch {
-                st.segments.push(seg);
-                st.frames.push(frame);
-            }
-            drop(st);
-            shared.changed.notify_all();
-        }
+        sink.push(&mut batch, 0);
         let caught_up = match (stop_time(stop), last) {
             (Some(asked), Some(last)) => last >= asked,
             _ => false,
@@ -307,6 +248,4 @@ fn read_loop(bpf: &OwnedFd, len: usize, shared: &Shared, stop: &AtomicU64, start
             break;
         }
     }
-    shared.lock().running = false;
-    shared.changed.notify_all();
 }
