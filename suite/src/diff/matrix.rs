@@ -453,14 +453,19 @@ mod tests {
             m.rows[r].what_differs(0).as_deref(),
             Some("client write: died (signal SIGPIPE); client write: not performed (the process had ended: signal SIGPIPE)")
         );
+        // A corpus row: the poll flags that differ.
         let (m, r) = committed_row("explore/seed1_32");
         let named = m.rows[r].what_differs(0).expect("differs");
         assert!(named.contains("client poll: IN|OUT|RDHUP"), "{named}");
-        assert!(named.contains("end: client CLOSED"), "{named}");
-        assert!(m.rows[r]
-            .what_differs(2)
-            .unwrap()
-            .contains("end: client TIME_WAIT"));
+        let named = m.rows[r].what_differs(2).expect("differs");
+        assert!(named.contains("client poll: IN|OUT"), "{named}");
+        assert!(!named.contains("RDHUP"), "{named}");
+        // A checkpoint: the end whose state differs, named with its checkpoint.
+        let (m, r) = committed_row("linger/positive_nonblocking");
+        let named = m.rows[r].what_differs(0).expect("differs");
+        assert!(named.contains("after_close: server ESTABLISHED"), "{named}");
+        let named = m.rows[r].what_differs(2).expect("differs");
+        assert!(named.contains("after_close: server CLOSE_WAIT"), "{named}");
         // A row whose platforms agree names nothing.
         let (m, r) = committed_row("close/orderly_idle");
         assert!(!m.rows[r].differs);
