@@ -140,6 +140,34 @@ pub fn not_implemented_in(err: &io::Error) -> Option<&NotImplemented> {
     err.get_ref()?.downcast_ref::<NotImplemented>()
 }
 
+/// A feature this OS does not have at all (datagram AF_UNIX on Windows, the abstract namespace off
+/// Linux, IP_RECVERR off Linux), as opposed to a knob the backend has not implemented: it is the
+/// platform's behavior, so a case records it as that step's outcome ("not supported (why)") and
+/// runs on; it never skips the case and never stands for a made-up value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotSupported {
+    /// Why, in words (never an error number): "no abstract socket namespace on macos".
+    pub why: String,
+}
+
+impl std::fmt::Display for NotSupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not supported ({})", self.why)
+    }
+}
+
+impl std::error::Error for NotSupported {}
+
+/// The error a backend returns for a feature its OS lacks (see [`NotSupported`]).
+pub fn not_supported(why: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, NotSupported { why: why.into() })
+}
+
+/// The marker inside `err`, when it is one that [`not_supported`] made.
+pub fn not_supported_in(err: &io::Error) -> Option<&NotSupported> {
+    err.get_ref()?.downcast_ref::<NotSupported>()
+}
+
 /// One socket of the kernel's TCP table: open ones and those no process holds anymore
 /// (TIME_WAIT, orphaned FIN_WAIT2).
 #[derive(Clone, Debug, PartialEq, Eq)]

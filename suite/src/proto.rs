@@ -61,6 +61,11 @@ pub enum Outcome {
         os: String,
         what: String,
     },
+    /// The platform lacks the feature the op asked for (`platforms::NotSupported`): its behavior,
+    /// recorded as the step's outcome; the case runs on.
+    NotSupported {
+        why: String,
+    },
 }
 
 impl Outcome {
@@ -72,6 +77,9 @@ impl Outcome {
                 os: n.os.to_string(),
                 what: n.what.clone(),
             };
+        }
+        if let Some(n) = platforms::not_supported_in(e) {
+            return Outcome::NotSupported { why: n.why.clone() };
         }
         Outcome::Error {
             kind: format!("{:?}", e.kind()),
@@ -105,6 +113,7 @@ impl fmt::Display for Outcome {
             Outcome::State { state } => write!(f, "state({state})"),
             Outcome::Died { how } => write!(f, "process died ({how})"),
             Outcome::NotImplemented { os, what } => write!(f, "not implemented on {os}: {what}"),
+            Outcome::NotSupported { why } => write!(f, "not supported ({why})"),
             Outcome::Many {
                 n,
                 then,
@@ -177,6 +186,19 @@ mod tests {
         assert!(matches!(Outcome::from_error(&plain), Outcome::Error { .. }));
         assert_eq!(Outcome::from_error(&plain).not_implemented(), None);
         assert_eq!(Outcome::Ok.not_implemented(), None);
+    }
+
+    #[test]
+    fn a_feature_the_platform_lacks_is_an_outcome_not_a_skip() {
+        let e = platforms::not_supported("no abstract socket namespace on this OS");
+        let o = Outcome::from_error(&e);
+        assert_eq!(
+            o.to_string(),
+            "not supported (no abstract socket namespace on this OS)"
+        );
+        assert_eq!(o.not_implemented(), None);
+        let line = serde_json::to_string(&o).unwrap();
+        assert_eq!(serde_json::from_str::<Outcome>(&line).unwrap(), o);
     }
 
     #[test]

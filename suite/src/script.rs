@@ -266,6 +266,13 @@ pub enum Op {
     OnTerminate {
         ignore: bool,
     },
+    // ---- UDP ops (udp/ cases) go below this line ----
+
+    // ---- Unix-domain socket ops (unix/ cases) go below this line ----
+
+    // ---- connect/bind/listen ops (connect/, bind/, listen/ cases) go below this line ----
+
+    // ---- accepted socket, readiness, close, options ops go below this line ----
 }
 
 impl Op {
@@ -393,6 +400,13 @@ impl fmt::Display for Op {
             Op::SetFdLimit { n } => write!(f, "descriptor limit {n}"),
             Op::OnTerminate { ignore: true } => f.write_str("ignore SIGTERM"),
             Op::OnTerminate { ignore: false } => f.write_str("on SIGTERM close sockets and exit 0"),
+            // ---- UDP ops ----
+
+            // ---- Unix-domain socket ops ----
+
+            // ---- connect/bind/listen ops ----
+
+            // ---- accepted socket, readiness, close, options ops ----
         }
     }
 }

@@ -257,6 +257,13 @@ impl Agent {
             Op::OnTerminate { ignore } => process::on_terminate(*ignore)?.into(),
             Op::Exit { code } => process::exit(*code),
             Op::Abort => process::abort(),
+            // ---- UDP ops ----
+
+            // ---- Unix-domain socket ops ----
+
+            // ---- connect/bind/listen ops ----
+
+            // ---- accepted socket, readiness, close, options ops ----
         })
     }
 }

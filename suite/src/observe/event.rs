@@ -355,6 +355,8 @@ pub fn parse_outcome(s: &str) -> Option<Outcome> {
                 Outcome::Events {
                     events: ev.split('|').map(String::from).collect(),
                 }
+            } else if let Some(why) = inner("not supported (") {
+                Outcome::NotSupported { why: why.into() }
             } else if let Some(state) = inner("state(") {
                 Outcome::State {
                     state: state.into(),
@@ -673,6 +675,17 @@ mod tests {
                 ..
             }
         ));
+        let Event::Call(c) =
+            step("client: bind abstract name -> not supported (no abstract namespace on macos)")
+        else {
+            panic!("not a call")
+        };
+        assert_eq!(
+            c.result.outcome(),
+            Some(&Outcome::NotSupported {
+                why: "no abstract namespace on macos".into()
+            })
+        );
         assert!(matches!(
             Event::parse(Section::Wire, "client c2 > server: SYN"),
             Event::Wire(WireEvent::Sent { .. })

@@ -80,6 +80,13 @@ impl Endpoints {
                 to: Target::ClosedPort,
                 ..
             } => self.make_closed_port()?,
+            // ---- UDP addresses ----
+
+            // ---- Unix-domain socket addresses ----
+
+            // ---- connect/bind/listen addresses ----
+
+            // ---- accepted socket, readiness, close, options addresses ----
             _ => return Ok(None),
         }))
     }
