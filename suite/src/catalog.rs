@@ -39,6 +39,10 @@ macro_rules! with_catalog {
             partition: [healed_before_user_timeout, healed_after_user_timeout],
             unreachable: [while_sending, during_connect],
             middlebox: [reset_established],
+            unix: [
+                socket_types, path_length_limit, abstract_namespace, peer_credentials, reuseport,
+                dgram_receiver_full, listener_closed_after_connect,
+            ],
         }
     };
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Request {
@@ -13,6 +14,19 @@ pub struct Request {
     pub op: Op,
     /// The concrete address for listen/connect, resolved by the runner.
     pub addr: Option<SocketAddr>,
+    /// What a Unix-domain op needs from the runner (unix/ cases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix: Option<UnixArgs>,
+}
+
+/// A Unix-domain op's name and peer, resolved by the runner: the name's path in the case's
+/// private directory (or the tag of its abstract name), and the pid of the other agent, which
+/// peer credentials are compared with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixArgs {
+    pub path: PathBuf,
+    pub abstract_name: bool,
+    pub peer_pid: Option<u32>,
 }
 
 /// What one call returned, normalized: a portable kind plus the OS's symbolic name, never a number.

@@ -147,6 +147,28 @@ pub enum How {
     Both,
 }
 
+/// The type of a Unix-domain socket (unix/ cases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnixType {
+    Stream,
+    Datagram,
+    Seqpacket,
+}
+
+/// Which name a Unix-domain socket binds (unix/ cases). Fresh names are the slot's name, as a
+/// file in the case's private temporary directory or in the abstract namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnixName {
+    /// A path in the case's directory, named after the slot.
+    Path,
+    /// An abstract name (Linux's namespace of names that are no file), named after the slot.
+    Abstract,
+    /// The name the case bound last, again.
+    Previous,
+}
+
 /// One operation an agent performs. Each produces one outcome.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "op")]
@@ -269,7 +291,40 @@ pub enum Op {
     // ---- UDP ops (udp/ cases) go below this line ----
 
     // ---- Unix-domain socket ops (unix/ cases) go below this line ----
-
+    /// socket(AF_UNIX, type): a new, unbound Unix-domain socket in the slot.
+    UnixSocket {
+        kind: UnixType,
+    },
+    /// bind() the slot's Unix-domain socket to a name of the case.
+    UnixBind {
+        name: UnixName,
+    },
+    /// listen() on the slot's bound Unix-domain socket.
+    UnixListen {
+        backlog: i32,
+    },
+    /// connect() the slot's Unix-domain socket to the name the case bound last.
+    UnixConnect,
+    /// For each length from `from` to `to` bytes, a fresh stream socket binds a path of that
+    /// length in the case's directory: ok or the error per length, and whether getsockname gives
+    /// the path back whole.
+    UnixPathLengths {
+        from: usize,
+        to: usize,
+    },
+    /// The peer's credentials on the slot's connected socket: which fields the platform reports,
+    /// and whether the pid, uid and gid are the peer agent's (never the numbers themselves).
+    UnixPeerCred,
+    /// SO_REUSEPORT on the slot's Unix-domain socket.
+    UnixReusePort,
+    /// Send datagrams of `size` bytes on the slot's connected datagram socket until the first
+    /// refusal, at most `max` of them; the refusal is the outcome, not the count.
+    UnixDgramFill {
+        size: usize,
+        max: usize,
+    },
+    /// getsockopt(SO_ERROR) on the slot's socket: its pending error, which the call clears.
+    UnixTakeError,
     // ---- connect/bind/listen ops (connect/, bind/, listen/ cases) go below this line ----
 
     // ---- accepted socket, readiness, close, options ops go below this line ----
@@ -403,10 +458,53 @@ impl fmt::Display for Op {
             // ---- UDP ops ----
 
             // ---- Unix-domain socket ops ----
-
+            Op::UnixSocket { .. }
+            | Op::UnixBind { .. }
+            | Op::UnixListen { .. }
+            | Op::UnixConnect
+            | Op::UnixPathLengths { .. }
+            | Op::UnixPeerCred
+            | Op::UnixReusePort
+            | Op::UnixDgramFill { .. }
+            | Op::UnixTakeError => self.fmt_unix(f),
             // ---- connect/bind/listen ops ----
 
             // ---- accepted socket, readiness, close, options ops ----
+        }
+    }
+}
+
+impl Op {
+    /// The line of a Unix-domain op (kept apart so `fmt` stays one arm per family).
+    fn fmt_unix(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+        Op::UnixSocket { kind } => {
+            let ty = match kind {
+                UnixType::Stream => "SOCK_STREAM",
+                UnixType::Datagram => "SOCK_DGRAM",
+                UnixType::Seqpacket => "SOCK_SEQPACKET",
+            };
+            write!(f, "socket(AF_UNIX, {ty})")
+        }
+        Op::UnixBind { name } => f.write_str(match name {
+            UnixName::Path => "bind to a path in the case's directory",
+            UnixName::Abstract => "bind to an abstract name",
+            UnixName::Previous => "bind to the name bound last",
+        }),
+        Op::UnixListen { backlog } => write!(f, "listen(backlog {backlog})"),
+        Op::UnixConnect => f.write_str("connect to the name bound last"),
+        Op::UnixPathLengths { from, to } => write!(
+            f,
+            "bind paths of {from} to {to} bytes (the address length counting a terminating NUL), a fresh socket each"
+        ),
+        Op::UnixPeerCred => f.write_str("peer credentials"),
+        Op::UnixReusePort => f.write_str("SO_REUSEPORT on"),
+        Op::UnixDgramFill { size, max } => write!(
+            f,
+            "send {size}-byte datagrams until refused (at most {max})"
+        ),
+        Op::UnixTakeError => f.write_str("SO_ERROR"),
+            other => unreachable!("{other:?} is not a Unix-domain op"),
         }
     }
 }
@@ -549,6 +647,9 @@ pub struct Case {
     /// waits (bounded) until nothing is in flight and the TCP table is stable: a generated script
     /// has no await steps, so without this its moves race the previous move's segments there.
     pub settle_between_moves: bool,
+    /// Why the case has no wire at all (its sockets never cross a network interface): the
+    /// runner then captures nothing, reads no TCP table, and records this as the reason.
+    pub no_wire: Option<&'static str>,
     pub steps: Vec<Step>,
 }
 
@@ -564,8 +665,16 @@ impl Case {
             retransmissions_vary: None,
             ipv6: false,
             settle_between_moves: false,
+            no_wire: None,
             steps,
         }
+    }
+
+    /// A case of Unix-domain sockets only: nothing of it crosses a network interface, so there
+    /// is no wire to capture and no TCP table lists its sockets.
+    pub fn unix_domain(mut self) -> Case {
+        self.no_wire = Some("Unix-domain sockets do not cross a network interface");
+        self
     }
 
     /// The same script over IPv6 loopback (::1), with its own intent. It needs IPv6; a `needs`

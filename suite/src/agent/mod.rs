@@ -14,6 +14,7 @@ mod observation;
 mod options;
 mod process;
 mod teardown;
+mod unix;
 
 use crate::proto::{Outcome, Reply, Request};
 use crate::script::{Op, Slot};
@@ -260,7 +261,21 @@ impl Agent {
             // ---- UDP ops ----
 
             // ---- Unix-domain socket ops ----
-
+            Op::UnixSocket { kind } => self.unix_socket(slot, *kind)?.into(),
+            Op::UnixBind { .. } => unix::bind(self.sock(slot)?, unix::need_unix(req)?)?.into(),
+            Op::UnixListen { backlog } => ok(self.sock(slot)?.listen(*backlog))?.into(),
+            Op::UnixConnect => unix::connect(self.sock(slot)?, unix::need_unix(req)?)?.into(),
+            Op::UnixPathLengths { from, to } => {
+                unix::path_lengths(unix::need_unix(req)?, *from, *to)?.into()
+            }
+            Op::UnixPeerCred => unix::peer_cred(self.sock(slot)?, unix::need_unix(req)?)?.into(),
+            Op::UnixReusePort => {
+                ok(platforms::unix_domain::set_reuse_port(self.sock(slot)?))?.into()
+            }
+            Op::UnixDgramFill { size, max } => {
+                unix::dgram_fill(self.sock(slot)?, *size, *max).into()
+            }
+            Op::UnixTakeError => unix::take_error(self.sock(slot)?)?.into(),
             // ---- connect/bind/listen ops ----
 
             // ---- accepted socket, readiness, close, options ops ----

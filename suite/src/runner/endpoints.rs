@@ -2,10 +2,12 @@
 //! its connections and client ports by slot, the names of wire endpoints, the addresses a request
 //! is sent with, and what each reply tells of them.
 
-use crate::proto::{Outcome, Reply, Request};
-use crate::script::{Action, Op, Port, Side, Slot, Step, Target};
+use crate::proto::{Outcome, Reply, Request, UnixArgs};
+use crate::script::{Action, Op, Port, Side, Slot, Step, Target, UnixName};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub(super) struct Endpoints {
     /// The address every socket of the case uses (127.0.0.1, ::1 for IPv6 cases, or the lab's).
@@ -20,6 +22,8 @@ pub(super) struct Endpoints {
     pub(super) client_ports: BTreeMap<Slot, u16>,
     /// Sides whose calls put data into the main connection (a write or fill that took bytes).
     pub(super) wrote: BTreeSet<Side>,
+    /// The case's Unix-domain names (unix/ cases).
+    pub(super) unix: UnixNames,
 }
 
 impl Endpoints {
@@ -37,6 +41,7 @@ impl Endpoints {
             listeners: Vec::new(),
             client_ports: BTreeMap::new(),
             wrote: BTreeSet::new(),
+            unix: UnixNames::default(),
         }
     }
 
@@ -46,6 +51,7 @@ impl Endpoints {
             slot: a.slot,
             op: a.op.clone(),
             addr: self.address(&a.op)?,
+            unix: self.unix.args(a)?,
         })
     }
 
@@ -83,6 +89,7 @@ impl Endpoints {
             // ---- UDP addresses ----
 
             // ---- Unix-domain socket addresses ----
+            // (Unix-domain names are no socket address: `UnixNames::args` resolves them.)
 
             // ---- connect/bind/listen addresses ----
 
@@ -243,4 +250,93 @@ pub(super) fn canonical(a: SocketAddr) -> SocketAddr {
 
 fn is_ipv4_mapped(ip: &IpAddr) -> bool {
     matches!(ip, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some())
+}
+
+// ---- Unix-domain names ----------------------------------------------------------------------------
+
+/// The Unix-domain names of a case: its private temporary directory, made when the first name is
+/// asked for and removed when the walk ends (`Drop`, so also after a failure or a panic), the
+/// name bound last, and the agents' pids, which peer credentials are compared with.
+#[derive(Default)]
+pub(super) struct UnixNames {
+    dir: Option<CaseDir>,
+    /// The path (or abstract tag) bound last, and whether it is an abstract name.
+    last: Option<(PathBuf, bool)>,
+    /// The agents' pids, client first.
+    pub(super) pids: Option<[u32; 2]>,
+    /// How many fresh names the case has made.
+    made: usize,
+}
+
+/// A directory of one case, removed with everything in it when dropped.
+struct CaseDir(PathBuf);
+
+impl Drop for CaseDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl UnixNames {
+    /// What a Unix-domain op needs from the runner, or None for any other op.
+    fn args(&mut self, a: &Action) -> Result<Option<UnixArgs>, String> {
+        let (path, abstract_name) = match &a.op {
+            Op::UnixBind {
+                name: UnixName::Path,
+            } => self.fresh(a.slot, false)?,
+            Op::UnixBind {
+                name: UnixName::Abstract,
+            } => self.fresh(a.slot, true)?,
+            Op::UnixBind {
+                name: UnixName::Previous,
+            }
+            | Op::UnixConnect => self.last.clone().ok_or("no Unix-domain name bound yet")?,
+            Op::UnixPathLengths { .. } => (self.dir()?.to_path_buf(), false),
+            Op::UnixPeerCred => (PathBuf::new(), false),
+            _ => return Ok(None),
+        };
+        let peer = usize::from(a.side == Side::Client);
+        Ok(Some(UnixArgs {
+            path,
+            abstract_name,
+            peer_pid: self.pids.map(|p| p[peer]),
+        }))
+    }
+
+    /// A new name for the slot, which becomes the name bound last: a file of the case's directory
+    /// named after the slot or, for an abstract name, that path as the tag (unique to the run and the case, as the
+    /// abstract namespace is shared by every process of the network namespace).
+    fn fresh(&mut self, slot: Slot, abstract_name: bool) -> Result<(PathBuf, bool), String> {
+        // Numbered, as a slot may bind again after its first socket closed (its file stays).
+        self.made += 1;
+        let file = format!("{slot}{}", self.made);
+        let path = self.dir()?.join(file);
+        self.last = Some((path.clone(), abstract_name));
+        Ok((path, abstract_name))
+    }
+
+    /// The case's private directory, made on first use.
+    fn dir(&mut self) -> Result<&Path, String> {
+        if self.dir.is_none() {
+            self.dir = Some(make_case_dir()?);
+        }
+        Ok(&self.dir.as_ref().expect("made above").0)
+    }
+}
+
+/// A new, empty directory under the system's temporary directory, named by the run's process and
+/// a counter, so concurrent cases never share one.
+fn make_case_dir() -> Result<CaseDir, String> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let base = std::env::temp_dir();
+    for _ in 0..100 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = base.join(format!("sockconform-{}-{n}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(CaseDir(dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot make {}: {e}", dir.display())),
+        }
+    }
+    Err(format!("no free directory name under {}", base.display()))
 }

@@ -122,10 +122,13 @@ fn run_here(case: &Case, cfg: &RunConfig) -> CaseRun {
     // A script that ended with a checkpoint has just done so: the wire then ends where the states
     // were read (waiting again would only cost the settle deadline once more where a state stays
     // transient, e.g. FIN_WAIT1 behind a zero window).
-    if result.is_ok() && !walk.tables.settled && walk.skipped.is_none() {
+    if result.is_ok() && !walk.tables.settled && walk.skipped.is_none() && case.no_wire.is_none() {
         walk.settle();
     }
-    let wire = walk.tap.finish(case, &walk.ends);
+    let mut wire = walk.tap.finish(case, &walk.ends);
+    if let Some(why) = case.no_wire {
+        wire.wire = Wire::NotCaptured { reason: why.into() };
+    }
     let stderr = walk.agents.cleanup();
     let error = result.err().map(|e| {
         if stderr.trim().is_empty() {
@@ -211,10 +214,13 @@ impl CaseWalk {
                 (platforms::CAPTURE_SHARES_LOOPBACK && cfg.capture.is_ok()).then(Capture::start)
             }
         };
-        self.tap.started(capture);
+        // A case whose sockets cross no interface has nothing to capture.
+        self.tap.started(capture.filter(|_| case.no_wire.is_none()));
         for side in [Side::Client, Side::Server] {
             self.agents.spawn(side, &cfg.agent_exe, &self.net)?;
         }
+        let mut pid = |side| self.agents.get(side).child.id();
+        self.ends.unix.pids = Some([pid(Side::Client), pid(Side::Server)]);
         Ok(())
     }
 
