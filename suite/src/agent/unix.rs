@@ -112,8 +112,8 @@ fn bind_path_of_length(path: &[u8]) -> String {
 
 /// The peer's credentials: for each of pid, uid and gid, whether the platform reports it and
 /// whether it is the peer agent's (its pid as the runner started it; its uid and gid are this
-/// agent's own, as the runner started both). The numbers themselves change every run and are
-/// never written.
+/// agent's own, as the runner started both, so only the pid can tell the peer's credentials from
+/// the caller's own). The numbers themselves change every run and are never written.
 pub(super) fn peer_cred(s: &Socket, args: &UnixArgs) -> io::Result<Outcome> {
     let cred = ud::peer_cred(s)?;
     let (uid, gid) = ud::own_ids();
@@ -123,8 +123,15 @@ pub(super) fn peer_cred(s: &Socket, args: &UnixArgs) -> io::Result<Outcome> {
         (Some(_), Some(_)) => format!("{name} not the peer's"),
         (Some(_), None) => format!("{name} reported, nothing to compare it with"),
     };
+    let pid = match cred.pid {
+        // gVisor answers SO_PEERCRED with the caller's own credentials.
+        Some(p) if p == std::process::id() && args.peer_pid != Some(p) => {
+            "pid the caller's own, not the peer's".to_string()
+        }
+        got => field("pid", got, args.peer_pid),
+    };
     let note = [
-        field("pid", cred.pid, args.peer_pid),
+        pid,
         field("uid", cred.uid, uid),
         field("gid", cred.gid, gid),
     ]

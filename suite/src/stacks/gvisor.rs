@@ -8,7 +8,9 @@
 //! needs (measured with runsc 20221219):
 //!
 //! * the host root read-only (`root.readonly`, `--overlay2=none`: a stray write fails with EROFS
-//!   rather than vanishing), with one writable bind mount: the artifact folder `out`;
+//!   rather than vanishing), with one writable bind mount: the artifact folder `out`; and a
+//!   `/tmp` in the sandbox's own memory (tmpfs, nothing of the host) for the socket files of the
+//!   Unix-domain cases, which bind paths in a temporary directory;
 //! * no network of the host: `--network=none` (the default mode would create a veth and NAT
 //!   rules on the host), plus a network namespace of the sandbox's own; `--net-raw` so the packet
 //!   capture (AF_PACKET) works inside; each case still makes its own namespace inside;
@@ -270,6 +272,7 @@ fn bundle_spec(
         "mounts": [
             { "destination": "/proc", "type": "proc", "source": "proc" },
             { "destination": out, "type": "bind", "source": out, "options": ["rbind", "rw"] },
+            { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs" },
         ],
         "linux": { "namespaces": [ { "type": "network" } ] },
     })
