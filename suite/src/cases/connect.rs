@@ -142,7 +142,10 @@ pub fn nonblocking_second_call() -> Case {
             client(Op::ConnectSocket {
                 to: Target::Listener,
             }),
-            client(Op::AwaitWritable { timeout_ms: 0 }),
+            // Still in progress 200 ms later: the SYN was dropped. The wait also gives a stack
+            // that handles the SYN after the call returned (gVisor) the time to drop it before
+            // the accept below makes room, which would let it in at once.
+            client(Op::AwaitWritable { timeout_ms: 200 }),
             // Room in the queue again: the retransmitted SYN gets in.
             server(Op::Accept),
             client(Op::AwaitWritable { timeout_ms: 3000 }),
