@@ -367,6 +367,16 @@ pub mod knobs {
     pub fn poll(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
         sys::poll(s, timeout)
     }
+    /// Poll one socket for writability alone (POLLOUT; POLLWRNORM on Windows), as a runtime waits
+    /// for a non-blocking connect; returns the names of the reported events, the ones the OS adds
+    /// unasked (ERR, HUP) included.
+    pub fn poll_writable(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
+        sys::poll_writable(s, timeout)
+    }
+    /// SO_REUSEPORT on or off; `not_supported` where the OS has no such option (Windows).
+    pub fn set_reuse_port(s: &Socket, on: bool) -> io::Result<()> {
+        sys::set_reuse_port(s, on)
+    }
     /// The TCP state of an open socket as its own kernel reports it (TCP_INFO on Linux).
     pub fn socket_state(s: &Socket) -> io::Result<TcpState> {
         sys::socket_state(s)

@@ -22,7 +22,11 @@ macro_rules! with_catalog {
                 reader_blocked_when_rst_arrives,
             ],
             connect: [closed_port, backlog_full_not_accepting, reset_before_accept, listener_closed_with_connection_queued,
-                listener_killed_with_connection_queued],
+                listener_killed_with_connection_queued, nonblocking_refused, nonblocking_second_call,
+                again_after_refused, self_connect, to_unspecified_address],
+            listen: [unbound_socket],
+            bind: [getsockname_unbound, family_mismatch, reuseaddr_over_listener, reuseport_two_listeners,
+                v4mapped_wildcard],
             ipv6: [orderly_idle, killed_with_unread_data, closed_port, dual_stack_default, dual_stack_v6only],
             timeouts: [read_timeout_idle, write_timeout_peer_not_reading],
             time_wait: [rebind_without_reuseaddr, rebind_with_reuseaddr],
@@ -146,6 +150,18 @@ mod tests {
                 .steps
                 .iter()
                 .any(|s| matches!(s, Step::Do(a) if matches!(a.op, Op::ListenDualStack { .. })));
+            // So would listen() on a socket it binds itself (never bound, or its bind refused),
+            // and a bind to the IPv4-mapped wildcard.
+            let binds_wildcard = c.steps.iter().any(|s| {
+                use crate::script::BindTo;
+                matches!(s, Step::Do(a) if matches!(a.op, Op::ListenOn { .. }
+                    | Op::Bind { to: BindTo::V4MappedWildcard }))
+            });
+            assert!(
+                !binds_wildcard || c.needs.contains(&Need::Isolation),
+                "{}: a listen() that may bind the wildcard needs isolation",
+                c.id()
+            );
             assert!(
                 !wildcard
                     || [Need::Isolation, Need::Ipv6]

@@ -136,6 +136,77 @@ pub enum Target {
     /// The server's listener through its IPv4 loopback address (127.0.0.1), whatever family the
     /// listener has: an IPv4 connect to a `[::]` listener asks whether it is dual-stack.
     ListenerOverIpv4,
+    /// The unspecified address of the case's family (0.0.0.0, or :: in IPv6 cases) with the
+    /// listener's port: Linux and macOS take it for the local host, Windows refuses it.
+    UnspecifiedAddress,
+    /// The address the agent's socket was last bound to (`Op::Bind`): a TCP self-connect.
+    OwnAddress,
+}
+
+/// Where `Op::Bind` binds the slot's socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindTo {
+    /// The case's address, any port (the kernel chooses).
+    AnyPort,
+    /// The case's address and a free port below every platform's ephemeral range, so no socket
+    /// the kernel numbers can be given it meanwhile.
+    LowPort,
+    /// The address and port of the case's listener, which is in use.
+    ListenerAddress,
+    /// 127.0.0.1, any port, whatever the socket's family.
+    Ipv4Loopback,
+    /// ::1, any port, whatever the socket's family.
+    Ipv6Loopback,
+    /// The IPv4-mapped IPv6 wildcard ::ffff:0.0.0.0, any port.
+    V4MappedWildcard,
+}
+
+/// The address family of a socket an op creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Target {
+    /// Where a connect goes, as a step line says it ("to the listener").
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Target::Listener => "to the listener",
+            Target::ClosedPort => "to a closed port",
+            Target::ListenerOverIpv4 => "to the listener's port over IPv4 (127.0.0.1)",
+            Target::UnspecifiedAddress => {
+                "to the unspecified address (0.0.0.0, :: in IPv6 cases) at the listener's port"
+            }
+            Target::OwnAddress => "to its own address",
+        }
+    }
+}
+
+impl BindTo {
+    /// The address, as a step line says it.
+    pub fn phrase(self) -> &'static str {
+        match self {
+            BindTo::AnyPort => "the case's address, any port",
+            BindTo::LowPort => "the case's address, a free port below the ephemeral ranges",
+            BindTo::ListenerAddress => "the listener's address and port",
+            BindTo::Ipv4Loopback => "127.0.0.1, any port",
+            BindTo::Ipv6Loopback => "::1, any port",
+            BindTo::V4MappedWildcard => "::ffff:0.0.0.0, any port",
+        }
+    }
+}
+
+impl Family {
+    /// The C name of the family.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "AF_INET",
+            Family::Ipv6 => "AF_INET6",
+        }
+    }
 }
 
 /// shutdown(2) directions.
@@ -326,7 +397,51 @@ pub enum Op {
     /// getsockopt(SO_ERROR) on the slot's socket: its pending error, which the call clears.
     UnixTakeError,
     // ---- connect/bind/listen ops (connect/, bind/, listen/ cases) go below this line ----
-
+    /// socket() alone: a TCP socket of this family in the slot, neither bound nor connected.
+    OpenSocket {
+        family: Family,
+    },
+    /// bind() of the slot's socket.
+    Bind {
+        to: BindTo,
+    },
+    /// listen() on the slot's socket as it is, bound or not; when it was not bound, the outcome
+    /// says where listen() put it (never the port's number).
+    ListenOn {
+        backlog: i32,
+    },
+    /// A new non-blocking socket connects: the outcome is the call's own answer (EINPROGRESS,
+    /// WSAEWOULDBLOCK, or a synchronous refusal).
+    ConnectNonblocking {
+        to: Target,
+    },
+    /// connect() on the slot's existing socket, in whatever mode and state it is (in progress,
+    /// connected, refused, bound).
+    ConnectSocket {
+        to: Target,
+    },
+    /// Wait at most `timeout_ms` for the socket to be writable or in error, as a runtime waits for
+    /// a non-blocking connect (poll for POLLOUT alone); the outcome is the events reported.
+    AwaitWritable {
+        timeout_ms: u64,
+    },
+    /// SO_ERROR: read (and so clear) the socket's pending error.
+    SocketError,
+    /// getsockname(): the family, which address and whether the port is 0 (never the number).
+    LocalAddress,
+    SetReuseAddress {
+        on: bool,
+    },
+    /// SO_REUSEPORT (`not supported` where the OS has no such option, e.g. Windows).
+    SetReusePort {
+        on: bool,
+    },
+    /// Accept from this listener and from `other` until `n` connections in all arrived (or none
+    /// arrives for 2 s): which of the two got connections, as a statement, not counts.
+    AcceptSpread {
+        other: Slot,
+        n: usize,
+    },
     // ---- accepted socket, readiness, close, options ops go below this line ----
 }
 
@@ -376,7 +491,11 @@ impl fmt::Display for Op {
                     Target::ListenerOverIpv4 => {
                         "connect to the listener's port over IPv4 (127.0.0.1)"
                     }
+                    Target::UnspecifiedAddress | Target::OwnAddress => "connect",
                 })?;
+                if matches!(to, Target::UnspecifiedAddress | Target::OwnAddress) {
+                    write!(f, " {}", to.phrase())?;
+                }
                 match timeout_ms {
                     Some(ms) => write!(f, " with timeout {ms} ms"),
                     None => Ok(()),
@@ -468,7 +587,17 @@ impl fmt::Display for Op {
             | Op::UnixDgramFill { .. }
             | Op::UnixTakeError => self.fmt_unix(f),
             // ---- connect/bind/listen ops ----
-
+            Op::OpenSocket { .. }
+            | Op::Bind { .. }
+            | Op::ListenOn { .. }
+            | Op::ConnectNonblocking { .. }
+            | Op::ConnectSocket { .. }
+            | Op::AwaitWritable { .. }
+            | Op::SocketError
+            | Op::LocalAddress
+            | Op::SetReuseAddress { .. }
+            | Op::SetReusePort { .. }
+            | Op::AcceptSpread { .. } => self.fmt_binding(f),
             // ---- accepted socket, readiness, close, options ops ----
         }
     }
@@ -505,6 +634,29 @@ impl Op {
         ),
         Op::UnixTakeError => f.write_str("SO_ERROR"),
             other => unreachable!("{other:?} is not a Unix-domain op"),
+        }
+    }
+
+    /// The words of the connect/bind/listen ops (kept apart from `fmt`, which is long enough).
+    fn fmt_binding(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on_off = |b: bool| if b { "on" } else { "off" };
+        match self {
+            Op::OpenSocket { family } => write!(f, "socket({})", family.name()),
+            Op::Bind { to } => write!(f, "bind({})", to.phrase()),
+            Op::ListenOn { backlog } => write!(f, "listen(backlog {backlog}) on this socket"),
+            Op::ConnectNonblocking { to } => write!(f, "non-blocking connect {}", to.phrase()),
+            Op::ConnectSocket { to } => write!(f, "connect the same socket {}", to.phrase()),
+            Op::AwaitWritable { timeout_ms } => {
+                write!(f, "poll for writable (at most {timeout_ms} ms)")
+            }
+            Op::SocketError => f.write_str("SO_ERROR"),
+            Op::LocalAddress => f.write_str("getsockname"),
+            Op::SetReuseAddress { on } => write!(f, "SO_REUSEADDR {}", on_off(*on)),
+            Op::SetReusePort { on } => write!(f, "SO_REUSEPORT {}", on_off(*on)),
+            Op::AcceptSpread { other, n } => {
+                write!(f, "accept {n} connection(s) from this listener and {other}")
+            }
+            other => unreachable!("{other:?} is not a connect/bind/listen op"),
         }
     }
 }

@@ -16,6 +16,7 @@ pub use unix::{
     raise_fd_limit, recv, set_fd_limit, sigpipe_default, spawn_inheriting, terminate,
     wait_readable, wait_stdin_hangup,
 };
+pub use unix::{poll_writable, set_reuse_port};
 
 use crate::{names, parse, Os, TcpEntry, TcpState, Unavailable};
 use socket2::Socket;

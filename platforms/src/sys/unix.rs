@@ -83,6 +83,38 @@ pub fn poll(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
         .collect())
 }
 
+/// poll(2) for POLLOUT alone, as a runtime waits for a non-blocking connect: what it reports
+/// for a failed connect differs (Linux adds ERR and HUP; the BSDs report writable and leave the
+/// rest to SO_ERROR). POLLERR, POLLHUP and POLLNVAL come unasked.
+pub fn poll_writable(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
+    let mut pfd = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    cvt(unsafe { libc::poll(&mut pfd, 1, ms) })?;
+    let table = [
+        (libc::POLLIN, "IN"),
+        (libc::POLLOUT, "OUT"),
+        (libc::POLLERR, "ERR"),
+        (libc::POLLHUP, "HUP"),
+        (libc::POLLNVAL, "NVAL"),
+    ];
+    Ok(table
+        .iter()
+        .filter(|(bit, _)| pfd.revents & bit != 0)
+        .map(|(_, n)| *n)
+        .collect())
+}
+
+/// SO_REUSEPORT: every Unix backend here has it, with different meanings (Linux balances
+/// connections between the sockets; FreeBSD needs SO_REUSEPORT_LB for that; macOS gives one
+/// socket everything), which is what a case observes.
+pub fn set_reuse_port(s: &Socket, on: bool) -> io::Result<()> {
+    s.set_reuse_port(on)
+}
+
 // The five knobs below (close .. abort): Linux's backend does not re-export them yet and reaches
 // them through lib.rs's `unix_knobs`, so its own inclusion of this file leaves them unused.
 

@@ -105,6 +105,14 @@ pub fn wait_readable(_s: &Socket, _t: Duration) -> io::Result<bool> {
     unsupported("waiting for readability")
 }
 
+pub fn poll_writable(_s: &Socket, _t: Duration) -> io::Result<Vec<&'static str>> {
+    unsupported("polling for writability")
+}
+
+pub fn set_reuse_port(_s: &Socket, _on: bool) -> io::Result<()> {
+    unsupported("SO_REUSEPORT")
+}
+
 pub fn raise_fd_limit() -> io::Result<u64> {
     unsupported("raising the descriptor limit")
 }

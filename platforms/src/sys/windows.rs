@@ -564,6 +564,38 @@ pub fn poll(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
         .collect())
 }
 
+/// WSAPoll for POLLWRNORM alone, as a runtime waits for a non-blocking connect: before Windows 10
+/// 2004 a failed connect reported no event at all here (the census, B3), which is what a case
+/// then records. POLLERR, POLLHUP and POLLNVAL come unasked.
+pub fn poll_writable(s: &Socket, timeout: Duration) -> io::Result<Vec<&'static str>> {
+    let mut pfd = WSAPOLLFD {
+        fd: raw(s),
+        events: POLLWRNORM,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    if unsafe { WSAPoll(&mut pfd, 1, ms) } == SOCKET_ERROR {
+        return Err(wsa_error());
+    }
+    let table = [
+        (POLLWRNORM, "OUT"),
+        (POLLERR, "ERR"),
+        (POLLHUP, "HUP"),
+        (POLLNVAL, "NVAL"),
+    ];
+    Ok(table
+        .iter()
+        .filter(|(bit, _)| pfd.revents & bit != 0)
+        .map(|(_, n)| *n)
+        .collect())
+}
+
+/// Windows has no SO_REUSEPORT; SO_REUSEADDR there already lets a second socket share a port in
+/// use (the census, D1), and SO_EXCLUSIVEADDRUSE forbids it.
+pub fn set_reuse_port(_s: &Socket, _on: bool) -> io::Result<()> {
+    Err(crate::not_supported("Windows has no SO_REUSEPORT"))
+}
+
 /// SIO_TCP_INFO (Windows 10 1703 and later), version 0 of the structure.
 pub fn socket_state(s: &Socket) -> io::Result<TcpState> {
     let version: u32 = 0;

@@ -8,6 +8,7 @@
 //! linger), `options` (socket knobs), `process` (the process itself: exit, descriptors, holders,
 //! signals) and `observation` (what the socket reports: readiness, state, unread bytes).
 
+mod binding;
 mod connection;
 mod data;
 mod observation;
@@ -277,7 +278,19 @@ impl Agent {
             }
             Op::UnixTakeError => unix::take_error(self.sock(slot)?)?.into(),
             // ---- connect/bind/listen ops ----
-
+            Op::OpenSocket { family } => self.open_socket(slot, *family)?.into(),
+            Op::Bind { .. } => self.bind(slot, need_addr(req)?)?,
+            Op::ListenOn { backlog } => self.listen_on(slot, *backlog)?,
+            Op::ConnectNonblocking { .. } => self.connect_nonblocking(slot, need_addr(req)?)?,
+            Op::ConnectSocket { .. } => self.connect_socket(slot, need_addr(req)?)?,
+            Op::AwaitWritable { timeout_ms } => {
+                binding::await_writable(self.sock(slot)?, *timeout_ms)?.into()
+            }
+            Op::SocketError => binding::socket_error(self.sock(slot)?)?.into(),
+            Op::LocalAddress => binding::local_address(self.sock(slot)?)?.into(),
+            Op::SetReuseAddress { on } => binding::reuse_address(self.sock(slot)?, *on)?.into(),
+            Op::SetReusePort { on } => binding::reuse_port(self.sock(slot)?, *on)?.into(),
+            Op::AcceptSpread { other, n } => self.accept_spread(slot, *other, *n)?.into(),
             // ---- accepted socket, readiness, close, options ops ----
         })
     }

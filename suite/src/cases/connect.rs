@@ -87,3 +87,136 @@ pub fn listener_killed_with_connection_queued() -> Case {
         ],
     )
 }
+
+// ---- non-blocking connect and connect() again on one socket (issue 16) ----
+
+/// The server's listener made non-blocking, so that the accept after `accept_within` answers at
+/// once where no connection came (a platform that refused the client's connect).
+fn nonblocking_listener() -> Step {
+    server(Op::SetNonblocking { on: true }).on("listener")
+}
+
+/// Wait (bounded) for a connection in the listener's queue, then accept it: on a stack that
+/// handles the client's last ACK after its connect() returned (gVisor) the queue fills a moment
+/// later, and where the connect failed the accept answers that nothing came, without hanging.
+fn accept_within(ms: u64) -> [Step; 2] {
+    [
+        server(Op::Poll { timeout_ms: ms }).on("listener"),
+        server(Op::Accept),
+    ]
+}
+
+pub fn nonblocking_refused() -> Case {
+    Case::new(
+        "Verify: a non-blocking connect() to a port with no listener: does the call itself refuse or say in progress, which events does a wait for writability report, and what does SO_ERROR hold, read twice (census B3, B4)?",
+        vec![
+            client(Op::ConnectNonblocking {
+                to: Target::ClosedPort,
+            }),
+            client(Op::AwaitWritable { timeout_ms: 3000 }).timed(),
+            client(Op::SocketError),
+            client(Op::SocketError),
+        ],
+    )
+}
+
+pub fn nonblocking_second_call() -> Case {
+    let filler = |slot| client(connect()).on(slot);
+    Case::new(
+        "Verify: connect() called again on a socket whose non-blocking connect is in progress (EALREADY?), and twice once it completed (success, then EISCONN?) (census B2, B5).",
+        vec![
+            // Two connections fill the backlog of 1 (see connect/backlog_full_not_accepting), so
+            // the SYN of the non-blocking connect is dropped and the connect stays in progress
+            // until its retransmission, 1 s later, on every stack: without that, a loopback
+            // connect may complete before the second call, or not.
+            server(Op::Listen {
+                backlog: 1,
+                port: Port::Any,
+                reuse_addr: false,
+            }),
+            filler("c1"),
+            filler("c2"),
+            client(Op::ConnectNonblocking {
+                to: Target::Listener,
+            }),
+            client(Op::ConnectSocket {
+                to: Target::Listener,
+            }),
+            // Still in progress 200 ms later: the SYN was dropped. The wait also gives a stack
+            // that handles the SYN after the call returned (gVisor) the time to drop it before
+            // the accept below makes room, which would let it in at once.
+            client(Op::AwaitWritable { timeout_ms: 200 }),
+            // Room in the queue again: the retransmitted SYN gets in.
+            server(Op::Accept),
+            client(Op::AwaitWritable { timeout_ms: 3000 }),
+            client(Op::SocketError),
+            // Twice: Linux answers the first call after completion with success (the socket
+            // only then counts as connected) and the next with EISCONN.
+            client(Op::ConnectSocket {
+                to: Target::Listener,
+            }),
+            client(Op::ConnectSocket {
+                to: Target::Listener,
+            }),
+        ],
+    )
+}
+
+pub fn again_after_refused() -> Case {
+    Case::new(
+        "Verify: connect() again on the same socket after its connect was refused, now to a live listener: does it connect (census B6)?",
+        vec![
+            server(listen()),
+            nonblocking_listener(),
+            client(Op::Connect {
+                to: Target::ClosedPort,
+                timeout_ms: None,
+            }),
+            client(Op::ConnectSocket {
+                to: Target::Listener,
+            }),
+        ]
+        .into_iter()
+        .chain(accept_within(1000))
+        .chain([Step::Checkpoint("after_second_connect")])
+        .collect(),
+    )
+}
+
+pub fn self_connect() -> Case {
+    Case::new(
+        "Verify: a socket bound to a port and connected to that same address: does it connect to itself (simultaneous open), and does a byte written come back to it (census B7)?",
+        vec![
+            client(Op::OpenSocket {
+                family: Family::Ipv4,
+            }),
+            client(Op::Bind {
+                to: BindTo::LowPort,
+            }),
+            client(Op::ConnectSocket {
+                to: Target::OwnAddress,
+            }),
+            client(Op::SetReadTimeout { ms: 500 }),
+            client(write(1)),
+            client(read(10)),
+        ],
+    )
+}
+
+pub fn to_unspecified_address() -> Case {
+    Case::new(
+        "Verify: connect() to the unspecified address (0.0.0.0) with a listener's port: is it taken for the local host, and from which address does the client connect (census B8)?",
+        vec![
+            server(listen()),
+            nonblocking_listener(),
+            client(Op::Connect {
+                to: Target::UnspecifiedAddress,
+                timeout_ms: None,
+            }),
+            client(Op::LocalAddress),
+        ]
+        .into_iter()
+        .chain(accept_within(1000))
+        .collect(),
+    )
+}

@@ -2,6 +2,7 @@
 //! (`catalog.rs`) gives it its family and name, which are the function's own.
 
 pub mod after_close;
+pub mod bind;
 pub mod close;
 pub mod connect;
 pub mod host_crash;
@@ -10,6 +11,7 @@ pub mod host_shutdown;
 pub mod ipv6;
 pub mod limits;
 pub mod linger;
+pub mod listen;
 pub mod middlebox;
 pub mod partition;
 pub mod ports;

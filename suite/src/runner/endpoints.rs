@@ -3,7 +3,7 @@
 //! is sent with, and what each reply tells of them.
 
 use crate::proto::{Outcome, Reply, Request, UnixArgs};
-use crate::script::{Action, Op, Port, Side, Slot, Step, Target, UnixName};
+use crate::script::{Action, BindTo, Op, Port, Side, Slot, Step, Target, UnixName};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -24,6 +24,8 @@ pub(super) struct Endpoints {
     pub(super) wrote: BTreeSet<Side>,
     /// The case's Unix-domain names (unix/ cases).
     pub(super) unix: UnixNames,
+    /// The address the case's last successful `Op::Bind` gave its socket (a self-connect's target).
+    bound: Option<SocketAddr>,
 }
 
 impl Endpoints {
@@ -42,6 +44,7 @@ impl Endpoints {
             client_ports: BTreeMap::new(),
             wrote: BTreeSet::new(),
             unix: UnixNames::default(),
+            bound: None,
         }
     }
 
@@ -92,6 +95,12 @@ impl Endpoints {
             // (Unix-domain names are no socket address: `UnixNames::args` resolves them.)
 
             // ---- connect/bind/listen addresses ----
+            Op::Bind { to } => self.bind_address(*to)?,
+            Op::ConnectNonblocking { to } | Op::ConnectSocket { to } => self.target(*to)?,
+            Op::Connect {
+                to: to @ (Target::UnspecifiedAddress | Target::OwnAddress),
+                ..
+            } => self.target(*to)?,
 
             // ---- accepted socket, readiness, close, options addresses ----
             _ => return Ok(None),
@@ -116,6 +125,7 @@ impl Endpoints {
     /// wrote data); returns the outcome as the step's line shows it.
     pub(super) fn note_reply(&mut self, a: &Action, reply: &Reply) -> Outcome {
         let mut outcome = reply.outcome.clone();
+        self.note_binding(a, reply);
         match (&a.op, a.side) {
             (Op::Listen { .. } | Op::ListenDualStack { .. }, _) => {
                 if let Some(l) = reply.local {
@@ -224,6 +234,113 @@ impl Endpoints {
         }
         labels
     }
+}
+
+/// The addresses of the connect/bind/listen cases' ops, and what their replies tell.
+impl Endpoints {
+    /// Where a connect goes, for the ops that name a target.
+    fn target(&mut self, to: Target) -> Result<SocketAddr, String> {
+        let listener = self.listener.ok_or("no listener to connect to");
+        Ok(match to {
+            Target::Listener => listener?,
+            Target::ClosedPort => self.make_closed_port()?,
+            Target::ListenerOverIpv4 => {
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listener?.port())
+            }
+            Target::UnspecifiedAddress => SocketAddr::new(unspecified(self.host), listener?.port()),
+            Target::OwnAddress => self.bound.ok_or("no socket was bound to connect to")?,
+        })
+    }
+
+    fn bind_address(&mut self, to: BindTo) -> Result<SocketAddr, String> {
+        Ok(match to {
+            BindTo::AnyPort => SocketAddr::new(self.host, 0),
+            BindTo::LowPort => free_low_port(self.host)?,
+            BindTo::ListenerAddress => self.listener.ok_or("no listener to bind beside")?,
+            BindTo::Ipv4Loopback => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
+            BindTo::Ipv6Loopback => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 0),
+            BindTo::V4MappedWildcard => {
+                SocketAddr::new(Ipv4Addr::UNSPECIFIED.to_ipv6_mapped().into(), 0)
+            }
+        })
+    }
+
+    /// Keep what the replies of these ops tell: a bound address (a self-connect's target), a
+    /// listener made by listen() on a socket (one on the wildcard is reached through the case's
+    /// address; it becomes the case's listener only if it has none yet, so a second listener
+    /// beside the first does not change where connects go), a connecting client's ends.
+    fn note_binding(&mut self, a: &Action, reply: &Reply) {
+        match (&a.op, &reply.outcome) {
+            (Op::Bind { .. }, Outcome::Ok) => self.bound = reply.local,
+            (Op::ListenOn { .. }, Outcome::Ok | Outcome::OkWith { .. }) => {
+                let Some(l) = reply.local else { return };
+                let l = if l.ip().to_canonical().is_unspecified() {
+                    SocketAddr::new(self.host, l.port())
+                } else {
+                    l
+                };
+                self.listener.get_or_insert(l);
+                self.previous_listener = Some(l);
+                self.listeners.push(l);
+            }
+            (Op::ConnectNonblocking { .. } | Op::ConnectSocket { .. }, _)
+                if a.side == Side::Client =>
+            {
+                if let Some(local) = reply.local {
+                    self.keep_earlier_port(a.slot, local.port());
+                    self.client_ports.insert(a.slot, local.port());
+                }
+                if let (Some(local), Some(peer)) = (reply.local, reply.peer) {
+                    self.conns.insert(a.slot, (local, peer));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A socket connected again after a failed connect may have been given another port (Linux
+    /// releases the first one): the first attempt's segments keep a name on the wire, "client
+    /// (earlier port)", instead of counting as a connection of no one's.
+    fn keep_earlier_port(&mut self, slot: Slot, port: u16) {
+        let Some(&earlier) = self.client_ports.get(&slot) else {
+            return;
+        };
+        if earlier != port && earlier != 0 {
+            let name = if slot.is_conn() {
+                "(earlier port)".to_string()
+            } else {
+                format!("{slot} (earlier port)")
+            };
+            self.client_ports.insert(Slot::named(&name), earlier);
+        }
+    }
+}
+
+/// The unspecified address of `host`'s family.
+fn unspecified(host: IpAddr) -> IpAddr {
+    match host {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+/// A free port on `host` below every platform's default ephemeral range (Linux 32768+, the
+/// others 49152+; apart from the closed port's 23000..23500), so no socket the kernel numbers
+/// itself can take it between the search and the bind.
+fn free_low_port(host: IpAddr) -> Result<SocketAddr, String> {
+    // A probe without SO_REUSEADDR (std's listener sets it on Unix), so a port still in
+    // TIME_WAIT from an earlier run on a shared loopback counts as taken, as it is for the bind.
+    let free = (24_000..24_500).find_map(|port| {
+        let addr = SocketAddr::new(host, port);
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .ok()?;
+        s.bind(&addr.into()).ok().map(|()| addr)
+    });
+    free.ok_or_else(|| "no free port in 24000..24500 to bind".to_string())
 }
 
 /// Whether a write or fill put bytes into the connection.

@@ -15,6 +15,7 @@ pub use unix::{
     raise_fd_limit, recv, set_fd_limit, sigpipe_default, spawn_inheriting, terminate,
     wait_readable, wait_stdin_hangup,
 };
+pub use unix::{poll_writable, set_reuse_port};
 
 /// Nothing to mark: the kernel's wait channel tells a blocked agent from an idle one.
 pub fn mark_operation(_on: bool) {}
