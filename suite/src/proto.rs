@@ -13,6 +13,11 @@ pub struct Request {
     pub op: Op,
     /// The concrete address for listen/connect, resolved by the runner.
     pub addr: Option<SocketAddr>,
+    /// Set for a call the agent runs on a second thread (`Op::InThread`): the agent answers it
+    /// when the call returns, with this id in the reply, and meanwhile serves the next requests.
+    /// Absent from every other request, so they cross the pipe as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<u32>,
 }
 
 /// What one call returned, normalized: a portable kind plus the OS's symbolic name, never a number.
@@ -144,6 +149,9 @@ pub struct Reply {
     pub local: Option<SocketAddr>,
     /// The peer's address after connect/accept.
     pub peer: Option<SocketAddr>,
+    /// The id of the second-thread call this reply answers (see `Request::thread`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<u32>,
 }
 
 #[cfg(test)]

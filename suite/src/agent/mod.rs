@@ -10,6 +10,7 @@
 
 mod connection;
 mod data;
+mod inspect;
 mod observation;
 mod options;
 mod process;
@@ -22,6 +23,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Run the agent loop until stdin ends. Returns the process exit code.
@@ -29,7 +31,6 @@ pub fn main_loop() -> i32 {
     let mut agent = Agent::default();
     platforms::mark_operation(false);
     let stdin = io::stdin();
-    let mut out = io::stdout().lock();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { return 1 };
         let req: Request = match serde_json::from_str(&line) {
@@ -39,13 +40,34 @@ pub fn main_loop() -> i32 {
                 return 2;
             }
         };
-        let reply = agent.perform(req);
-        let text = serde_json::to_string(&reply).expect("replies serialize");
-        if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+        // A call for a second thread answers later, from that thread; only a call that could
+        // not be started is answered here.
+        let reply = match &req.op {
+            Op::InThread { call, .. } => match agent.start_thread(&req, call) {
+                Ok(()) => continue,
+                Err(e) => Reply {
+                    outcome: Outcome::from_error(&e),
+                    elapsed_us: 0,
+                    local: None,
+                    peer: None,
+                    thread: req.thread,
+                },
+            },
+            _ => agent.perform(req),
+        };
+        if !reply_line(&reply) {
             return 1;
         }
     }
     0
+}
+
+/// Write one reply line. Standard output is locked for the line alone: a call on a second thread
+/// (`Op::InThread`) answers whenever it returns, between the main thread's replies.
+fn reply_line(reply: &Reply) -> bool {
+    let text = serde_json::to_string(reply).expect("replies serialize");
+    let mut out = io::stdout().lock();
+    writeln!(out, "{text}").and_then(|_| out.flush()).is_ok()
 }
 
 /// The holder mode (`sockconform-agent --hold FD`): keep an inherited socket open until standard
@@ -78,6 +100,8 @@ struct Agent {
     /// itself are tracked: an accepted socket inherits the listener's mode on BSD and Windows, not
     /// on Linux.
     nonblocking: HashSet<Slot>,
+    /// Connections accepted by calls on a second thread, held open until the process ends.
+    held: Arc<Mutex<Vec<Socket>>>,
 }
 
 /// What one op produced: its outcome, and the socket's addresses where the op made a connection
@@ -173,6 +197,7 @@ impl Agent {
             outcome: done.outcome,
             local: done.local,
             peer: done.peer,
+            thread: None,
         }
     }
 
@@ -264,6 +289,21 @@ impl Agent {
             // ---- connect/bind/listen ops ----
 
             // ---- accepted socket, readiness, close, options ops ----
+            Op::NonblockingMode => inspect::nonblocking_mode(self.sock(slot)?)?.into(),
+            Op::GetOption { name } => inspect::get_option(self.sock(slot)?, *name)?.into(),
+            Op::SetOption { name, value } => {
+                inspect::set_option(self.sock(slot)?, *name, *value)?.into()
+            }
+            Op::WriteUrgent { len } => inspect::write_urgent(self.sock(slot)?, *len)?.into(),
+            Op::ReadUrgent { max } => inspect::read_urgent(self.sock(slot)?, *max)?.into(),
+            Op::OpenUnconnected => self.open_unconnected(slot, need_addr(req)?)?,
+            // Served by `main_loop` on a thread of its own, never here.
+            Op::InThread { .. } => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a second thread's call is started, not performed",
+                ))
+            }
         })
     }
 }

@@ -1,6 +1,7 @@
 //! One file per family. A case function returns the intent and the script; the catalog
 //! (`catalog.rs`) gives it its family and name, which are the function's own.
 
+pub mod accept;
 pub mod after_close;
 pub mod close;
 pub mod connect;
@@ -11,6 +12,7 @@ pub mod ipv6;
 pub mod limits;
 pub mod linger;
 pub mod middlebox;
+pub mod options;
 pub mod partition;
 pub mod ports;
 pub mod process_exit;

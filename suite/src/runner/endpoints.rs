@@ -46,6 +46,7 @@ impl Endpoints {
             slot: a.slot,
             op: a.op.clone(),
             addr: self.address(&a.op)?,
+            thread: None,
         })
     }
 
@@ -87,6 +88,8 @@ impl Endpoints {
             // ---- connect/bind/listen addresses ----
 
             // ---- accepted socket, readiness, close, options addresses ----
+            // A socket that is never connected still has the case's family.
+            Op::OpenUnconnected => SocketAddr::new(self.host, 0),
             _ => return Ok(None),
         }))
     }

@@ -168,6 +168,7 @@ impl CaseWalk {
                 wait_ms: AWAIT_DEADLINE.as_millis() as u64,
             },
             addr: None,
+            thread: None,
         };
         let agent = self.agents.get(side);
         agent.send(&req)?;
