@@ -13,8 +13,10 @@ pub struct Request {
     pub op: Op,
     /// The concrete address for listen/connect, resolved by the runner.
     pub addr: Option<SocketAddr>,
-    /// Set for a call the agent runs on a second thread (`Op::InThread`): the agent answers it
-    /// when the call returns, with this id in the reply, and meanwhile serves the next requests.
+    /// Set for a call the agent runs on a second thread (`Op::InThread`): the agent acknowledges
+    /// the request once the thread exists (a reply without an id; an error if it could not start
+    /// one), answers it again when the call returns, with this id in the reply, and meanwhile
+    /// serves the next requests.
     /// Absent from every other request, so they cross the pipe as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thread: Option<u32>,

@@ -70,8 +70,8 @@ impl Agent {
         Ok(Outcome::Ok.into())
     }
 
-    /// Start `call` on a second thread and return at once: the thread answers the request
-    /// itself, with its id, when the call returns (maybe never: a call still blocked when the
+    /// Start `call` on a second thread and return at once (the main loop acknowledges the
+    /// request): the thread answers it itself, with its id, when the call returns (maybe never: a call still blocked when the
     /// case ends goes with the process). It works on the slot's own descriptor, not a duplicate,
     /// so that a close in the main thread is a close of the socket the call is blocked on.
     pub(super) fn start_thread(&mut self, req: &Request, call: &Op) -> io::Result<()> {

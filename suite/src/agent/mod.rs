@@ -40,18 +40,18 @@ pub fn main_loop() -> i32 {
                 return 2;
             }
         };
-        // A call for a second thread answers later, from that thread; only a call that could
-        // not be started is answered here.
+        // A call for a second thread is answered twice: here once the thread exists (or with
+        // why it could not start), and later by the thread itself when the call returns.
         let reply = match &req.op {
-            Op::InThread { call, .. } => match agent.start_thread(&req, call) {
-                Ok(()) => continue,
-                Err(e) => Reply {
-                    outcome: Outcome::from_error(&e),
-                    elapsed_us: 0,
-                    local: None,
-                    peer: None,
-                    thread: req.thread,
+            Op::InThread { call, .. } => Reply {
+                outcome: match agent.start_thread(&req, call) {
+                    Ok(()) => Outcome::Ok,
+                    Err(e) => Outcome::from_error(&e),
                 },
+                elapsed_us: 0,
+                local: None,
+                peer: None,
+                thread: None,
             },
             _ => agent.perform(req),
         };

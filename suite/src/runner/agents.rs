@@ -87,6 +87,17 @@ impl AgentProc {
         self.threads_started
     }
 
+    /// The agent's acknowledgment of the second-thread call `id`: once it says the thread
+    /// exists, a wait for the agent to block waits for that thread too. A call that could not
+    /// start has its acknowledgment as its outcome.
+    pub(super) fn thread_started(&mut self, id: u32, deadline: Instant) -> Result<(), String> {
+        let ack = self.receive(deadline)?;
+        if ack.outcome != Outcome::Ok {
+            self.thread_replies.insert(id, ack);
+        }
+        Ok(())
+    }
+
     /// The reply to the last request; if the process ended instead, how it ended. Replies of
     /// calls on a second thread that come first are kept for their `receive_thread`.
     pub(super) fn receive(&mut self, deadline: Instant) -> Result<Reply, String> {

@@ -128,7 +128,7 @@ impl Endpoints {
                     self.conns.insert(a.slot, (local, peer));
                 }
             }
-            (Op::Write { .. } | Op::Fill, side)
+            (Op::Write { .. } | Op::Fill | Op::WriteUrgent { .. }, side)
                 if a.slot.is_conn() && took_data(&reply.outcome) =>
             {
                 self.wrote.insert(side);

@@ -305,6 +305,10 @@ impl CaseWalk {
         if let Some(gone) = self.begin(a, thread)? {
             return Ok(Some(gone));
         }
+        if let Some(id) = thread {
+            let deadline = Instant::now() + step_deadline();
+            self.agents.get(a.side).thread_started(id, deadline)?;
+        }
         self.agents.get(a.side).pending_thread = thread;
         self.agents.get(a.side).pending = Some(a.clone());
         Ok(Some(Event::begins(who(a), &a.op)))
