@@ -16,6 +16,7 @@ pub mod lab;
 pub mod names;
 pub mod parse;
 pub mod procs;
+pub mod sockopt;
 pub mod unix_domain;
 pub mod wire;
 

@@ -17,6 +17,13 @@ pub struct Request {
     /// What a Unix-domain op needs from the runner (unix/ cases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unix: Option<UnixArgs>,
+    /// Set for a call the agent runs on a second thread (`Op::InThread`): the agent acknowledges
+    /// the request once the thread exists (a reply without an id; an error if it could not start
+    /// one), answers it again when the call returns, with this id in the reply, and meanwhile
+    /// serves the next requests.
+    /// Absent from every other request, so they cross the pipe as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<u32>,
 }
 
 /// A Unix-domain op's name and peer, resolved by the runner: the name's path in the case's
@@ -158,6 +165,9 @@ pub struct Reply {
     pub local: Option<SocketAddr>,
     /// The peer's address after connect/accept.
     pub peer: Option<SocketAddr>,
+    /// The id of the second-thread call this reply answers (see `Request::thread`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<u32>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+pub use platforms::sockopt::SockOpt;
 pub use platforms::TcpState;
 
 /// One endpoint of a case. Each side is a separate agent process.
@@ -443,6 +444,52 @@ pub enum Op {
         n: usize,
     },
     // ---- accepted socket, readiness, close, options ops go below this line ----
+    /// Read the socket's blocking mode back (fcntl O_NONBLOCK); the outcome names it.
+    NonblockingMode,
+    /// getsockopt of one option; the outcome is the raw value the platform wrote.
+    GetOption {
+        #[serde(with = "opt_name")]
+        name: SockOpt,
+    },
+    /// setsockopt of one option with a raw int (SO_LINGER: on, with this many seconds).
+    SetOption {
+        #[serde(with = "opt_name")]
+        name: SockOpt,
+        value: i32,
+    },
+    /// send() of `len` bytes with MSG_OOB (urgent data).
+    WriteUrgent {
+        len: usize,
+    },
+    /// recv() of up to `max` bytes with MSG_OOB.
+    ReadUrgent {
+        max: usize,
+    },
+    /// socket() only: a TCP socket that is never bound or connected, in its slot.
+    OpenUnconnected,
+    /// Run `call` on a second thread of the agent, on the same descriptor, while the agent goes
+    /// on serving requests; a `Step::Finish` collects it, waiting at most `collect_within_ms`
+    /// (a call still blocked then is recorded as such; the agent ends with the case).
+    InThread {
+        call: Box<Op>,
+        collect_within_ms: u64,
+    },
+}
+
+/// Socket options travel as their C names ("SO_RCVBUF").
+mod opt_name {
+    use super::SockOpt;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(o: &SockOpt, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(o.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SockOpt, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(d)?;
+        SockOpt::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown socket option {name}")))
+    }
 }
 
 impl Op {
@@ -455,6 +502,9 @@ impl Op {
     fn default_slot(&self) -> Slot {
         match self {
             Op::Listen { .. } | Op::ListenDualStack { .. } | Op::AcceptAll { .. } => Slot::LISTENER,
+            // A second thread's accept runs on the listener itself (its connection is only held).
+            Op::InThread { call, .. } if **call == Op::Accept => Slot::LISTENER,
+            Op::InThread { call, .. } => call.default_slot(),
             _ => Slot::CONN,
         }
     }
@@ -599,6 +649,36 @@ impl fmt::Display for Op {
             | Op::SetReusePort { .. }
             | Op::AcceptSpread { .. } => self.fmt_binding(f),
             // ---- accepted socket, readiness, close, options ops ----
+            Op::NonblockingMode
+            | Op::GetOption { .. }
+            | Op::SetOption { .. }
+            | Op::WriteUrgent { .. }
+            | Op::ReadUrgent { .. }
+            | Op::OpenUnconnected
+            | Op::InThread { .. } => self.fmt_inspect(f),
+        }
+    }
+}
+
+impl Op {
+    /// The lines of the accepted socket, readiness, close and options ops (kept apart so the
+    /// Display above stays one arm per family).
+    fn fmt_inspect(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::NonblockingMode => f.write_str("read O_NONBLOCK"),
+            Op::GetOption { name } => write!(f, "getsockopt({name})"),
+            Op::SetOption { name, value } => write!(f, "setsockopt({name}, {value})"),
+            Op::WriteUrgent { len } => write!(f, "send({len}, MSG_OOB)"),
+            Op::ReadUrgent { max } => write!(f, "recv({max}, MSG_OOB)"),
+            Op::OpenUnconnected => f.write_str("socket() (never connected)"),
+            Op::InThread {
+                call,
+                collect_within_ms,
+            } => write!(
+                f,
+                "{call} in a second thread (collected within {collect_within_ms} ms)"
+            ),
+            other => fmt::Debug::fmt(other, f),
         }
     }
 }

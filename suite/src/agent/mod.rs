@@ -11,6 +11,7 @@
 mod binding;
 mod connection;
 mod data;
+mod inspect;
 mod observation;
 mod options;
 mod process;
@@ -24,6 +25,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Run the agent loop until stdin ends. Returns the process exit code.
@@ -31,7 +33,6 @@ pub fn main_loop() -> i32 {
     let mut agent = Agent::default();
     platforms::mark_operation(false);
     let stdin = io::stdin();
-    let mut out = io::stdout().lock();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { return 1 };
         let req: Request = match serde_json::from_str(&line) {
@@ -41,13 +42,34 @@ pub fn main_loop() -> i32 {
                 return 2;
             }
         };
-        let reply = agent.perform(req);
-        let text = serde_json::to_string(&reply).expect("replies serialize");
-        if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+        // A call for a second thread is answered twice: here once the thread exists (or with
+        // why it could not start), and later by the thread itself when the call returns.
+        let reply = match &req.op {
+            Op::InThread { call, .. } => Reply {
+                outcome: match agent.start_thread(&req, call) {
+                    Ok(()) => Outcome::Ok,
+                    Err(e) => Outcome::from_error(&e),
+                },
+                elapsed_us: 0,
+                local: None,
+                peer: None,
+                thread: None,
+            },
+            _ => agent.perform(req),
+        };
+        if !reply_line(&reply) {
             return 1;
         }
     }
     0
+}
+
+/// Write one reply line. Standard output is locked for the line alone: a call on a second thread
+/// (`Op::InThread`) answers whenever it returns, between the main thread's replies.
+fn reply_line(reply: &Reply) -> bool {
+    let text = serde_json::to_string(reply).expect("replies serialize");
+    let mut out = io::stdout().lock();
+    writeln!(out, "{text}").and_then(|_| out.flush()).is_ok()
 }
 
 /// The holder mode (`sockconform-agent --hold FD`): keep an inherited socket open until standard
@@ -80,6 +102,8 @@ struct Agent {
     /// itself are tracked: an accepted socket inherits the listener's mode on BSD and Windows, not
     /// on Linux.
     nonblocking: HashSet<Slot>,
+    /// Connections accepted by calls on a second thread, held open until the process ends.
+    held: Arc<Mutex<Vec<Socket>>>,
 }
 
 /// What one op produced: its outcome, and the socket's addresses where the op made a connection
@@ -175,6 +199,7 @@ impl Agent {
             outcome: done.outcome,
             local: done.local,
             peer: done.peer,
+            thread: None,
         }
     }
 
@@ -292,6 +317,21 @@ impl Agent {
             Op::SetReusePort { on } => binding::reuse_port(self.sock(slot)?, *on)?.into(),
             Op::AcceptSpread { other, n } => self.accept_spread(slot, *other, *n)?.into(),
             // ---- accepted socket, readiness, close, options ops ----
+            Op::NonblockingMode => inspect::nonblocking_mode(self.sock(slot)?)?.into(),
+            Op::GetOption { name } => inspect::get_option(self.sock(slot)?, *name)?.into(),
+            Op::SetOption { name, value } => {
+                inspect::set_option(self.sock(slot)?, *name, *value)?.into()
+            }
+            Op::WriteUrgent { len } => inspect::write_urgent(self.sock(slot)?, *len)?.into(),
+            Op::ReadUrgent { max } => inspect::read_urgent(self.sock(slot)?, *max)?.into(),
+            Op::OpenUnconnected => self.open_unconnected(slot, need_addr(req)?)?,
+            // Served by `main_loop` on a thread of its own, never here.
+            Op::InThread { .. } => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a second thread's call is started, not performed",
+                ))
+            }
         })
     }
 }

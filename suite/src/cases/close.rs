@@ -46,3 +46,59 @@ pub fn data_after_peer_closed() -> Case {
         ]),
     )
 }
+
+/// Accept on a second thread of the server, bounded when collected.
+fn accept_in_thread(listener: &'static str) -> Step {
+    server(Op::InThread {
+        call: Box::new(Op::Accept),
+        collect_within_ms: 300,
+    })
+    .on(listener)
+    .start()
+}
+
+pub fn shutdown_wakes_blocked_accept() -> Case {
+    Case::new(
+        "Verify: a thread blocked in accept() while another thread shuts the listener down (SHUT_RD), then, on a second listener, closes it: does the accept return, and with what? (census A8)",
+        vec![
+            server(ops::listen()),
+            accept_in_thread("listener"),
+            Step::AwaitBlocked(Side::Server),
+            server(shutdown(How::Read)).on("listener"),
+            Step::Finish(Side::Server),
+            server(ops::listen()).on("l2"),
+            accept_in_thread("l2"),
+            Step::AwaitBlocked(Side::Server),
+            server(Op::Close).on("l2"),
+            Step::Finish(Side::Server),
+        ],
+    )
+}
+
+pub fn after_peer_reset_returns() -> Case {
+    Case::new(
+        "Verify: close() of a socket whose peer reset the connection: does close() itself return an error (ECONNRESET)? (census A5)",
+        after_connect([
+            server(linger(Some(0))),
+            server(Op::Close),
+            Step::AwaitState(Side::Client, &[TcpState::Closed]),
+            client(Op::Close),
+        ]),
+    )
+}
+
+pub fn rst_after_queued_data() -> Case {
+    Case::new(
+        "Verify: data already queued at the receiver when the peer's RST arrives (8 KiB, then an abortive close): does the receiver still read the data before the error? (census A1)",
+        after_connect([
+            server(write(8192)),
+            Step::AwaitAcked(Side::Server),
+            server(linger(Some(0))),
+            server(Op::Close),
+            Step::AwaitState(Side::Client, &[TcpState::Closed]),
+            client(read(65536)),
+            client(read(65536)),
+            client(read(65536)),
+        ]),
+    )
+}

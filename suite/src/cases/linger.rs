@@ -63,3 +63,16 @@ pub fn positive_nonblocking() -> Case {
         steps,
     )
 }
+
+pub fn set_after_peer_closed() -> Case {
+    Case::new(
+        "Verify: setsockopt(SO_LINGER on, 0 s) once the peer has closed and its FIN was read: does it fail (EINVAL) or take effect, and does the close then send RST? (census A6)",
+        after_connect([
+            server(Op::Close),
+            client(read(100)),
+            client(linger(Some(0))),
+            client(Op::Close),
+            Step::Checkpoint("after_close"),
+        ]),
+    )
+}

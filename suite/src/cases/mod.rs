@@ -1,6 +1,7 @@
 //! One file per family. A case function returns the intent and the script; the catalog
 //! (`catalog.rs`) gives it its family and name, which are the function's own.
 
+pub mod accept;
 pub mod after_close;
 pub mod bind;
 pub mod close;
@@ -13,6 +14,7 @@ pub mod limits;
 pub mod linger;
 pub mod listen;
 pub mod middlebox;
+pub mod options;
 pub mod partition;
 pub mod ports;
 pub mod process_exit;

@@ -73,6 +73,8 @@ pub enum Returned {
     NotPerformed { how: String },
     /// A rebooted host took the server process with it.
     ServerDied { how: String },
+    /// A call on a second thread had not returned when it was collected, this long after.
+    StillBlocked { after_ms: u64 },
 }
 
 /// What a reading says: a value, or why it could not be taken here.
@@ -309,6 +311,14 @@ impl Returned {
         {
             return Some(Returned::ServerDied { how: how.into() });
         }
+        if let Some(ms) = s
+            .strip_prefix("still blocked after ")
+            .and_then(|r| r.strip_suffix(" ms"))
+        {
+            return Some(Returned::StillBlocked {
+                after_ms: ms.parse().ok()?,
+            });
+        }
         if let Some((died, grace)) = s.split_once(" within the grace period (") {
             let how = died.strip_prefix("process died (")?.strip_suffix(')')?;
             let ms = grace.strip_suffix(" ms)")?.parse().ok()?;
@@ -544,6 +554,7 @@ impl fmt::Display for Returned {
                 write!(f, "not performed (the process had ended: {how})")
             }
             Returned::ServerDied { how } => write!(f, "the server process died ({how})"),
+            Returned::StillBlocked { after_ms } => write!(f, "still blocked after {after_ms} ms"),
         }
     }
 }
@@ -675,6 +686,12 @@ mod tests {
                 ..
             }
         ));
+        let blocked = "server l2: accept in a second thread (collected within 300 ms) -> still blocked after 300 ms";
+        let Event::Call(c) = step(blocked) else {
+            panic!("not a call")
+        };
+        assert_eq!(c.result, Returned::StillBlocked { after_ms: 300 });
+        assert_eq!(step(blocked).to_string(), blocked);
         let Event::Call(c) =
             step("client: bind abstract name -> not supported (no abstract namespace on macos)")
         else {

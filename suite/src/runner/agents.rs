@@ -30,6 +30,13 @@ pub(super) struct AgentProc {
     stderr: Arc<Mutex<String>>,
     /// The action a `Step::Start` began, whose reply a `Step::Finish` collects.
     pub(super) pending: Option<Action>,
+    /// The id of the pending action when it runs on a second thread of the agent
+    /// (`Op::InThread`), so the agent serves other requests meanwhile.
+    pub(super) pending_thread: Option<u32>,
+    /// Ids of second-thread calls handed out so far (each call gets the next).
+    threads_started: u32,
+    /// Replies of second-thread calls that arrived while another reply was awaited, by id.
+    thread_replies: BTreeMap<u32, Reply>,
     /// How the process ended, once it has.
     ended: Option<String>,
 }
@@ -56,6 +63,9 @@ impl AgentProc {
             replies,
             stderr,
             pending: None,
+            pending_thread: None,
+            threads_started: 0,
+            thread_replies: BTreeMap::new(),
             ended: None,
         })
     }
@@ -71,8 +81,65 @@ impl AgentProc {
             .map_err(|e| format!("{}: cannot send request: {e}", self.side))
     }
 
-    /// The reply to the last request; if the process ended instead, how it ended.
+    /// An id for the next call on a second thread of the agent.
+    pub(super) fn next_thread(&mut self) -> u32 {
+        self.threads_started += 1;
+        self.threads_started
+    }
+
+    /// The agent's acknowledgment of the second-thread call `id`: once it says the thread
+    /// exists, a wait for the agent to block waits for that thread too. A call that could not
+    /// start has its acknowledgment as its outcome.
+    pub(super) fn thread_started(&mut self, id: u32, deadline: Instant) -> Result<(), String> {
+        let ack = self.receive(deadline)?;
+        if ack.outcome != Outcome::Ok {
+            self.thread_replies.insert(id, ack);
+        }
+        Ok(())
+    }
+
+    /// The reply to the last request; if the process ended instead, how it ended. Replies of
+    /// calls on a second thread that come first are kept for their `receive_thread`.
     pub(super) fn receive(&mut self, deadline: Instant) -> Result<Reply, String> {
+        loop {
+            let r = self.receive_any(deadline)?;
+            match r.thread {
+                Some(id) => {
+                    self.thread_replies.insert(id, r);
+                }
+                None => return Ok(r),
+            }
+        }
+    }
+
+    /// The reply of the second-thread call `id`, if it comes before `deadline`; None when the
+    /// call is still blocked then (the agent goes on; it ends with the case). If the process
+    /// ends first, how it ended is the reply.
+    pub(super) fn receive_thread(
+        &mut self,
+        id: u32,
+        deadline: Instant,
+    ) -> Result<Option<Reply>, String> {
+        loop {
+            if let Some(r) = self.thread_replies.remove(&id) {
+                return Ok(Some(r));
+            }
+            match self.receive_any(deadline) {
+                Ok(r) => match r.thread {
+                    Some(other) => {
+                        self.thread_replies.insert(other, r);
+                    }
+                    None if matches!(r.outcome, Outcome::Died { .. }) => return Ok(Some(r)),
+                    None => return Err(format!("{}: a reply no request awaits", self.side)),
+                },
+                Err(_) if Instant::now() >= deadline => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next line the agent wrote: a reply, or how the process ended.
+    fn receive_any(&mut self, deadline: Instant) -> Result<Reply, String> {
         let timeout = deadline.saturating_duration_since(Instant::now());
         match self.replies.recv_timeout(timeout) {
             Ok(AgentLine::Reply(r)) => Ok(r),
@@ -84,6 +151,7 @@ impl AgentProc {
                     elapsed_us: 0,
                     local: None,
                     peer: None,
+                    thread: None,
                 })
             }
             Err(RecvTimeoutError::Timeout) => {

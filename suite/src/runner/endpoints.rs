@@ -55,6 +55,7 @@ impl Endpoints {
             op: a.op.clone(),
             addr: self.address(&a.op)?,
             unix: self.unix.args(a)?,
+            thread: None,
         })
     }
 
@@ -103,6 +104,8 @@ impl Endpoints {
             } => self.target(*to)?,
 
             // ---- accepted socket, readiness, close, options addresses ----
+            // A socket that is never connected still has the case's family.
+            Op::OpenUnconnected => SocketAddr::new(self.host, 0),
             _ => return Ok(None),
         }))
     }
@@ -142,7 +145,7 @@ impl Endpoints {
                     self.conns.insert(a.slot, (local, peer));
                 }
             }
-            (Op::Write { .. } | Op::Fill, side)
+            (Op::Write { .. } | Op::Fill | Op::WriteUrgent { .. }, side)
                 if a.slot.is_conn() && took_data(&reply.outcome) =>
             {
                 self.wrote.insert(side);

@@ -22,8 +22,9 @@ mod wire;
 pub use config::RunConfig;
 pub use waits::Backoff;
 
+use crate::observe::event::Returned;
 use crate::observe::{self, event::Event, Observation, RawTiming, Wire};
-use crate::proto::Reply;
+use crate::proto::{Reply, Request};
 use crate::script::{Action, Case, Op, Side, Step, Topology};
 use agents::Agents;
 use checkpoint::Tables;
@@ -295,7 +296,7 @@ impl CaseWalk {
         a: &Action,
         deadline: Instant,
     ) -> Result<Option<Event>, String> {
-        if let Some(gone) = self.begin(a)? {
+        if let Some(gone) = self.begin(a, None)? {
             return Ok(Some(gone));
         }
         let reply = self.agents.get(a.side).receive(deadline)?;
@@ -304,9 +305,17 @@ impl CaseWalk {
 
     /// Begin an action whose outcome a later `Finish` collects.
     fn start(&mut self, a: &Action) -> Result<Option<Event>, String> {
-        if let Some(gone) = self.begin(a)? {
+        // A call on a second thread of the agent gets an id its reply comes back with.
+        let thread =
+            matches!(a.op, Op::InThread { .. }).then(|| self.agents.get(a.side).next_thread());
+        if let Some(gone) = self.begin(a, thread)? {
             return Ok(Some(gone));
         }
+        if let Some(id) = thread {
+            let deadline = Instant::now() + step_deadline();
+            self.agents.get(a.side).thread_started(id, deadline)?;
+        }
+        self.agents.get(a.side).pending_thread = thread;
         self.agents.get(a.side).pending = Some(a.clone());
         Ok(Some(Event::begins(who(a), &a.op)))
     }
@@ -315,16 +324,36 @@ impl CaseWalk {
     fn finish_started(&mut self, n: usize, side: Side, deadline: Instant) -> Result<Event, String> {
         let agent = self.agents.get(side);
         let a = agent.pending.take().ok_or("nothing was started")?;
+        if let (
+            Some(id),
+            Op::InThread {
+                collect_within_ms, ..
+            },
+        ) = (agent.pending_thread.take(), &a.op)
+        {
+            let bound = Instant::now() + Duration::from_millis(*collect_within_ms);
+            return Ok(match agent.receive_thread(id, bound.min(deadline))? {
+                Some(reply) => self.finished(n, &a, reply),
+                None => Event::returned(
+                    who(&a),
+                    &a.op,
+                    Returned::StillBlocked {
+                        after_ms: *collect_within_ms,
+                    },
+                ),
+            });
+        }
         let reply = agent.receive(deadline)?;
         Ok(self.finished(n, &a, reply))
     }
 
     /// Resolve the action's addresses and send it. If its agent has already ended (say, killed by
     /// SIGPIPE one step earlier), the step cannot be performed: returns the event that says so.
-    fn begin(&mut self, a: &Action) -> Result<Option<Event>, String> {
+    fn begin(&mut self, a: &Action, thread: Option<u32>) -> Result<Option<Event>, String> {
         let sent = self
             .ends
             .request(a)
+            .map(|req| Request { thread, ..req })
             .and_then(|req| self.agents.get(a.side).send(&req));
         let Err(e) = sent else {
             return Ok(None);

@@ -169,6 +169,7 @@ impl CaseWalk {
             },
             addr: None,
             unix: None,
+            thread: None,
         };
         let agent = self.agents.get(side);
         agent.send(&req)?;

@@ -282,11 +282,29 @@ pub fn prepare_agent(cmd: &mut Command) {
     }
 }
 
+/// Whether every thread of the process is asleep in the kernel. An agent's main thread is asleep
+/// both inside a blocking call and while it waits for its next command, so the runner asks only
+/// after sending one; a call the agent runs in a second thread (a blocked accept while the main
+/// thread closes its listener) counts once that thread sleeps too. An agent that never starts a
+/// thread has one, and is asked exactly as before.
 pub fn is_blocked(pid: u32) -> Option<bool> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The state letter follows the parenthesized command name, which may itself hold spaces.
-    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-    Some(state == "S" || state == "D")
+    let asleep = |stat: &str| {
+        // The state letter follows the parenthesized command name, which may itself hold spaces.
+        let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+        Some(state == "S" || state == "D")
+    };
+    let main = asleep(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Some(main);
+    };
+    // A thread that ended between listing and reading is no longer running: it counts as asleep.
+    let all = tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|stat| asleep(&stat))
+            .unwrap_or(true)
+    });
+    Some(main && all)
 }
 
 /// Nothing to do: the kernel delivers SIGKILL when the runner's spawning thread ends
