@@ -19,7 +19,7 @@ pub(super) struct Tap {
 pub(super) struct CapturedWire {
     /// What the snapshot records (or why it records no wire).
     pub(super) wire: Wire,
-    /// Every captured segment with its time, for the JSON results.
+    /// Every captured packet with its time, for the JSON results.
     pub(super) raw: Vec<String>,
     /// The packets as captured, for `--pcap`; None when nothing was captured.
     pub(super) frames: Option<Vec<Frame>>,
@@ -46,7 +46,7 @@ impl Tap {
         self.capture.as_ref()
     }
 
-    /// Stop the capture and turn its segments into the wire, named by the case's endpoints.
+    /// Stop the capture and turn its packets into the wire, named by the case's endpoints.
     pub(super) fn finish(&mut self, case: &Case, ends: &Endpoints) -> CapturedWire {
         let Some(c) = self.capture.take() else {
             return CapturedWire {
@@ -59,17 +59,20 @@ impl Tap {
         };
         // Read before stop: the case's traffic is over, so no drop can come after this.
         let dropped = c.dropped();
-        let (segs, packets) = c.stop_with_frames();
-        // On a loopback other cases share, keep this case's own connections: every one has a
-        // listener or the closed port of the case at one end.
-        let (segs, packets) = if platforms::CAPTURE_SHARES_LOOPBACK {
-            platforms::wire::keep_ports(segs, packets, &ends.server_ports())
+        let (packets, frames) = c.stop_with_frames();
+        // On a loopback other cases share, keep this case's own packets: every connection and
+        // datagram has a listener or the closed port of the case at one end, and an ICMP error
+        // goes by the packet it quotes.
+        let (packets, frames) = if platforms::CAPTURE_SHARES_LOOPBACK {
+            platforms::wire::keep_ports(packets, frames, &ends.server_ports())
         } else {
-            (segs, packets)
+            (packets, frames)
         };
         let labels = ends.labels();
         let vary = case.retransmissions_vary;
-        let mut events = observe::wire_events(&segs, &labels, case.is_bulk(), vary);
+        let mut events = observe::wire_events(&packets, &labels, case.is_bulk(), vary);
+        // The retransmission schedule is TCP's: read from the segments alone.
+        let segs = platforms::wire::segments(packets.iter().cloned());
         if let (Some(port), None) = (ends.client_ports.get(&Slot::CONN), vary) {
             let schedule = observe::retransmission_schedule(&segs, *port);
             events.extend(schedule.map(WireEvent::Summary));
@@ -87,8 +90,8 @@ impl Tap {
         };
         CapturedWire {
             wire,
-            raw: observe::raw_wire(&segs, &labels),
-            frames: Some(packets),
+            raw: observe::raw_wire(&packets, &labels),
+            frames: Some(frames),
         }
     }
 }
