@@ -95,3 +95,52 @@ impl Tap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::observe;
+    use platforms::Capture;
+    use std::collections::BTreeMap;
+    use std::net::UdpSocket;
+    use std::time::{Duration, Instant};
+
+    /// A datagram to a closed port, captured by the platform's capture in a private network
+    /// stack and reduced as the runner reduces a case's wire: the datagram and the stack's
+    /// port unreachable, named by the labels a case would give its ends.
+    #[test]
+    fn a_datagram_to_a_closed_port_shows_as_udp_and_its_port_unreachable() {
+        let lines = std::thread::spawn(|| {
+            if let Err(why) = platforms::isolate_thread() {
+                eprintln!("skipped: {why}");
+                return None;
+            }
+            let cap = Capture::start().expect("capture starts in an isolated stack");
+            // A port just released is one nobody listens on.
+            let closed = UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .unwrap();
+            let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+            client.send_to(b"hello", closed).unwrap();
+            let both = |p: &[platforms::wire::Packet]| p.len() >= 2;
+            let soon = Instant::now() + Duration::from_secs(5);
+            assert!(cap.wait_for_packets(soon, both), "{:?}", cap.packets());
+            let (packets, _) = cap.stop_with_frames();
+            let labels = BTreeMap::from([
+                (client.local_addr().unwrap().port(), "client".to_string()),
+                (closed.port(), "closed port".to_string()),
+            ]);
+            let events = observe::wire_events(&packets, &labels, false, None);
+            Some(events.iter().map(ToString::to_string).collect::<Vec<_>>())
+        })
+        .join()
+        .unwrap();
+        let Some(lines) = lines else { return };
+        assert_eq!(
+            lines,
+            [
+                "client > closed port: udp 5",
+                "server > client: ICMP port unreachable (about udp client > closed port)",
+            ]
+        );
+    }
+}
