@@ -253,7 +253,8 @@ impl Packet {
         }
     }
 
-    pub(crate) fn set_at(&mut self, at: Duration) {
+    /// Set the time since the capture started (a backend stamps what the parser left zero).
+    pub fn set_at(&mut self, at: Duration) {
         match self {
             Packet::Tcp(s) => s.at = at,
             Packet::Udp(d) => d.at = at,
