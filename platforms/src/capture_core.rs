@@ -1,18 +1,22 @@
 //! The half of a packet capture that is the same on every backend: a reader thread pushes the
-//! segments it parsed (and the packet behind each) into one shared list, and the caller reads that
-//! list, waits on it, and stops the reader. Only how packets are read and how the reader is told
+//! packets it parsed (and the frame behind each) into one shared list, and the caller reads that
+//! list, waits on its TCP segments, and stops the reader. Only how packets are read and how the reader is told
 //! to stop differ per OS (`sys/linux/capture.rs`: AF_PACKET and an eventfd; `sys/bpf.rs`: a BPF
 //! device and a stop time), so this module knows nothing of either.
 
-use crate::wire::{Frame, Segment};
+use crate::wire::{Frame, Packet, Segment};
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 struct State {
+    /// Every packet kept (TCP, UDP, ICMP errors), in arrival order.
+    packets: Vec<Packet>,
+    /// The TCP segments among them, in the same order: what the waits read, kept apart so
+    /// that a wait sees the segments it always saw, however many datagrams came between.
     segments: Vec<Segment>,
-    /// The packet behind each segment (same order), its headers as captured, for a pcap file.
+    /// The frame behind each packet (same order), its headers as captured, for a pcap file.
     frames: Vec<Frame>,
     /// False once the reader thread has exited: nothing more will arrive.
     running: bool,
@@ -34,13 +38,16 @@ impl Sink {
 
     /// Append `batch` (drained, so the reader can reuse it) and count `skipped` rejected packets,
     /// then wake the waiters; nothing happens when there is nothing to add.
-    pub(crate) fn push(&self, batch: &mut Vec<(Segment, Frame)>, skipped: u64) {
+    pub(crate) fn push(&self, batch: &mut Vec<(Packet, Frame)>, skipped: u64) {
         if batch.is_empty() && skipped == 0 {
             return;
         }
         let mut st = self.lock();
-        for (seg, frame) in batch.drain(..) {
-            st.segments.push(seg);
+        for (packet, frame) in batch.drain(..) {
+            if let Packet::Tcp(seg) = &packet {
+                st.segments.push(seg.clone());
+            }
+            st.packets.push(packet);
             st.frames.push(frame);
         }
         st.skipped += skipped;
@@ -67,6 +74,7 @@ impl CaptureCore {
     pub(crate) fn spawn(read: impl FnOnce(&Sink) + Send + 'static) -> io::Result<CaptureCore> {
         let sink = Arc::new(Sink {
             state: Mutex::new(State {
+                packets: Vec::new(),
                 segments: Vec::new(),
                 frames: Vec::new(),
                 running: true,
@@ -89,19 +97,37 @@ impl CaptureCore {
         })
     }
 
-    /// A copy of what was captured so far, in arrival order.
+    /// A copy of the TCP segments captured so far, in arrival order.
     pub(crate) fn segments(&self) -> Vec<Segment> {
         self.sink.lock().segments.clone()
     }
 
-    /// Wait until `pred` holds for the captured list or `deadline` passes; returns whether it
+    /// A copy of every packet captured so far, in arrival order.
+    pub(crate) fn packets(&self) -> Vec<Packet> {
+        self.sink.lock().packets.clone()
+    }
+
+    /// Wait until `pred` holds for the captured segments or `deadline` passes; returns whether it
     /// held. Woken by the reader on every new batch of segments (no polling). Returns false early
     /// if the reader has stopped (nothing more can arrive). `pred` runs under the capture's lock:
     /// it must not call back into the capture.
     pub(crate) fn wait_for(&self, deadline: Instant, pred: impl Fn(&[Segment]) -> bool) -> bool {
+        self.wait_until(deadline, |st| pred(&st.segments))
+    }
+
+    /// As [`CaptureCore::wait_for`], on every packet captured.
+    pub(crate) fn wait_for_packets(
+        &self,
+        deadline: Instant,
+        pred: impl Fn(&[Packet]) -> bool,
+    ) -> bool {
+        self.wait_until(deadline, |st| pred(&st.packets))
+    }
+
+    fn wait_until(&self, deadline: Instant, pred: impl Fn(&State) -> bool) -> bool {
         let mut st = self.sink.lock();
         loop {
-            if pred(&st.segments) {
+            if pred(&st) {
                 return true;
             }
             let now = Instant::now();
@@ -156,12 +182,13 @@ impl CaptureCore {
         }
     }
 
-    /// Everything captured, with the packet behind each segment (the same order and count);
-    /// the list is left empty.
-    pub(crate) fn take(&self) -> (Vec<Segment>, Vec<Frame>) {
+    /// Everything captured, with the frame behind each packet (the same order and count);
+    /// the lists are left empty.
+    pub(crate) fn take(&self) -> (Vec<Packet>, Vec<Frame>) {
         let mut st = self.sink.lock();
+        st.segments.clear();
         (
-            std::mem::take(&mut st.segments),
+            std::mem::take(&mut st.packets),
             std::mem::take(&mut st.frames),
         )
     }
@@ -173,7 +200,7 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    fn seg_frame(port: u16) -> (Segment, Frame) {
+    fn seg_frame(port: u16) -> (Packet, Frame) {
         let seg = Segment {
             at: Duration::ZERO,
             src: ([127, 0, 0, 1], port).into(),
@@ -193,7 +220,7 @@ mod tests {
             data: port.to_be_bytes().to_vec(),
             len: 2,
         };
-        (seg, frame)
+        (Packet::Tcp(seg), frame)
     }
 
     /// A reader that pushes one segment per port it receives, and ends when the channel closes.
@@ -239,6 +266,30 @@ mod tests {
         let (segs, frames) = core.take();
         assert_eq!((segs.len(), frames[0].data.clone()), (1, vec![0, 7]));
         assert!(core.segments().is_empty());
+    }
+
+    #[test]
+    fn capture_core_keeps_datagrams_among_the_packets_but_not_the_segments() {
+        let datagram = Packet::Udp(crate::wire::Datagram {
+            at: Duration::ZERO,
+            src: ([127, 0, 0, 1], 5000).into(),
+            dst: ([127, 0, 0, 1], 23000).into(),
+            payload: 0,
+        });
+        let frame = seg_frame(1).1;
+        let mut core = CaptureCore::spawn(move |sink| {
+            sink.push(&mut vec![(datagram, frame), seg_frame(2)], 0);
+        })
+        .unwrap();
+        assert!(core.stop_reader(|| ()));
+        let soon = Instant::now() + Duration::from_secs(5);
+        assert!(core.wait_for_packets(soon, |p| p.len() == 2));
+        // The waits on segments see the one segment, as if the datagram had not come.
+        assert!(core.wait_for(soon, |s| s.len() == 1 && s[0].src.port() == 2));
+        let (packets, frames) = core.take();
+        assert!(matches!(packets[0], Packet::Udp(_)));
+        assert_eq!((packets.len(), frames.len()), (2, 2));
+        assert!(core.segments().is_empty() && core.packets().is_empty());
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! Packet capture through BPF on the loopback interface (macOS and FreeBSD), with the same API
 //! and the same portable results as Linux's AF_PACKET capture (`sys/linux/capture.rs`):
-//! [`Segment`]s with their time since the capture started, and the packet behind each as a
-//! [`Frame`] from the IP header on, for the pcap file.
+//! [`Packet`]s (TCP segments, UDP datagrams, ICMP errors) with their time since the capture
+//! started, and the bytes behind each as a [`Frame`] from the IP header on, for the pcap file.
 //!
 //! * Device: `/dev/bpf` (FreeBSD clones a new unit per open) or the first free `/dev/bpfN`
 //!   (macOS). Opening it needs root, or on macOS membership of the `access_bpf` group.
 //! * Interface: `lo0`, whose link type must be DLT_NULL (a 4-byte address family in host order,
 //!   then the IP header). Each loopback packet passes the tap once (`if_simloop` on FreeBSD,
 //!   the output path on macOS), so no copy has to be skipped as on Linux.
-//! * Filter: a classic BPF program keeps IPv4 and IPv6 TCP, and of each packet its headers
-//!   (`bpf_frames::tcp_filter`, which says why it is not the case's ports). macOS and FreeBSD
+//! * Filter: a classic BPF program keeps IPv4 and IPv6 TCP, UDP and ICMP errors, and of each
+//!   packet its headers
+//!   (`bpf_frames::capture_filter`, which says why it is not the case's ports). macOS and FreeBSD
 //!   have no network namespace per case, so the capture sees every case running at the same
-//!   time: the runner keeps a case's own segments by its ports (`wire::keep_ports`).
+//!   time: the runner keeps a case's own packets by its ports (`wire::keep_ports`; an ICMP
+//!   error by the ports of the packet it quotes).
 //! * Prompt delivery: BIOCIMMEDIATE hands each packet to the reader as it comes (no waiting for
 //!   a full buffer), and a read timeout (BIOCSRTIMEOUT) lets the reader see a stop request.
 //! * Times: `bh_tstamp`, the kernel's time stamp (microseconds, wall clock).
@@ -21,7 +23,7 @@
 use super::{BpfInsn, BpfProgram, BpfStat, BPF_LAYOUT};
 use crate::bpf_frames::{self, DLT_NULL};
 use crate::capture_core::{CaptureCore, Sink};
-use crate::wire::{Frame, Segment};
+use crate::wire::{Frame, Packet, Segment};
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -35,7 +37,8 @@ const BUFFER: libc::c_uint = 4 << 20;
 const READ_TIMEOUT: Duration = Duration::from_millis(50);
 const LOOPBACK: &[u8] = b"lo0";
 
-/// A running capture of the TCP segments on the loopback interface (see the module docs).
+/// A running capture of the TCP, UDP and ICMP error packets on the loopback interface (see the
+/// module docs).
 pub struct Capture {
     core: CaptureCore,
     bpf: Arc<OwnedFd>,
@@ -44,7 +47,7 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Start capturing every TCP segment (IPv4 and IPv6) on `lo0`. Fails with the error of
+    /// Start capturing every TCP segment, UDP datagram and ICMP error (IPv4 and IPv6) on `lo0`. Fails with the error of
     /// opening the BPF device (PermissionDenied when not root) or of setting it up.
     pub fn start() -> io::Result<Capture> {
         let bpf = Arc::new(open_device()?);
@@ -58,16 +61,26 @@ impl Capture {
         Ok(Capture { core, bpf, stop })
     }
 
-    /// A copy of what was captured so far, in arrival order.
+    /// A copy of the TCP segments captured so far, in arrival order.
     pub fn segments(&self) -> Vec<Segment> {
         self.core.segments()
     }
 
-    /// Wait until `pred` holds for the captured list or `deadline` passes; returns whether it
+    /// A copy of every packet captured so far, in arrival order.
+    pub fn packets(&self) -> Vec<Packet> {
+        self.core.packets()
+    }
+
+    /// Wait until `pred` holds for the captured TCP segments or `deadline` passes; returns whether it
     /// held. Woken by the reader after every read that brought segments. Returns false early if
     /// the reader has stopped. `pred` runs under the capture's lock.
     pub fn wait_for(&self, deadline: Instant, pred: impl Fn(&[Segment]) -> bool) -> bool {
         self.core.wait_for(deadline, pred)
+    }
+
+    /// As [`Capture::wait_for`], on every packet captured (datagrams and ICMP errors too).
+    pub fn wait_for_packets(&self, deadline: Instant, pred: impl Fn(&[Packet]) -> bool) -> bool {
+        self.core.wait_for_packets(deadline, pred)
     }
 
     /// Packets the kernel dropped since the capture started because its buffer was full.
@@ -75,13 +88,16 @@ impl Capture {
         kernel_drops(self.bpf.as_raw_fd())
     }
 
-    /// Stop the reader (what the kernel already holds is still read) and return everything.
+    /// Stop the reader (what the kernel already holds is still read) and return the TCP
+    /// segments.
     pub fn stop(self) -> Vec<Segment> {
-        self.stop_with_frames().0
+        let (packets, _) = self.stop_with_frames();
+        crate::wire::segments(packets)
     }
 
-    /// As [`Capture::stop`], with the packet behind each segment (same order and count).
-    pub fn stop_with_frames(mut self) -> (Vec<Segment>, Vec<Frame>) {
+    /// Stop as [`Capture::stop`] does and return every packet with the bytes behind each (same
+    /// order and count).
+    pub fn stop_with_frames(mut self) -> (Vec<Packet>, Vec<Frame>) {
         self.shutdown();
         self.core.take()
     }
@@ -174,7 +190,7 @@ fn configure(bpf: &OwnedFd) -> io::Result<usize> {
     let mut on: libc::c_uint = 1;
     ioctl(fd, libc::BIOCIMMEDIATE, &mut on, "BIOCIMMEDIATE")?;
     // Set after the interface, so what arrived before the filter is flushed with it.
-    let mut insns: Vec<BpfInsn> = bpf_frames::tcp_filter(&BPF_LAYOUT)
+    let mut insns: Vec<BpfInsn> = bpf_frames::capture_filter(&BPF_LAYOUT)
         .into_iter()
         .map(|i| BpfInsn {
             code: i.code,
@@ -231,12 +247,12 @@ fn read_loop(bpf: &OwnedFd, len: usize, sink: &Sink, stop: &AtomicU64, started: 
         }
         let records = bpf_frames::records(&buf[..n as usize], &BPF_LAYOUT);
         let last = records.last().map(|r| r.at);
-        let mut batch: Vec<(Segment, Frame)> = records
+        let mut batch: Vec<(Packet, Frame)> = records
             .iter()
             .filter_map(|r| {
-                let (mut seg, frame) = bpf_frames::null_segment(r, &BPF_LAYOUT)?;
-                seg.at = r.at.saturating_sub(started);
-                Some((seg, frame))
+                let (mut packet, frame) = bpf_frames::null_packet(r, &BPF_LAYOUT)?;
+                packet.set_at(r.at.saturating_sub(started));
+                Some((packet, frame))
             })
             .collect();
         sink.push(&mut batch, 0);

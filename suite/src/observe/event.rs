@@ -138,6 +138,22 @@ pub enum WireEvent {
         to: String,
         what: String,
     },
+    /// `client > server: udp 5`: a UDP datagram of `len` payload bytes (`udp 0` when empty).
+    Datagram {
+        from: String,
+        to: String,
+        len: usize,
+    },
+    /// `server > client: ICMP port unreachable (about udp client > closed port)`: an ICMP or
+    /// ICMPv6 error, `kind` in the words both share (`host unreachable`, `packet too big (mtu
+    /// 1280)`), about the packet it quotes. `from` and `to` name hosts: the host of an end
+    /// (`client`, `server`), or `router` for an error from neither end of the packet.
+    Icmp {
+        from: String,
+        to: String,
+        kind: String,
+        about: Flow,
+    },
     /// A summary of the wire that names no endpoints (a retransmission schedule).
     Summary(String),
 }
@@ -252,6 +268,15 @@ impl End {
             queue: None,
         }
     }
+}
+
+/// The packet an ICMP line is about: `udp client > closed port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flow {
+    /// `tcp` or `udp`.
+    pub transport: String,
+    pub from: String,
+    pub to: String,
 }
 
 impl WireEvent {
@@ -486,16 +511,46 @@ impl End {
 }
 
 impl WireEvent {
+    /// A datagram or ICMP line where the words say so (and render back as written), any other
+    /// `FROM > TO: WHAT` a segment's line, anything else a summary.
     fn parse(line: &str) -> WireEvent {
-        let sent = line.split_once(": ").and_then(|(head, what)| {
+        let Some((from, to, what)) = line.split_once(": ").and_then(|(head, what)| {
             let (from, to) = head.split_once(" > ")?;
-            Some(WireEvent::Sent {
-                from: from.into(),
-                to: to.into(),
-                what: what.into(),
-            })
-        });
-        sent.unwrap_or_else(|| WireEvent::Summary(line.into()))
+            Some((from, to, what))
+        }) else {
+            return WireEvent::Summary(line.into());
+        };
+        let typed = Self::datagram(from, to, what).or_else(|| Self::icmp(from, to, what));
+        match typed {
+            Some(e) if e.to_string() == line => e,
+            _ => WireEvent::sent(from, to, what),
+        }
+    }
+
+    fn datagram(from: &str, to: &str, what: &str) -> Option<WireEvent> {
+        let len = what.strip_prefix("udp ")?.parse().ok()?;
+        Some(WireEvent::Datagram {
+            from: from.into(),
+            to: to.into(),
+            len,
+        })
+    }
+
+    fn icmp(from: &str, to: &str, what: &str) -> Option<WireEvent> {
+        let rest = what.strip_prefix("ICMP ")?.strip_suffix(')')?;
+        let (kind, about) = rest.split_once(" (about ")?;
+        let (transport, ends) = about.split_once(' ')?;
+        let (a, b) = ends.split_once(" > ")?;
+        Some(WireEvent::Icmp {
+            from: from.into(),
+            to: to.into(),
+            kind: kind.into(),
+            about: Flow {
+                transport: transport.into(),
+                from: a.into(),
+                to: b.into(),
+            },
+        })
     }
 }
 
@@ -628,6 +683,17 @@ impl fmt::Display for WireEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WireEvent::Sent { from, to, what } => write!(f, "{from} > {to}: {what}"),
+            WireEvent::Datagram { from, to, len } => write!(f, "{from} > {to}: udp {len}"),
+            WireEvent::Icmp {
+                from,
+                to,
+                kind,
+                about,
+            } => write!(
+                f,
+                "{from} > {to}: ICMP {kind} (about {} {} > {})",
+                about.transport, about.from, about.to
+            ),
             WireEvent::Summary(text) => f.write_str(text),
         }
     }
@@ -707,6 +773,56 @@ mod tests {
             Event::parse(Section::Wire, "client c2 > server: SYN"),
             Event::Wire(WireEvent::Sent { .. })
         ));
+    }
+
+    #[test]
+    fn datagram_and_icmp_lines_parse_into_their_typed_form_and_render_back() {
+        let wire = |line: &str| Event::parse(Section::Wire, line);
+        let udp = "client > server: udp 5";
+        assert_eq!(
+            wire(udp),
+            Event::Wire(WireEvent::Datagram {
+                from: "client".into(),
+                to: "server".into(),
+                len: 5
+            })
+        );
+        let icmp = "server > client: ICMP port unreachable (about udp client > closed port)";
+        let Event::Wire(WireEvent::Icmp {
+            from,
+            to,
+            kind,
+            about,
+        }) = wire(icmp)
+        else {
+            panic!("not an ICMP line")
+        };
+        assert_eq!((from.as_str(), to.as_str()), ("server", "client"));
+        assert_eq!(kind, "port unreachable");
+        assert_eq!(
+            about,
+            Flow {
+                transport: "udp".into(),
+                from: "client".into(),
+                to: "closed port".into()
+            }
+        );
+        let too_big =
+            "router > client c2: ICMP packet too big (mtu 1280) (about tcp client c2 > server)";
+        assert!(
+            matches!(wire(too_big), Event::Wire(WireEvent::Icmp { kind, .. }) if kind == "packet too big (mtu 1280)")
+        );
+        for line in [udp, icmp, too_big, "client > server: udp 0"] {
+            assert_eq!(wire(line).to_string(), line);
+        }
+        // Near misses stay segment lines, whole.
+        for line in ["client > server: udp 05", "client > server: ICMP odd"] {
+            assert!(
+                matches!(wire(line), Event::Wire(WireEvent::Sent { .. })),
+                "{line}"
+            );
+            assert_eq!(wire(line).to_string(), line);
+        }
     }
 
     #[test]

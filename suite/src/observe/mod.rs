@@ -8,8 +8,8 @@ mod old_rules;
 pub mod same;
 
 use crate::script::{Case, Timing};
-use event::{Event, Section, WireEvent};
-use platforms::wire::Segment;
+use event::{Event, Flow, Section, WireEvent};
+use platforms::wire::{IcmpError, Packet, Segment};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 
@@ -134,11 +134,14 @@ pub fn timing_event(
     Some(Event::timing(who, op, bucket))
 }
 
-/// Reduce captured segments to portable wire events: "client > server: SYN". Pure ACKs are left
-/// out (their number depends on delayed-ACK timing). In bulk cases, consecutive data segments in one
-/// direction merge into one "data (bulk)" event because their segmentation is not stable.
+/// Reduce captured packets to portable wire events: "client > server: SYN", "client > server:
+/// udp 5", "server > client: ICMP port unreachable (about udp client > closed port)". Pure ACKs
+/// are left out (their number depends on delayed-ACK timing). In bulk cases, consecutive data
+/// segments in one direction merge into one "data (bulk)" event because their segmentation is
+/// not stable. TCP segments are reduced exactly as if they had been captured alone: a datagram
+/// or an ICMP error between them changes nothing of their lines.
 pub fn wire_events(
-    segs: &[Segment],
+    packets: &[Packet],
     labels: &BTreeMap<u16, String>,
     bulk: bool,
     retransmissions_vary: Option<&str>,
@@ -154,8 +157,19 @@ pub fn wire_events(
         sent: HashSet::new(),
         probes_since_event: Vec::new(),
     };
-    for s in segs {
-        r.segment(s);
+    for p in packets {
+        match p {
+            Packet::Tcp(s) => r.segment(s),
+            Packet::Udp(d) => {
+                let (from, to) = (r.name(d.src.port()), r.name(d.dst.port()));
+                r.out.push(WireEvent::Datagram {
+                    from,
+                    to,
+                    len: d.payload,
+                });
+            }
+            Packet::Icmp(e) => r.icmp(e),
+        }
     }
     for ((from, to, what), n) in r.unnamed.into_values() {
         let what = format!("{what} (x{n}, connections opened in bulk)");
@@ -239,6 +253,17 @@ impl Reduction<'_> {
         self.out.push(WireEvent::sent(&from, &to, what));
     }
 
+    /// An ICMP error's line. Where the case says its retransmissions vary, so do the errors
+    /// answering them (each retransmission meets the router's reject, within its rate limit):
+    /// each distinct error is then written once, where it first came.
+    fn icmp(&mut self, e: &IcmpError) {
+        let ev = icmp_event(e, &|port| self.name(port));
+        if self.retransmissions_vary.is_some() && self.out.contains(&ev) {
+            return;
+        }
+        self.out.push(ev);
+    }
+
     /// Note how far the segment's sender has used sequence numbers; whether the segment is a
     /// probe (an ACK without data one below the next sequence number).
     fn is_probe(&mut self, s: &Segment) -> bool {
@@ -254,28 +279,79 @@ impl Reduction<'_> {
     }
 }
 
-/// Every segment as one line with its time since the capture started (for the JSON results only:
+/// The wire line of an ICMP error, its ends named by `name` (a port's label). ICMP has no ports,
+/// so the error's sender and receiver are named as hosts from the packet it quotes: the
+/// quoted packet's destination host when the error comes from that address (the stack that
+/// refused it), `router` when it comes from elsewhere (a hop on the way, the lab's router); the
+/// receiver is the quoted packet's source host.
+fn icmp_event(e: &IcmpError, name: &dyn Fn(u16) -> String) -> WireEvent {
+    let about = Flow {
+        transport: e.about.transport.to_string(),
+        from: name(e.about.src.port()),
+        to: name(e.about.dst.port()),
+    };
+    let from = if e.src == e.about.dst.ip() {
+        host(&about.to)
+    } else {
+        "router".to_string()
+    };
+    let to = if e.dst == e.about.src.ip() {
+        host(&about.from)
+    } else {
+        "another host".to_string()
+    };
+    WireEvent::Icmp {
+        from,
+        to,
+        kind: e.kind.to_string(),
+        about,
+    }
+}
+
+/// The host an end lives on, by its label: `client c2` on the client, the closed port on the
+/// server; an end of no known side keeps its label.
+fn host(end: &str) -> String {
+    if end.starts_with("client") {
+        "client".into()
+    } else if end == "server" || end == "closed port" {
+        "server".into()
+    } else {
+        end.into()
+    }
+}
+
+/// Every packet as one line with its time since the capture started (for the JSON results only:
 /// times are not stable enough for a snapshot).
-pub fn raw_wire(segs: &[Segment], labels: &BTreeMap<u16, String>) -> Vec<String> {
+pub fn raw_wire(packets: &[Packet], labels: &BTreeMap<u16, String>) -> Vec<String> {
     let name = |port: u16| {
         labels
             .get(&port)
             .cloned()
             .unwrap_or_else(|| format!("port {port}"))
     };
-    segs.iter()
-        .map(|s| {
-            format!(
-                "{:>10.3} ms {} > {} {} seq={} ack={} win={} len={}",
-                s.at.as_secs_f64() * 1000.0,
-                name(s.src.port()),
-                name(s.dst.port()),
-                s.flags(),
-                s.seq,
-                s.ack_no,
-                s.window,
-                s.payload
-            )
+    packets
+        .iter()
+        .map(|p| {
+            let at = format!("{:>10.3} ms", p.at().as_secs_f64() * 1000.0);
+            match p {
+                Packet::Tcp(s) => format!(
+                    "{at} {} > {} {} seq={} ack={} win={} len={}",
+                    name(s.src.port()),
+                    name(s.dst.port()),
+                    s.flags(),
+                    s.seq,
+                    s.ack_no,
+                    s.window,
+                    s.payload
+                ),
+                Packet::Udp(d) => format!(
+                    "{at} {} > {} udp len={}",
+                    name(d.src.port()),
+                    name(d.dst.port()),
+                    d.payload
+                ),
+                Packet::Icmp(e) => format!("{at} {}", icmp_event(e, &name)),
+            }
         })
         .collect()
 }
@@ -555,6 +631,8 @@ mod tests {
         assert_eq!(timing_event("client", "x", Timing::Untimed, 5), None);
     }
 
+    use platforms::wire::{IcmpKind, Quoted, Transport};
+
     /// The wire events' lines, as the snapshot holds them.
     fn lines(
         segs: &[Segment],
@@ -562,7 +640,17 @@ mod tests {
         bulk: bool,
         vary: Option<&str>,
     ) -> Vec<String> {
-        wire_events(segs, labels, bulk, vary)
+        let packets: Vec<Packet> = segs.iter().cloned().map(Packet::Tcp).collect();
+        packet_lines(&packets, labels, bulk, vary)
+    }
+
+    fn packet_lines(
+        packets: &[Packet],
+        labels: &BTreeMap<u16, String>,
+        bulk: bool,
+        vary: Option<&str>,
+    ) -> Vec<String> {
+        wire_events(packets, labels, bulk, vary)
             .iter()
             .map(ToString::to_string)
             .collect()
@@ -605,6 +693,88 @@ mod tests {
         assert_eq!(ev[0], "client > server: SYN");
         assert_eq!(ev.len(), 4, "{ev:?}");
         assert!(ev[3].starts_with("server > client: RST"), "{ev:?}");
+    }
+
+    fn udp(src: u16, dst: u16, payload: usize) -> Packet {
+        Packet::Udp(platforms::wire::Datagram {
+            at: std::time::Duration::ZERO,
+            src: ([127, 0, 0, 1], src).into(),
+            dst: ([127, 0, 0, 1], dst).into(),
+            payload,
+        })
+    }
+
+    fn icmp(from: [u8; 4], kind: IcmpKind, about: (Transport, u16, u16)) -> Packet {
+        Packet::Icmp(IcmpError {
+            at: std::time::Duration::ZERO,
+            src: from.into(),
+            dst: [127, 0, 0, 1].into(),
+            kind,
+            about: Quoted {
+                transport: about.0,
+                src: ([127, 0, 0, 1], about.1).into(),
+                dst: ([127, 0, 0, 1], about.2).into(),
+            },
+        })
+    }
+
+    #[test]
+    fn datagrams_and_icmp_errors_are_named_like_segments_and_leave_them_alone() {
+        let labels = BTreeMap::from([
+            (80, "server".to_string()),
+            (5000, "client".to_string()),
+            (5001, "client c2".to_string()),
+            (23000, "closed port".to_string()),
+        ]);
+        let tcp = [seg(5000, 80, "S", 0), seg(80, 5000, "SA", 0)];
+        let packets = vec![
+            Packet::Tcp(tcp[0].clone()),
+            udp(5001, 23000, 5),
+            icmp(
+                [127, 0, 0, 1],
+                IcmpKind::PortUnreachable,
+                (Transport::Udp, 5001, 23000),
+            ),
+            udp(5001, 80, 0),
+            icmp(
+                [192, 0, 2, 1],
+                IcmpKind::HostUnreachable,
+                (Transport::Tcp, 5000, 80),
+            ),
+            Packet::Tcp(tcp[1].clone()),
+        ];
+        assert_eq!(
+            packet_lines(&packets, &labels, false, None),
+            [
+                "client > server: SYN",
+                "client c2 > closed port: udp 5",
+                "server > client: ICMP port unreachable (about udp client c2 > closed port)",
+                "client c2 > server: udp 0",
+                "router > client: ICMP host unreachable (about tcp client > server)",
+                "server > client: SYN-ACK",
+            ]
+        );
+        // Every line is one the snapshot format reads back as typed.
+        for line in packet_lines(&packets, &labels, false, None) {
+            let e = Event::parse(Section::Wire, &line);
+            assert!(!matches!(e, Event::Note(_)), "{line}");
+        }
+        // The TCP lines are those of the segments alone.
+        let tcp_lines = lines(&tcp, &labels, false, None);
+        let all = packet_lines(&packets, &labels, false, None);
+        assert_eq!(tcp_lines, [all[0].clone(), all[5].clone()]);
+        // Where retransmissions vary, so do the errors answering them: each is written once.
+        let again = icmp(
+            [192, 0, 2, 1],
+            IcmpKind::HostUnreachable,
+            (Transport::Tcp, 5000, 80),
+        );
+        let repeated = [packets.clone(), vec![again.clone(), again]].concat();
+        assert_eq!(
+            packet_lines(&repeated, &labels, false, None).len(),
+            all.len() + 2
+        );
+        assert_eq!(packet_lines(&repeated, &labels, false, Some("x")), all);
     }
 
     #[test]

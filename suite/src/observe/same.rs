@@ -6,8 +6,13 @@
 //! platforms, an error compares by its portable kind (a platform spells its codes its own way);
 //! and a receive queue one table does not report agrees with the other's figure.
 //!
-//! The wire is compared per connection: the order of one connection's segments is behavior, the
-//! order between independent connections is the scheduler's (`WireOrder`).
+//! The wire is compared per flow: the order of one connection's segments is behavior, the order
+//! between independent connections is the scheduler's (`WireOrder`). UDP has no connection, so
+//! its flow is the pair of ends a datagram goes between (either way, as a connection's two
+//! directions): one socket's datagrams leave in the order it sent them, and an answer follows
+//! what it answers. An ICMP error belongs to the flow of the packet it quotes, right after what
+//! provoked it: a port unreachable to its datagram's flow, a host unreachable to its TCP
+//! connection. Lines of different transports never share a flow.
 
 use super::event::{Call, Checkpoint, End, Event, Part, Returned, Section, Value, WireEvent};
 use crate::proto::Outcome;
@@ -206,27 +211,33 @@ pub fn key(e: &Event) -> String {
     }
 }
 
-/// The connection a wire event belongs to: its two endpoints in a fixed order (`client c2` and
-/// `server`); None for a summary naming none.
-pub fn connection(e: &Event) -> Option<[&str; 2]> {
-    let Event::Wire(WireEvent::Sent { from, to, .. }) = e else {
-        return None;
+/// The flow a wire event belongs to (see the module docs): its transport and its two ends in a
+/// fixed order (`tcp`, `client c2` and `server`); None for a summary naming none.
+pub fn flow(e: &Event) -> Option<(&str, [&str; 2])> {
+    let (transport, a, b) = match e {
+        Event::Wire(WireEvent::Sent { from, to, .. }) => ("tcp", from, to),
+        Event::Wire(WireEvent::Datagram { from, to, .. }) => ("udp", from, to),
+        Event::Wire(WireEvent::Icmp { about, .. }) => {
+            (about.transport.as_str(), &about.from, &about.to)
+        }
+        _ => return None,
     };
-    let (a, b) = (from.as_str(), to.as_str());
-    Some(if a <= b { [a, b] } else { [b, a] })
+    let (a, b) = (a.as_str(), b.as_str());
+    Some((transport, if a <= b { [a, b] } else { [b, a] }))
 }
 
-/// The wire's lines grouped by connection, in the order each connection first appears in any
-/// column; each column's lines of a connection keep their order. With `WireOrder::Global`, one
-/// group holds everything.
+/// The wire's lines grouped by flow (a TCP connection, a UDP pair of ends, each with the ICMP
+/// errors about it), in the order each flow first appears in any column; each column's lines
+/// of a flow keep their order. With `WireOrder::Global`, one group holds everything.
 pub fn by_connection<'a>(order: WireOrder, columns: &[&'a [String]]) -> Vec<Vec<Vec<&'a String>>> {
     if order == WireOrder::Global {
         return vec![columns.iter().map(|c| c.iter().collect()).collect()];
     }
     let conn = |l: &String| {
-        connection(&Event::parse(Section::Wire, l)).map(|[a, b]| (a.to_string(), b.to_string()))
+        flow(&Event::parse(Section::Wire, l))
+            .map(|(t, [a, b])| (t.to_string(), a.to_string(), b.to_string()))
     };
-    let mut keys: Vec<Option<(String, String)>> = Vec::new();
+    let mut keys: Vec<Option<(String, String, String)>> = Vec::new();
     for l in columns.iter().flat_map(|c| c.iter()) {
         let k = conn(l);
         if !keys.contains(&k) {
@@ -502,6 +513,58 @@ mod tests {
             &first,
             &swapped
         ));
+    }
+
+    #[test]
+    fn datagrams_group_by_their_pair_of_ends_and_icmp_errors_join_what_they_quote() {
+        let first = v(&[
+            "client > server: SYN",
+            "client > closed port: udp 5",
+            "server > client: ICMP port unreachable (about udp client > closed port)",
+            "server > client: SYN-ACK",
+            "client > server: udp 0",
+            "router > client: ICMP host unreachable (about tcp client > server)",
+        ]);
+        // Another interleaving of the same flows: the TCP connection, the datagrams to the
+        // closed port and to the server (UDP, apart from the TCP connection of the same ends).
+        let second = v(&[
+            "client > closed port: udp 5",
+            "client > server: udp 0",
+            "client > server: SYN",
+            "server > client: SYN-ACK",
+            "server > client: ICMP port unreachable (about udp client > closed port)",
+            "router > client: ICMP host unreachable (about tcp client > server)",
+        ]);
+        let rule = Rule::SamePlatform;
+        assert!(wires_agree(rule, WireOrder::PerConnection, &first, &second));
+        assert!(!wires_agree(rule, WireOrder::Global, &first, &second));
+        let groups = by_connection(WireOrder::PerConnection, &[&first]);
+        assert_eq!(groups.len(), 3, "{groups:#?}");
+        assert_eq!(
+            groups[0][0].len(),
+            3,
+            "the TCP connection and its ICMP error"
+        );
+        // An error before the datagram it is about is another behavior.
+        let mut early = first.clone();
+        early.swap(1, 2);
+        assert!(!wires_agree(rule, WireOrder::PerConnection, &first, &early));
+        // So is the router's error before the segment it answers.
+        let mut before = first.clone();
+        before.swap(3, 5);
+        assert!(!wires_agree(
+            rule,
+            WireOrder::PerConnection,
+            &first,
+            &before
+        ));
+        assert_eq!(
+            flow(&Event::parse(
+                Section::Wire,
+                "server > client: ICMP port unreachable (about udp client > closed port)"
+            )),
+            Some(("udp", ["client", "closed port"]))
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Packet capture of TCP segments inside the calling thread's network namespace (Linux).
+//! Packet capture of TCP segments, UDP datagrams and ICMP errors inside the calling thread's
+//! network namespace (Linux).
 //!
 //! One `AF_PACKET`/`SOCK_DGRAM` ("cooked": the buffer starts at the IP header) socket bound to
-//! every interface with `ETH_P_ALL`, read by a background thread that parses IPv4/IPv6 + TCP
-//! headers into portable [`Segment`]s.
+//! every interface with `ETH_P_ALL`, read by a background thread that parses IPv4/IPv6 headers
+//! and the TCP, UDP or ICMP header after them into portable [`Packet`]s.
 //!
 //! * Namespace: a packet socket belongs to the network namespace of the thread that created it,
 //!   so [`Capture::start`] captures the namespace of its *calling thread* (e.g. a case thread after
@@ -14,8 +15,8 @@
 //!   directions are kept, since each packet crosses that interface once. Consequently a packet
 //!   that crosses *two* interfaces of the captured namespace (both ends of a veth pair in the same
 //!   namespace, or a namespace that forwards/routes) is recorded once per interface.
-//! * Filtering: a classic BPF filter in the kernel keeps only IPv4/IPv6 TCP and drops the loopback
-//!   outgoing copies, so unrelated traffic does not fill the receive buffer (4 MiB, forced past
+//! * Filtering: a classic BPF filter in the kernel keeps only IPv4/IPv6 TCP, UDP and ICMP errors
+//!   (`bpf_frames::ip_filter`, shared with the BSDs) and drops the loopback outgoing copies, so unrelated traffic does not fill the receive buffer (4 MiB, forced past
 //!   `net.core.rmem_max` when CAP_NET_ADMIN allows). The same checks are repeated in user space.
 //! * Loss is visible: the kernel's drop counter (`PACKET_STATISTICS`) is read by
 //!   [`Capture::dropped`] and at stop, where any drop is reported on stderr.
@@ -29,17 +30,18 @@
 //! * `at` is when the reader thread read the packet (monotonic, relative to start), not the
 //!   kernel's timestamp: order is exact, sub-millisecond intervals are approximate.
 //! * gVisor (runsc with `--net-raw`): its packet sockets accept the BPF filter but do not apply
-//!   it (the same checks in user space keep only TCP), report the link type of loopback as 0
+//!   it (the same checks in user space keep only what the filter would), report the link type of loopback as 0
 //!   (loopback is then recognized by its `IFF_LOOPBACK` flag), and have neither
 //!   `PACKET_STATISTICS` (drops cannot be counted: [`Capture::dropped`] stays 0) nor
 //!   `SIOCGSTAMPNS` (times are when the reader thread read the packet).
-//! * IPv6 extension headers are not followed (only next header = TCP is parsed); IPv4 fragments
-//!   are ignored (TCP sets DF). Link-local IPv6 addresses are reported with scope id 0, and a
+//! * IPv6 extension headers are not followed (only a next header of TCP, UDP or ICMPv6 is
+//!   parsed); IPv4 fragments are ignored but for a UDP datagram's first (TCP sets DF). Link-local IPv6 addresses are reported with scope id 0, and a
 //!   dual-stack socket's IPv4-mapped address (`::ffff:a.b.c.d`) appears as the plain IPv4 address
 //!   that is really on the wire.
 
+use crate::bpf_frames::{self, FamilyCheck, Insn};
 use crate::capture_core::{CaptureCore, Sink};
-use crate::wire::{self, Frame, Segment};
+use crate::wire::{self, Frame, Packet, Segment};
 use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -59,7 +61,6 @@ const BATCH: usize = 4096;
 
 const ETH_P_IP: u16 = libc::ETH_P_IP as u16;
 const ETH_P_IPV6: u16 = libc::ETH_P_IPV6 as u16;
-const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
@@ -69,7 +70,8 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// A running capture of the TCP segments of one network namespace (see the module docs).
+/// A running capture of the TCP, UDP and ICMP error packets of one network namespace (see the
+/// module docs).
 pub struct Capture {
     core: CaptureCore,
     packet: Arc<OwnedFd>,
@@ -80,7 +82,8 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Start capturing every TCP segment (IPv4 and IPv6) on all interfaces of the network
+    /// Start capturing every TCP segment, UDP datagram and ICMP error (IPv4 and IPv6) on all
+    /// interfaces of the network
     /// namespace of the CALLING THREAD (the socket is created here, which fixes its namespace;
     /// the reader is a background thread).
     ///
@@ -116,12 +119,17 @@ impl Capture {
         })
     }
 
-    /// A copy of what was captured so far, in arrival order.
+    /// A copy of the TCP segments captured so far, in arrival order.
     pub fn segments(&self) -> Vec<Segment> {
         self.core.segments()
     }
 
-    /// Wait until `pred` holds for the captured list or `deadline` passes; returns whether it
+    /// A copy of every packet captured so far, in arrival order.
+    pub fn packets(&self) -> Vec<Packet> {
+        self.core.packets()
+    }
+
+    /// Wait until `pred` holds for the captured TCP segments or `deadline` passes; returns whether it
     /// held. Woken by the reader on every new batch of segments (no polling). Returns false early
     /// if the reader has stopped (nothing more can arrive). `pred` runs under the capture's lock:
     /// it must not call back into this `Capture`.
@@ -129,9 +137,14 @@ impl Capture {
         self.core.wait_for(deadline, pred)
     }
 
+    /// As [`Capture::wait_for`], on every packet captured (datagrams and ICMP errors too).
+    pub fn wait_for_packets(&self, deadline: Instant, pred: impl Fn(&[Packet]) -> bool) -> bool {
+        self.core.wait_for_packets(deadline, pred)
+    }
+
     /// Whether the kernel applies the BPF filter (Linux does; gVisor accepts SO_ATTACH_FILTER
     /// on a packet socket but ignores it, and has no SO_GET_FILTER): without it every packet of
-    /// the namespace reaches user space, where the same checks drop what is not TCP.
+    /// the namespace reaches user space, where the same checks drop what the filter would.
     pub fn filtered_in_kernel(&self) -> bool {
         let mut len: libc::socklen_t = 0;
         // SO_GET_FILTER (= SO_ATTACH_FILTER) with a zero length returns the program's length.
@@ -155,14 +168,14 @@ impl Capture {
     }
 
     /// Stop the reader thread (woken through its eventfd; what the kernel already queued is
-    /// still read) and return everything captured. Drops, if any, are reported on stderr.
+    /// still read) and return the TCP segments captured. Drops, if any, are reported on stderr.
     pub fn stop(self) -> Vec<Segment> {
-        self.stop_with_frames().0
+        wire::segments(self.stop_with_frames().0)
     }
 
-    /// As [`Capture::stop`], with the packet behind each segment (the same order and count) as
-    /// it was captured: for a pcap file.
-    pub fn stop_with_frames(mut self) -> (Vec<Segment>, Vec<Frame>) {
+    /// Stop as [`Capture::stop`] does and return every packet, with the bytes behind each (the
+    /// same order and count) as they were captured: for a pcap file.
+    pub fn stop_with_frames(mut self) -> (Vec<Packet>, Vec<Frame>) {
         self.shutdown();
         self.core.take()
     }
@@ -274,32 +287,45 @@ fn setsockopt_int(
     .map(drop)
 }
 
-/// Classic BPF: drop loopback's outgoing copies, keep IPv4 (protocol 6) and IPv6 (next header
-/// 6) TCP, whole packets (no snap length, so recvfrom(MSG_TRUNC) reports the real length).
-/// Offsets are relative to the IP header (SOCK_DGRAM); the ancillary loads read skb metadata.
+/// Classic BPF: drop loopback's outgoing copies, then keep what the wire records (IPv4/IPv6
+/// TCP, UDP and ICMP errors: `bpf_frames::ip_filter`), whole packets (no snap length, so
+/// recvfrom(MSG_TRUNC) reports the real length). Offsets are relative to the IP header
+/// (SOCK_DGRAM); the ancillary loads read skb metadata (the packet type, the link type, the
+/// link protocol that tells IPv4 from IPv6).
 fn filter_program() -> Vec<libc::sock_filter> {
     const LDB_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
     const LDH_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
     const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    let anc = |off: libc::c_int| (libc::SKF_AD_OFF + off) as u32;
-    let op = |code: u16, k: u32, jt: u8, jf: u8| libc::sock_filter { code, jt, jf, k };
-    // Jump offsets are relative to the next instruction.
-    vec![
+    let op = |code: u16, k: u32, jt: u8, jf: u8| Insn { code, jt, jf, k };
+    // Jump offsets are relative to the next instruction; the selection starts at 5.
+    let mut program = vec![
         /* 0 */ op(LDB_ABS, anc(libc::SKF_AD_PKTTYPE), 0, 0),
-        /* 1 */ op(JEQ_K, libc::PACKET_OUTGOING as u32, 0, 2), // outgoing? 2 : 4
+        /* 1 */ op(JEQ_K, libc::PACKET_OUTGOING as u32, 0, 3), // outgoing? 2 : 5
         /* 2 */ op(LDH_ABS, anc(libc::SKF_AD_HATYPE), 0, 0),
-        /* 3 */ op(JEQ_K, libc::ARPHRD_LOOPBACK as u32, 8, 0), // loopback? reject : 4
-        /* 4 */ op(LDH_ABS, anc(libc::SKF_AD_PROTOCOL), 0, 0),
-        /* 5 */ op(JEQ_K, ETH_P_IP as u32, 0, 2), // IPv4? 6 : 8
-        /* 6 */ op(LDB_ABS, 9, 0, 0), // IPv4 protocol
-        /* 7 */ op(JEQ_K, IPPROTO_TCP as u32, 3, 4), // accept : reject
-        /* 8 */ op(JEQ_K, ETH_P_IPV6 as u32, 0, 3), // IPv6? 9 : reject
-        /* 9 */ op(LDB_ABS, 6, 0, 0), // IPv6 next header
-        /* 10 */ op(JEQ_K, IPPROTO_TCP as u32, 0, 1), // accept : reject
-        /* 11 */ op(RET_K, u32::MAX, 0, 0),
-        /* 12 */ op(RET_K, 0, 0, 0),
-    ]
+        /* 3 */ op(JEQ_K, libc::ARPHRD_LOOPBACK as u32, 0, 1), // loopback? reject : 5
+        /* 4 */ op(RET_K, 0, 0, 0),
+    ];
+    let family = FamilyCheck {
+        load: op(LDH_ABS, anc(libc::SKF_AD_PROTOCOL), 0, 0),
+        v4: ETH_P_IP.into(),
+        v6: ETH_P_IPV6.into(),
+    };
+    program.extend(bpf_frames::ip_filter(family, 0, u32::MAX));
+    program
+        .into_iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect()
+}
+
+/// The offset of a classic BPF load that reads the skb's ancillary datum `off`.
+fn anc(off: libc::c_int) -> u32 {
+    (libc::SKF_AD_OFF + off) as u32
 }
 
 /// The capture's time origin, on both the monotonic clock (fallback) and the realtime clock (the
@@ -370,7 +396,7 @@ fn read_loop(packet: &OwnedFd, wake: &OwnedFd, sink: &Sink, started: Clock) {
         let limit = if stopping { usize::MAX } else { BATCH };
         for _ in 0..limit {
             match recv_one(packet.as_raw_fd(), &mut buf, started, &mut loopbacks) {
-                Ok(Some(Some(seg_frame))) => batch.push(seg_frame),
+                Ok(Some(Some(packet_frame))) => batch.push(packet_frame),
                 Ok(Some(None)) => skipped += 1,
                 Ok(None) => break,
                 Err(e) => {
@@ -388,13 +414,13 @@ fn read_loop(packet: &OwnedFd, wake: &OwnedFd, sink: &Sink, started: Clock) {
 }
 
 /// Read one packet without blocking: `Ok(None)` when none is queued, `Ok(Some(None))` for a
-/// packet that is not a TCP segment to record; a segment comes with its packet as captured.
+/// packet the wire does not record; a recorded packet comes with its bytes as captured.
 fn recv_one(
     fd: RawFd,
     buf: &mut [u8],
     started: Clock,
     loopbacks: &mut Loopbacks,
-) -> io::Result<Option<Option<(Segment, Frame)>>> {
+) -> io::Result<Option<Option<(Packet, Frame)>>> {
     loop {
         let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
         let mut len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
@@ -427,14 +453,14 @@ fn recv_one(
         let wire_len = n as usize;
         let captured = &buf[..wire_len.min(buf.len())];
         return Ok(Some(
-            parse(u16::from_be(sll.sll_protocol), captured, wire_len).map(|mut s| {
-                s.at = at;
+            parse(u16::from_be(sll.sll_protocol), captured, wire_len).map(|mut p| {
+                p.set_at(at);
                 let frame = Frame {
                     at: started.realtime + at,
                     data: captured.to_vec(),
                     len: u32::try_from(wire_len).unwrap_or(u32::MAX),
                 };
-                (s, frame)
+                (p, frame)
             }),
         ));
     }
@@ -473,8 +499,8 @@ fn interface_is_loopback(fd: RawFd, index: libc::c_int) -> bool {
 
 /// Parse a cooked packet (starting at the IP header) of link protocol `proto` (host order): an
 /// IPv4 or IPv6 packet whose version agrees with the link protocol, read by the portable
-/// [`wire::parse_ip`] (anything else, ARP for one, is no segment). `at` is left zero.
-fn parse(proto: u16, data: &[u8], wire_len: usize) -> Option<Segment> {
+/// [`wire::parse_packet`] (anything else, ARP for one, is no packet). `at` is left zero.
+fn parse(proto: u16, data: &[u8], wire_len: usize) -> Option<Packet> {
     let version = match proto {
         ETH_P_IP => 4,
         ETH_P_IPV6 => 6,
@@ -483,7 +509,7 @@ fn parse(proto: u16, data: &[u8], wire_len: usize) -> Option<Segment> {
     if data.first()? >> 4 != version {
         return None;
     }
-    wire::parse_ip(data, wire_len)
+    wire::parse_packet(data, wire_len)
 }
 
 #[cfg(test)]
@@ -499,15 +525,71 @@ mod tests {
     fn capture_parses_only_ip_whose_version_agrees_with_the_link_protocol() {
         let v4 = ipv4(8, &tcp_header(0x18, 12), 5, None);
         let v6 = ipv6(&tcp_header(0x12, 20), 0);
-        let s = parse(ETH_P_IP, &v4, v4.len()).unwrap();
+        let Some(Packet::Tcp(s)) = parse(ETH_P_IP, &v4, v4.len()) else {
+            panic!("not a segment")
+        };
         assert_eq!(Some(&s), wire::parse_ip(&v4, v4.len()).as_ref());
         assert_eq!(s.event().as_deref(), Some("data 5"));
-        let s = parse(ETH_P_IPV6, &v6, v6.len()).unwrap();
+        let Some(Packet::Tcp(s)) = parse(ETH_P_IPV6, &v6, v6.len()) else {
+            panic!("not a segment")
+        };
         assert_eq!(s.src, "[::1]:40000".parse().unwrap());
         assert_eq!(parse(ETH_P_IPV6, &v4, v4.len()), None);
         assert_eq!(parse(ETH_P_IP, &v6, v6.len()), None);
         assert_eq!(parse(0x0806, &v4, v4.len()), None);
         assert_eq!(parse(ETH_P_IP, &[], 0), None);
+    }
+
+    /// The kernel filter, run by the test interpreter over every packet the wire records and
+    /// every one it does not, on a host interface and on loopback (whose outgoing copies go).
+    #[test]
+    fn the_filter_keeps_tcp_udp_and_icmp_errors_and_drops_loopback_copies() {
+        use crate::bpf_frames::tests::{kept_and_dropped, run};
+        let program: Vec<Insn> = filter_program()
+            .into_iter()
+            .map(|i| Insn {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
+            .collect();
+        let (kept, dropped) = kept_and_dropped();
+        let skb = |ip: &[u8], outgoing: bool, loopback: bool| {
+            let proto = if ip[0] >> 4 == 4 {
+                ETH_P_IP
+            } else {
+                ETH_P_IPV6
+            };
+            move |k: u32| match (k as libc::c_int) - libc::SKF_AD_OFF {
+                libc::SKF_AD_PKTTYPE if outgoing => libc::PACKET_OUTGOING as u32,
+                libc::SKF_AD_PKTTYPE => libc::PACKET_HOST as u32,
+                libc::SKF_AD_HATYPE if loopback => libc::ARPHRD_LOOPBACK as u32,
+                libc::SKF_AD_HATYPE => libc::ARPHRD_ETHER as u32,
+                libc::SKF_AD_PROTOCOL => proto.into(),
+                other => panic!("ancillary load {other}"),
+            }
+        };
+        for ip in &kept {
+            assert_eq!(run(&program, ip, skb(ip, false, true)), u32::MAX, "{ip:?}");
+            assert_eq!(run(&program, ip, skb(ip, true, false)), u32::MAX, "{ip:?}");
+            assert_eq!(run(&program, ip, skb(ip, true, true)), 0, "{ip:?}");
+            let proto = if ip[0] >> 4 == 4 {
+                ETH_P_IP
+            } else {
+                ETH_P_IPV6
+            };
+            assert!(parse(proto, ip, ip.len()).is_some(), "{ip:?}");
+        }
+        for ip in &dropped {
+            assert_eq!(run(&program, ip, skb(ip, false, false)), 0, "{ip:?}");
+            let proto = if ip[0] >> 4 == 4 {
+                ETH_P_IP
+            } else {
+                ETH_P_IPV6
+            };
+            assert_eq!(parse(proto, ip, ip.len()), None, "{ip:?}");
+        }
     }
 
     // --- live captures in a private namespace (root) ----------------------------------------
@@ -733,15 +815,9 @@ mod tests {
     }
 
     #[test]
-    fn capture_ignores_udp_and_stops_promptly() {
+    fn capture_stops_promptly_when_nothing_comes() {
         in_namespace(|| {
             let cap = Capture::start().unwrap();
-            // No TCP at all: a UDP datagram is filtered out in the kernel.
-            let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            a.send_to(b"ping", b.local_addr().unwrap()).unwrap();
-            let mut buf = [0u8; 8];
-            b.recv_from(&mut buf).unwrap();
             let t = Instant::now();
             assert!(!cap.wait_for(t + Duration::from_millis(50), |s| !s.is_empty()));
             let waited = t.elapsed();
@@ -749,15 +825,6 @@ mod tests {
                 waited >= Duration::from_millis(50) && waited < Duration::from_secs(1),
                 "{waited:?}"
             );
-            if cap.filtered_in_kernel() {
-                assert_eq!(
-                    cap.core.skipped(),
-                    0,
-                    "the kernel filter let non-TCP through"
-                );
-            } else {
-                eprintln!("the kernel does not apply the filter: user space dropped non-TCP");
-            }
             let t = Instant::now();
             let segs = cap.stop();
             let took = t.elapsed();
@@ -767,6 +834,98 @@ mod tests {
             let t = Instant::now();
             drop(Capture::start().unwrap());
             assert!(t.elapsed() < Duration::from_millis(200));
+        });
+    }
+
+    /// Send `payload` from a UDP socket on `host` to a port of `host` nobody listens on, and
+    /// return what was captured, the sender's and the closed port's addresses and the packets
+    /// user space skipped (None where the kernel does not apply the filter). None if the
+    /// address is unusable.
+    fn datagram_to_closed_port(
+        host: &str,
+        payload: &[u8],
+    ) -> Option<(Vec<Packet>, SocketAddr, SocketAddr, Option<u64>)> {
+        let cap = Capture::start().expect("start capture");
+        let closed = match std::net::UdpSocket::bind(format!("{host}:0")) {
+            Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+                eprintln!("skipped: cannot bind {host}: {e}");
+                return None;
+            }
+            // A port just released is one nobody listens on.
+            r => r.unwrap().local_addr().unwrap(),
+        };
+        let sender = std::net::UdpSocket::bind(format!("{host}:0")).unwrap();
+        sender.connect(closed).unwrap();
+        sender.send(payload).unwrap();
+        // The port unreachable comes back to the connected socket as ECONNREFUSED: once the
+        // next receive says so, the error is on the wire.
+        sender
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let refused = sender.recv(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+        let from = sender.local_addr().unwrap();
+        let both = |p: &[Packet]| {
+            p.iter().any(|p| matches!(p, Packet::Udp(_)))
+                && p.iter().any(|p| matches!(p, Packet::Icmp(_)))
+        };
+        assert!(cap.wait_for_packets(soon(), both), "{:?}", cap.packets());
+        let skipped = cap.filtered_in_kernel().then(|| cap.core.skipped());
+        assert_eq!(cap.dropped(), 0);
+        let (packets, frames) = cap.stop_with_frames();
+        assert_eq!(packets.len(), frames.len());
+        if std::env::var_os("SOCKCONFORM_PRINT_FRAMES").is_some() {
+            for f in &frames {
+                let hex: String = f.data.iter().map(|b| format!("{b:02x}")).collect();
+                eprintln!("frame {hex}");
+            }
+        }
+        Some((packets, from, closed, skipped))
+    }
+
+    fn check_datagram_and_port_unreachable(
+        packets: &[Packet],
+        from: SocketAddr,
+        closed: SocketAddr,
+        payload: usize,
+    ) {
+        let all: String = packets.iter().map(|p| format!("\n  {p}")).collect();
+        assert_eq!(packets.len(), 2, "{all}");
+        let Packet::Udp(d) = &packets[0] else {
+            panic!("not a datagram first:{all}")
+        };
+        assert_eq!((d.src, d.dst, d.payload), (from, closed, payload), "{all}");
+        let Packet::Icmp(e) = &packets[1] else {
+            panic!("not an ICMP error second:{all}")
+        };
+        assert_eq!(e.kind, wire::IcmpKind::PortUnreachable, "{all}");
+        assert_eq!((e.src, e.dst), (closed.ip(), from.ip()), "{all}");
+        assert_eq!(e.about.transport, wire::Transport::Udp);
+        assert_eq!((e.about.src, e.about.dst), (from, closed), "{all}");
+        assert!(d.at <= e.at, "{all}");
+        // No TCP: the waits and `stop` see no segment.
+        assert!(wire::segments(packets.to_vec()).is_empty());
+    }
+
+    #[test]
+    fn capture_sees_a_datagram_to_a_closed_port_and_its_port_unreachable_ipv4() {
+        in_namespace(|| {
+            let (packets, from, closed, skipped) =
+                datagram_to_closed_port("127.0.0.1", b"hello").unwrap();
+            check_datagram_and_port_unreachable(&packets, from, closed, 5);
+            // The kernel filter kept exactly what the wire records.
+            if let Some(skipped) = skipped {
+                assert_eq!(skipped, 0);
+            }
+        });
+    }
+
+    #[test]
+    fn capture_sees_an_empty_datagram_and_its_icmpv6_port_unreachable() {
+        in_namespace(|| {
+            if let Some((packets, from, closed, _)) = datagram_to_closed_port("[::1]", b"") {
+                check_datagram_and_port_unreachable(&packets, from, closed, 0);
+            }
         });
     }
 }
