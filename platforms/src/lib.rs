@@ -16,6 +16,7 @@ pub mod lab;
 pub mod names;
 pub mod parse;
 pub mod procs;
+pub mod udp;
 pub mod wire;
 
 #[cfg_attr(target_os = "linux", path = "sys/linux/mod.rs")]

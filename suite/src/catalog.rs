@@ -39,6 +39,12 @@ macro_rules! with_catalog {
             partition: [healed_before_user_timeout, healed_after_user_timeout],
             unreachable: [while_sending, during_connect],
             middlebox: [reset_established],
+            udp: [
+                icmp_unreachable_unconnected, icmp_unreachable_connected, recverr_next_send,
+                truncated_datagram, zero_length_datagram, zero_length_buffer, sendto_on_connected,
+                disconnect, broadcast_without_option, reuseaddr_unicast, v6only_default,
+                send_flood_nonblocking,
+            ],
         }
     };
 }

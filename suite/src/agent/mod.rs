@@ -14,6 +14,7 @@ mod observation;
 mod options;
 mod process;
 mod teardown;
+mod udp;
 
 use crate::proto::{Outcome, Reply, Request};
 use crate::script::{Op, Slot};
@@ -258,7 +259,21 @@ impl Agent {
             Op::Exit { code } => process::exit(*code),
             Op::Abort => process::abort(),
             // ---- UDP ops ----
-
+            Op::UdpBind { .. }
+            | Op::UdpConnect { .. }
+            | Op::UdpDisconnect
+            | Op::UdpSend { .. }
+            | Op::UdpSendTo { .. }
+            | Op::UdpRecv { .. }
+            | Op::UdpRecvUntil { .. }
+            | Op::UdpCountAcross { .. }
+            | Op::UdpAwaitError { .. }
+            | Op::UdpPeerName
+            | Op::UdpLocalName
+            | Op::SetBroadcast { .. }
+            | Op::SetRecvErr { .. }
+            | Op::UdpReadErrorQueue
+            | Op::UdpFlood { .. } => self.udp(req)?,
             // ---- Unix-domain socket ops ----
 
             // ---- connect/bind/listen ops ----

@@ -18,4 +18,5 @@ pub mod readiness;
 pub mod shutdown;
 pub mod time_wait;
 pub mod timeouts;
+pub mod udp;
 pub mod unreachable;

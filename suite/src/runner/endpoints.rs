@@ -12,7 +12,7 @@ pub(super) struct Endpoints {
     pub(super) host: IpAddr,
     listener: Option<SocketAddr>,
     pub(super) previous_listener: Option<SocketAddr>,
-    closed_port: Option<SocketAddr>,
+    pub(super) closed_port: Option<SocketAddr>,
     /// The client's connections by slot: (client address, server address).
     pub(super) conns: BTreeMap<Slot, (SocketAddr, SocketAddr)>,
     listeners: Vec<SocketAddr>,
@@ -20,6 +20,9 @@ pub(super) struct Endpoints {
     pub(super) client_ports: BTreeMap<Slot, u16>,
     /// Sides whose calls put data into the main connection (a write or fill that took bytes).
     pub(super) wrote: BTreeSet<Side>,
+    /// Every UDP socket's bound addresses by side and slot, the current one last (see
+    /// `runner::udp`).
+    pub(super) udp: BTreeMap<(Side, Slot), Vec<SocketAddr>>,
 }
 
 impl Endpoints {
@@ -37,15 +40,22 @@ impl Endpoints {
             listeners: Vec::new(),
             client_ports: BTreeMap::new(),
             wrote: BTreeSet::new(),
+            udp: BTreeMap::new(),
         }
     }
 
     /// The request for an action, with the address its op listens on or connects to.
     pub(super) fn request(&mut self, a: &Action) -> Result<Request, String> {
+        // A UDP address depends on the acting side ("the other side's socket"), so the UDP ops
+        // are resolved with the action (`runner::udp`).
+        let addr = match self.udp_address(a)? {
+            Some(addr) => Some(addr),
+            None => self.address(&a.op)?,
+        };
         Ok(Request {
             slot: a.slot,
             op: a.op.clone(),
-            addr: self.address(&a.op)?,
+            addr,
         })
     }
 
@@ -81,6 +91,7 @@ impl Endpoints {
                 ..
             } => self.make_closed_port()?,
             // ---- UDP addresses ----
+            // (resolved in `request` by `udp_address`, which knows the acting side)
 
             // ---- Unix-domain socket addresses ----
 
@@ -108,6 +119,9 @@ impl Endpoints {
     /// Keep what a reply tells of the endpoints (the listener's address, a connection's ends, who
     /// wrote data); returns the outcome as the step's line shows it.
     pub(super) fn note_reply(&mut self, a: &Action, reply: &Reply) -> Outcome {
+        if let Some(udp) = self.note_udp_reply(a, reply) {
+            return udp;
+        }
         let mut outcome = reply.outcome.clone();
         match (&a.op, a.side) {
             (Op::Listen { .. } | Op::ListenDualStack { .. }, _) => {
@@ -175,6 +189,7 @@ impl Endpoints {
         let listeners = self.listeners.iter().map(|l| l.port());
         listeners
             .chain(self.closed_port.map(|p| p.port()))
+            .chain(self.udp_server_ports())
             .collect()
     }
 
@@ -215,6 +230,7 @@ impl Endpoints {
         if let Some(p) = self.closed_port {
             labels.insert(p.port(), "closed port".to_string());
         }
+        self.label_udp(&mut labels);
         labels
     }
 }
