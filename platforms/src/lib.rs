@@ -17,6 +17,7 @@ pub mod names;
 pub mod parse;
 pub mod procs;
 pub mod sockopt;
+pub mod udp;
 pub mod unix_domain;
 pub mod wire;
 

@@ -52,6 +52,12 @@ macro_rules! with_catalog {
             ],
             accept: [inherits_nonblocking, inherits_options],
             options: [buffer_size_doubling, accept_conn, boolean_value],
+            udp: [
+                icmp_unreachable_unconnected, icmp_unreachable_connected, recverr_next_send,
+                truncated_datagram, zero_length_datagram, zero_length_buffer, sendto_on_connected,
+                disconnect, broadcast_without_option, reuseaddr_unicast, v6only_default,
+                send_flood_nonblocking,
+            ],
         }
     };
 }

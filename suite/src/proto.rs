@@ -87,6 +87,12 @@ pub enum Outcome {
     NotSupported {
         why: String,
     },
+    /// A bounded wait for something to receive found nothing: "no datagram within 100 ms". Used
+    /// only where the question is whether anything arrived.
+    Nothing {
+        what: String,
+        within_ms: u64,
+    },
 }
 
 impl Outcome {
@@ -135,6 +141,7 @@ impl fmt::Display for Outcome {
             Outcome::Died { how } => write!(f, "process died ({how})"),
             Outcome::NotImplemented { os, what } => write!(f, "not implemented on {os}: {what}"),
             Outcome::NotSupported { why } => write!(f, "not supported ({why})"),
+            Outcome::Nothing { what, within_ms } => write!(f, "no {what} within {within_ms} ms"),
             Outcome::Many {
                 n,
                 then,

@@ -210,6 +210,62 @@ impl Family {
     }
 }
 
+/// Where a UDP socket binds (udp/ cases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UdpAt {
+    /// The case's host address (127.0.0.1, or ::1 in an IPv6 case), any free port.
+    Host,
+    /// The wildcard address of the case's family (0.0.0.0), any free port: it also receives
+    /// what is sent to a broadcast address.
+    Wildcard,
+    /// `[::]` with IPV6_V6ONLY left at the platform's default, any free port.
+    Ipv6Wildcard,
+    /// The case's host address and the port of this side's socket in that slot.
+    SamePortAs(Slot),
+    /// The case's closed port (the one a datagram went to unanswered).
+    ClosedPort,
+}
+
+/// Where a UDP connect or sendto goes (udp/ cases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UdpTo {
+    /// The other side's UDP socket in this slot.
+    Peer(Slot),
+    /// A port on which no UDP socket is bound (the runner finds one before the step).
+    ClosedPort,
+    /// The limited broadcast address 255.255.255.255, at the port of the other side's socket.
+    Broadcast(Slot),
+    /// The loopback network's broadcast address 127.255.255.255, at the port of the other
+    /// side's socket.
+    LoopbackBroadcast(Slot),
+    /// 127.0.0.1 at the port of the other side's socket, whatever its family (an IPv4 datagram to
+    /// a `[::]` socket asks whether it is dual-stack).
+    PeerOverIpv4(Slot),
+}
+
+impl fmt::Display for UdpTo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let peer = |slot: &Slot| {
+            if slot.is_conn() {
+                "peer".to_string()
+            } else {
+                format!("peer {slot}")
+            }
+        };
+        match self {
+            UdpTo::Peer(slot) => f.write_str(&peer(slot)),
+            UdpTo::ClosedPort => f.write_str("closed port"),
+            UdpTo::Broadcast(slot) => write!(f, "255.255.255.255 at the {}'s port", peer(slot)),
+            UdpTo::LoopbackBroadcast(slot) => {
+                write!(f, "127.255.255.255 at the {}'s port", peer(slot))
+            }
+            UdpTo::PeerOverIpv4(slot) => write!(f, "127.0.0.1 at the {}'s port", peer(slot)),
+        }
+    }
+}
+
 /// shutdown(2) directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -361,7 +417,70 @@ pub enum Op {
         ignore: bool,
     },
     // ---- UDP ops (udp/ cases) go below this line ----
-
+    /// Create a UDP socket bound where `at` says, with SO_REUSEADDR if asked.
+    UdpBind {
+        at: UdpAt,
+        reuse_addr: bool,
+    },
+    /// connect() a UDP socket: it then sends to, and receives from, that address only.
+    UdpConnect {
+        to: UdpTo,
+    },
+    /// Dissolve the socket's association: connect() to an AF_UNSPEC address.
+    UdpDisconnect,
+    /// send() of one datagram of `len` bytes (to the connected address).
+    UdpSend {
+        len: usize,
+    },
+    /// sendto() of one datagram of `len` bytes.
+    UdpSendTo {
+        to: UdpTo,
+        len: usize,
+    },
+    /// One recvmsg() into a `max`-byte buffer (peeking if asked), once the socket is readable,
+    /// waiting for that at most `wait_ms`: the bytes, MSG_TRUNC and the sender, or no datagram.
+    UdpRecv {
+        max: usize,
+        peek: bool,
+        wait_ms: u64,
+    },
+    /// Receive (64 KiB buffer) until a datagram of `len` bytes, the script's last one, arrived;
+    /// each receive waits at most `wait_ms`. Every receive's result, in order.
+    UdpRecvUntil {
+        len: usize,
+        wait_ms: u64,
+    },
+    /// Receive on these slots of the agent until `total` datagrams arrived altogether, or
+    /// `wait_ms` passed; how many each slot got.
+    UdpCountAcross {
+        slots: Vec<Slot>,
+        total: usize,
+        wait_ms: u64,
+    },
+    /// poll() until the socket reports ERR (an error is pending), at most `wait_ms`; the events
+    /// then.
+    UdpAwaitError {
+        wait_ms: u64,
+    },
+    /// getpeername(): whom the socket is connected to.
+    UdpPeerName,
+    /// getsockname(): the socket's own address (its port may be gone after a disconnect).
+    UdpLocalName,
+    SetBroadcast {
+        on: bool,
+    },
+    /// IP_RECVERR (Linux): ICMP errors of an unconnected socket are queued and reported.
+    SetRecvErr {
+        on: bool,
+    },
+    /// recvmsg(MSG_ERRQUEUE) (Linux): one queued error, its origin and the datagram's destination.
+    UdpReadErrorQueue,
+    /// Make the socket non-blocking and send `count` datagrams of `len` bytes as fast as it takes
+    /// them: whether all went, or the first error and whether poll() said writable then.
+    UdpFlood {
+        count: usize,
+        len: usize,
+    },
     // ---- Unix-domain socket ops (unix/ cases) go below this line ----
     /// socket(AF_UNIX, type): a new, unbound Unix-domain socket in the slot.
     UnixSocket {
@@ -625,7 +744,21 @@ impl fmt::Display for Op {
             Op::OnTerminate { ignore: true } => f.write_str("ignore SIGTERM"),
             Op::OnTerminate { ignore: false } => f.write_str("on SIGTERM close sockets and exit 0"),
             // ---- UDP ops ----
-
+            Op::UdpBind { .. }
+            | Op::UdpConnect { .. }
+            | Op::UdpDisconnect
+            | Op::UdpSend { .. }
+            | Op::UdpSendTo { .. }
+            | Op::UdpRecv { .. }
+            | Op::UdpRecvUntil { .. }
+            | Op::UdpCountAcross { .. }
+            | Op::UdpAwaitError { .. }
+            | Op::UdpPeerName
+            | Op::UdpLocalName
+            | Op::SetBroadcast { .. }
+            | Op::SetRecvErr { .. }
+            | Op::UdpReadErrorQueue
+            | Op::UdpFlood { .. } => fmt_udp(self, f),
             // ---- Unix-domain socket ops ----
             Op::UnixSocket { .. }
             | Op::UnixBind { .. }
@@ -738,6 +871,65 @@ impl Op {
             }
             other => unreachable!("{other:?} is not a connect/bind/listen op"),
         }
+    }
+}
+
+/// The UDP ops as step lines show them.
+fn fmt_udp(op: &Op, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    match op {
+        Op::UdpBind { at, reuse_addr } => {
+            f.write_str("UDP bind(")?;
+            match at {
+                UdpAt::Host => f.write_str("host")?,
+                UdpAt::Wildcard => f.write_str("wildcard address")?,
+                UdpAt::Ipv6Wildcard => f.write_str("[::], IPV6_V6ONLY left at its default")?,
+                UdpAt::SamePortAs(slot) => write!(f, "host, the port of {slot}")?,
+                UdpAt::ClosedPort => f.write_str("host, the closed port")?,
+            }
+            if *reuse_addr {
+                f.write_str(", SO_REUSEADDR")?;
+            }
+            f.write_str(")")
+        }
+        Op::UdpConnect { to } => write!(f, "UDP connect({to})"),
+        Op::UdpDisconnect => f.write_str("UDP connect(AF_UNSPEC)"),
+        Op::UdpSend { len } => write!(f, "UDP send({len})"),
+        Op::UdpSendTo { to, len } => write!(f, "UDP sendto({to}, {len})"),
+        Op::UdpRecv { max, peek, wait_ms } => {
+            let peek = if *peek { ", MSG_PEEK" } else { "" };
+            write!(
+                f,
+                "UDP recvmsg(buffer {max}{peek}) once readable (up to {wait_ms} ms)"
+            )
+        }
+        Op::UdpRecvUntil { len, wait_ms } => write!(
+            f,
+            "UDP receive until a {len}-byte datagram (up to {wait_ms} ms each)"
+        ),
+        Op::UdpCountAcross {
+            slots,
+            total,
+            wait_ms,
+        } => {
+            let names: Vec<_> = slots.iter().map(|s| s.as_str()).collect();
+            write!(
+                f,
+                "UDP receive {total} datagrams on {} (up to {wait_ms} ms)",
+                names.join(" and ")
+            )
+        }
+        Op::UdpAwaitError { wait_ms } => write!(f, "poll until ERR (up to {wait_ms} ms)"),
+        Op::UdpPeerName => f.write_str("getpeername"),
+        Op::UdpLocalName => f.write_str("getsockname"),
+        Op::SetBroadcast { on } => write!(f, "SO_BROADCAST {}", on_off(*on)),
+        Op::SetRecvErr { on } => write!(f, "IP_RECVERR {}", on_off(*on)),
+        Op::UdpReadErrorQueue => f.write_str("recvmsg(MSG_ERRQUEUE)"),
+        Op::UdpFlood { count, len } => write!(
+            f,
+            "non-blocking: UDP send {count} datagrams of {len} bytes, as fast as taken"
+        ),
+        other => fmt::Debug::fmt(other, f),
     }
 }
 

@@ -16,6 +16,7 @@ mod observation;
 mod options;
 mod process;
 mod teardown;
+mod udp;
 mod unix;
 
 use crate::proto::{Outcome, Reply, Request};
@@ -285,7 +286,21 @@ impl Agent {
             Op::Exit { code } => process::exit(*code),
             Op::Abort => process::abort(),
             // ---- UDP ops ----
-
+            Op::UdpBind { .. }
+            | Op::UdpConnect { .. }
+            | Op::UdpDisconnect
+            | Op::UdpSend { .. }
+            | Op::UdpSendTo { .. }
+            | Op::UdpRecv { .. }
+            | Op::UdpRecvUntil { .. }
+            | Op::UdpCountAcross { .. }
+            | Op::UdpAwaitError { .. }
+            | Op::UdpPeerName
+            | Op::UdpLocalName
+            | Op::SetBroadcast { .. }
+            | Op::SetRecvErr { .. }
+            | Op::UdpReadErrorQueue
+            | Op::UdpFlood { .. } => self.udp(req)?,
             // ---- Unix-domain socket ops ----
             Op::UnixSocket { kind } => self.unix_socket(slot, *kind)?.into(),
             Op::UnixBind { .. } => unix::bind(self.sock(slot)?, unix::need_unix(req)?)?.into(),

@@ -22,5 +22,6 @@ pub mod readiness;
 pub mod shutdown;
 pub mod time_wait;
 pub mod timeouts;
+pub mod udp;
 pub mod unix;
 pub mod unreachable;

@@ -372,6 +372,13 @@ pub fn parse_outcome(s: &str) -> Option<Outcome> {
         "eof" => Outcome::Eof,
         "no events" => Outcome::Events { events: Vec::new() },
         _ if s.starts_with("ok(") && s.contains(" connections)") => parse_many(s)?,
+        _ if s.starts_with("no ") && s.ends_with(" ms") => {
+            let (what, ms) = s["no ".len()..s.len() - " ms".len()].rsplit_once(" within ")?;
+            Outcome::Nothing {
+                what: what.into(),
+                within_ms: ms.parse().ok()?,
+            }
+        }
         _ if s.starts_with("filled, then ") => Outcome::Filled {
             then: Box::new(parse_outcome(&s["filled, then ".len()..])?),
         },
@@ -848,6 +855,24 @@ mod tests {
             assert!(matches!(o, Outcome::Many { .. }), "{o:?}");
             assert_eq!(o.to_string(), s);
         }
+    }
+
+    #[test]
+    fn nothing_received_round_trips() {
+        let s = "no datagram within 100 ms";
+        let o = parse_outcome(s).unwrap_or_else(|| panic!("{s}"));
+        assert_eq!(
+            o,
+            Outcome::Nothing {
+                what: "datagram".into(),
+                within_ms: 100
+            }
+        );
+        assert_eq!(o.to_string(), s);
+        assert_eq!(
+            parse_outcome("no events"),
+            Some(Outcome::Events { events: Vec::new() })
+        );
     }
 
     /// Every snapshot file committed under `snapshots/` (every platform, the explorer's corpus

@@ -14,7 +14,7 @@ pub(super) struct Endpoints {
     pub(super) host: IpAddr,
     listener: Option<SocketAddr>,
     pub(super) previous_listener: Option<SocketAddr>,
-    closed_port: Option<SocketAddr>,
+    pub(super) closed_port: Option<SocketAddr>,
     /// The client's connections by slot: (client address, server address).
     pub(super) conns: BTreeMap<Slot, (SocketAddr, SocketAddr)>,
     listeners: Vec<SocketAddr>,
@@ -26,6 +26,9 @@ pub(super) struct Endpoints {
     pub(super) unix: UnixNames,
     /// The address the case's last successful `Op::Bind` gave its socket (a self-connect's target).
     bound: Option<SocketAddr>,
+    /// Every UDP socket's bound addresses by side and slot, the current one last (see
+    /// `runner::udp`).
+    pub(super) udp: BTreeMap<(Side, Slot), Vec<SocketAddr>>,
 }
 
 impl Endpoints {
@@ -45,15 +48,22 @@ impl Endpoints {
             wrote: BTreeSet::new(),
             unix: UnixNames::default(),
             bound: None,
+            udp: BTreeMap::new(),
         }
     }
 
     /// The request for an action, with the address its op listens on or connects to.
     pub(super) fn request(&mut self, a: &Action) -> Result<Request, String> {
+        // A UDP address depends on the acting side ("the other side's socket"), so the UDP ops
+        // are resolved with the action (`runner::udp`).
+        let addr = match self.udp_address(a)? {
+            Some(addr) => Some(addr),
+            None => self.address(&a.op)?,
+        };
         Ok(Request {
             slot: a.slot,
             op: a.op.clone(),
-            addr: self.address(&a.op)?,
+            addr,
             unix: self.unix.args(a)?,
             thread: None,
         })
@@ -91,6 +101,7 @@ impl Endpoints {
                 ..
             } => self.make_closed_port()?,
             // ---- UDP addresses ----
+            // (resolved in `request` by `udp_address`, which knows the acting side)
 
             // ---- Unix-domain socket addresses ----
             // (Unix-domain names are no socket address: `UnixNames::args` resolves them.)
@@ -127,6 +138,9 @@ impl Endpoints {
     /// Keep what a reply tells of the endpoints (the listener's address, a connection's ends, who
     /// wrote data); returns the outcome as the step's line shows it.
     pub(super) fn note_reply(&mut self, a: &Action, reply: &Reply) -> Outcome {
+        if let Some(udp) = self.note_udp_reply(a, reply) {
+            return udp;
+        }
         let mut outcome = reply.outcome.clone();
         self.note_binding(a, reply);
         match (&a.op, a.side) {
@@ -195,6 +209,7 @@ impl Endpoints {
         let listeners = self.listeners.iter().map(|l| l.port());
         listeners
             .chain(self.closed_port.map(|p| p.port()))
+            .chain(self.udp_server_ports())
             .collect()
     }
 
@@ -235,6 +250,7 @@ impl Endpoints {
         if let Some(p) = self.closed_port {
             labels.insert(p.port(), "closed port".to_string());
         }
+        self.label_udp(&mut labels);
         labels
     }
 }

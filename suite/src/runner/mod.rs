@@ -16,6 +16,7 @@ mod config;
 mod endpoints;
 mod host;
 mod quiet;
+mod udp;
 pub(crate) mod waits;
 mod wire;
 
