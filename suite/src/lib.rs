@@ -8,6 +8,7 @@
 //! - `observe`: turns a run into a normalized observation (the snapshot text); `observe::event`
 //!   is the typed form of every snapshot line, `observe::same` the one rule for "the same behavior".
 //! - `snapshot`: snapshot files in insta's format; `results`: results.json and artifact folders.
+//! - `census`: the census of runtime workarounds (suite/census.toml) and the README table of it.
 //! - `cli`: the parser of every command, and `list`; `conform`: the `conform` command;
 //!   `select`: `--filter` and a case's needs; `paths`: the root, the binaries, writable outputs.
 //! - `explore`: generated scripts, run for divergences and shrunk by proptest.
@@ -15,6 +16,7 @@
 pub mod agent;
 pub mod cases;
 pub mod catalog;
+pub mod census;
 pub mod cli;
 pub mod conform;
 pub mod diff;
