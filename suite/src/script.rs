@@ -1141,11 +1141,12 @@ impl Case {
         format!("{}/{}", self.family, self.name)
     }
 
-    /// Whether the script moves bulk data, whose segmentation on the wire is not stable.
+    /// Whether the script moves bulk data, whose segmentation on the wire is not stable (a TCP
+    /// fill), or floods datagrams whose number on the wire is not the point (a UDP flood).
     pub fn is_bulk(&self) -> bool {
         self.steps
             .iter()
-            .any(|s| matches!(s, Step::Do(a) | Step::Start(a) if a.op == Op::Fill))
+            .any(|s| matches!(s, Step::Do(a) | Step::Start(a) if matches!(a.op, Op::Fill | Op::UdpFlood { .. })))
     }
 
     /// An upper bound for the whole case, used as its deadline.

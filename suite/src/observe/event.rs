@@ -139,10 +139,13 @@ pub enum WireEvent {
         what: String,
     },
     /// `client > server: udp 5`: a UDP datagram of `len` payload bytes (`udp 0` when empty).
+    /// In bulk cases (a send flood), consecutive datagrams of one length in one direction are
+    /// one line, `udp 1400, repeated (bulk)`: their number is the case's outcome, not the wire's.
     Datagram {
         from: String,
         to: String,
         len: usize,
+        repeated: bool,
     },
     /// `server > client: ICMP port unreachable (about udp client > closed port)`: an ICMP or
     /// ICMPv6 error, `kind` in the words both share (`host unreachable`, `packet too big (mtu
@@ -278,6 +281,9 @@ pub struct Flow {
     pub from: String,
     pub to: String,
 }
+
+/// How a run of datagrams in a bulk case ends its line (see `WireEvent::Datagram`).
+const REPEATED: &str = ", repeated (bulk)";
 
 impl WireEvent {
     /// `FROM > TO: WHAT`.
@@ -535,11 +541,16 @@ impl WireEvent {
     }
 
     fn datagram(from: &str, to: &str, what: &str) -> Option<WireEvent> {
-        let len = what.strip_prefix("udp ")?.parse().ok()?;
+        let what = what.strip_prefix("udp ")?;
+        let (len, repeated) = match what.strip_suffix(REPEATED) {
+            Some(len) => (len, true),
+            None => (what, false),
+        };
         Some(WireEvent::Datagram {
             from: from.into(),
             to: to.into(),
-            len,
+            len: len.parse().ok()?,
+            repeated,
         })
     }
 
@@ -690,7 +701,18 @@ impl fmt::Display for WireEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WireEvent::Sent { from, to, what } => write!(f, "{from} > {to}: {what}"),
-            WireEvent::Datagram { from, to, len } => write!(f, "{from} > {to}: udp {len}"),
+            WireEvent::Datagram {
+                from,
+                to,
+                len,
+                repeated,
+            } => {
+                write!(f, "{from} > {to}: udp {len}")?;
+                if *repeated {
+                    f.write_str(REPEATED)?;
+                }
+                Ok(())
+            }
             WireEvent::Icmp {
                 from,
                 to,
@@ -791,9 +813,20 @@ mod tests {
             Event::Wire(WireEvent::Datagram {
                 from: "client".into(),
                 to: "server".into(),
-                len: 5
+                len: 5,
+                repeated: false
             })
         );
+        let flood = "client > server: udp 1400, repeated (bulk)";
+        assert!(matches!(
+            wire(flood),
+            Event::Wire(WireEvent::Datagram {
+                repeated: true,
+                len: 1400,
+                ..
+            })
+        ));
+        assert_eq!(wire(flood).to_string(), flood);
         let icmp = "server > client: ICMP port unreachable (about udp client > closed port)";
         let Event::Wire(WireEvent::Icmp {
             from,

@@ -160,14 +160,7 @@ pub fn wire_events(
     for p in packets {
         match p {
             Packet::Tcp(s) => r.segment(s),
-            Packet::Udp(d) => {
-                let (from, to) = (r.name(d.src.port()), r.name(d.dst.port()));
-                r.out.push(WireEvent::Datagram {
-                    from,
-                    to,
-                    len: d.payload,
-                });
-            }
+            Packet::Udp(d) => r.datagram(d),
             Packet::Icmp(e) => r.icmp(e),
         }
     }
@@ -251,6 +244,33 @@ impl Reduction<'_> {
         }
         self.last_bulk_dir = None;
         self.out.push(WireEvent::sent(&from, &to, what));
+    }
+
+    /// A datagram's line; in bulk cases a run of datagrams of one length in one direction is
+    /// one line, marked repeated (how many the kernel let through is the case's outcome).
+    fn datagram(&mut self, d: &platforms::wire::Datagram) {
+        let (from, to) = (self.name(d.src.port()), self.name(d.dst.port()));
+        if let (
+            true,
+            Some(WireEvent::Datagram {
+                from: f,
+                to: t,
+                len,
+                repeated,
+            }),
+        ) = (self.bulk, self.out.last_mut())
+        {
+            if (f.as_str(), t.as_str(), *len) == (from.as_str(), to.as_str(), d.payload) {
+                *repeated = true;
+                return;
+            }
+        }
+        self.out.push(WireEvent::Datagram {
+            from,
+            to,
+            len: d.payload,
+            repeated: false,
+        });
     }
 
     /// An ICMP error's line. Where the case says its retransmissions vary, so do the errors
