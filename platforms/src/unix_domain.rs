@@ -107,19 +107,6 @@ pub fn path_name(path: &Path) -> Vec<u8> {
     path.to_string_lossy().as_bytes().to_vec()
 }
 
-/// SO_REUSEPORT on a (Unix-domain) socket, as the OS answers it; Windows has no such option.
-pub fn set_reuse_port(s: &Socket) -> io::Result<()> {
-    #[cfg(unix)]
-    return s.set_reuse_port(true);
-    #[cfg(not(unix))]
-    {
-        let _ = s;
-        Err(crate::not_supported(
-            "Windows has no SO_REUSEPORT (SO_REUSEADDR is its nearest option)",
-        ))
-    }
-}
-
 /// What the peer's credentials say, each field None where this OS does not report it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerCred {

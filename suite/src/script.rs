@@ -506,16 +506,12 @@ pub enum Op {
     /// The peer's credentials on the slot's connected socket: which fields the platform reports,
     /// and whether the pid, uid and gid are the peer agent's (never the numbers themselves).
     UnixPeerCred,
-    /// SO_REUSEPORT on the slot's Unix-domain socket.
-    UnixReusePort,
     /// Send datagrams of `size` bytes on the slot's connected datagram socket until the first
     /// refusal, at most `max` of them; the refusal is the outcome, not the count.
     UnixDgramFill {
         size: usize,
         max: usize,
     },
-    /// getsockopt(SO_ERROR) on the slot's socket: its pending error, which the call clears.
-    UnixTakeError,
     // ---- connect/bind/listen ops (connect/, bind/, listen/ cases) go below this line ----
     /// socket() alone: a TCP socket of this family in the slot, neither bound nor connected.
     OpenSocket {
@@ -631,6 +627,69 @@ impl Op {
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // ---- UDP ops ----
+            Op::UdpBind { .. }
+            | Op::UdpConnect { .. }
+            | Op::UdpDisconnect
+            | Op::UdpSend { .. }
+            | Op::UdpSendTo { .. }
+            | Op::UdpRecv { .. }
+            | Op::UdpRecvUntil { .. }
+            | Op::UdpCountAcross { .. }
+            | Op::UdpAwaitError { .. }
+            | Op::UdpPeerName
+            | Op::UdpLocalName
+            | Op::SetBroadcast { .. }
+            | Op::SetRecvErr { .. }
+            | Op::UdpReadErrorQueue
+            | Op::UdpFlood { .. } => fmt_udp(self, f),
+            // ---- Unix-domain socket ops ----
+            Op::UnixSocket { .. }
+            | Op::UnixBind { .. }
+            | Op::UnixListen { .. }
+            | Op::UnixConnect
+            | Op::UnixPathLengths { .. }
+            | Op::UnixPeerCred
+            | Op::UnixDgramFill { .. } => self.fmt_unix(f),
+            // ---- connect/bind/listen ops ----
+            Op::OpenSocket { .. }
+            | Op::Bind { .. }
+            | Op::ListenOn { .. }
+            | Op::ConnectNonblocking { .. }
+            | Op::ConnectSocket { .. }
+            | Op::AwaitWritable { .. }
+            | Op::SocketError
+            | Op::LocalAddress
+            | Op::SetReuseAddress { .. }
+            | Op::SetReusePort { .. }
+            | Op::AcceptSpread { .. } => self.fmt_binding(f),
+            // ---- accepted socket, readiness, close, options ops ----
+            Op::NonblockingMode
+            | Op::GetOption { .. }
+            | Op::SetOption { .. }
+            | Op::WriteUrgent { .. }
+            | Op::ReadUrgent { .. }
+            | Op::OpenUnconnected
+            | Op::InThread { .. } => self.fmt_inspect(f),
+            // ---- knobs, loops and the process ----
+            Op::SetKeepalive { .. }
+            | Op::Echo
+            | Op::Heartbeat { .. }
+            | Op::ConnectMany { .. }
+            | Op::AcceptAll { .. }
+            | Op::RaiseFdLimit
+            | Op::SetFdLimit { .. }
+            | Op::OnTerminate { .. } => self.fmt_process(f),
+            _ => self.fmt_stream(f),
+        }
+    }
+}
+
+impl Op {
+    /// The lines of the stream ops the catalog began with: listen, connect, accept, data,
+    /// teardown, the basic knobs and what a socket reports.
+    fn fmt_stream(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let on_off = |b: bool| if b { "on" } else { "off" };
         match self {
             Op::Listen {
@@ -701,6 +760,13 @@ impl fmt::Display for Op {
             Op::SpawnHolder => f.write_str("spawn child inheriting the socket"),
             Op::Exit { code } => write!(f, "exit({code}) with sockets open"),
             Op::Abort => f.write_str("abort()"),
+            other => unreachable!("{other:?} has a line of its own family"),
+        }
+    }
+
+    /// The lines of keepalive, the echo and heartbeat loops, bulk connections and the process.
+    fn fmt_process(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             Op::SetKeepalive {
                 idle_s,
                 interval_s,
@@ -743,52 +809,7 @@ impl fmt::Display for Op {
             Op::SetFdLimit { n } => write!(f, "descriptor limit {n}"),
             Op::OnTerminate { ignore: true } => f.write_str("ignore SIGTERM"),
             Op::OnTerminate { ignore: false } => f.write_str("on SIGTERM close sockets and exit 0"),
-            // ---- UDP ops ----
-            Op::UdpBind { .. }
-            | Op::UdpConnect { .. }
-            | Op::UdpDisconnect
-            | Op::UdpSend { .. }
-            | Op::UdpSendTo { .. }
-            | Op::UdpRecv { .. }
-            | Op::UdpRecvUntil { .. }
-            | Op::UdpCountAcross { .. }
-            | Op::UdpAwaitError { .. }
-            | Op::UdpPeerName
-            | Op::UdpLocalName
-            | Op::SetBroadcast { .. }
-            | Op::SetRecvErr { .. }
-            | Op::UdpReadErrorQueue
-            | Op::UdpFlood { .. } => fmt_udp(self, f),
-            // ---- Unix-domain socket ops ----
-            Op::UnixSocket { .. }
-            | Op::UnixBind { .. }
-            | Op::UnixListen { .. }
-            | Op::UnixConnect
-            | Op::UnixPathLengths { .. }
-            | Op::UnixPeerCred
-            | Op::UnixReusePort
-            | Op::UnixDgramFill { .. }
-            | Op::UnixTakeError => self.fmt_unix(f),
-            // ---- connect/bind/listen ops ----
-            Op::OpenSocket { .. }
-            | Op::Bind { .. }
-            | Op::ListenOn { .. }
-            | Op::ConnectNonblocking { .. }
-            | Op::ConnectSocket { .. }
-            | Op::AwaitWritable { .. }
-            | Op::SocketError
-            | Op::LocalAddress
-            | Op::SetReuseAddress { .. }
-            | Op::SetReusePort { .. }
-            | Op::AcceptSpread { .. } => self.fmt_binding(f),
-            // ---- accepted socket, readiness, close, options ops ----
-            Op::NonblockingMode
-            | Op::GetOption { .. }
-            | Op::SetOption { .. }
-            | Op::WriteUrgent { .. }
-            | Op::ReadUrgent { .. }
-            | Op::OpenUnconnected
-            | Op::InThread { .. } => self.fmt_inspect(f),
+            other => unreachable!("{other:?} is not a process or loop op"),
         }
     }
 }
@@ -840,12 +861,10 @@ impl Op {
             "bind paths of {from} to {to} bytes (the address length counting a terminating NUL), a fresh socket each"
         ),
         Op::UnixPeerCred => f.write_str("peer credentials"),
-        Op::UnixReusePort => f.write_str("SO_REUSEPORT on"),
         Op::UnixDgramFill { size, max } => write!(
             f,
             "send {size}-byte datagrams until refused (at most {max})"
         ),
-        Op::UnixTakeError => f.write_str("SO_ERROR"),
             other => unreachable!("{other:?} is not a Unix-domain op"),
         }
     }

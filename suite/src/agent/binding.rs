@@ -177,7 +177,7 @@ pub(super) fn await_writable(s: &Socket, timeout_ms: u64) -> io::Result<Outcome>
 /// it, as it does for a runtime that asks once a connect is writable.
 pub(super) fn socket_error(s: &Socket) -> io::Result<Outcome> {
     let note = match s.take_error()? {
-        None => "no error".to_string(),
+        None => "no pending error".to_string(),
         Some(e) => format!("pending {}", Outcome::from_error(&e)),
     };
     Ok(Outcome::OkWith { note })

@@ -285,6 +285,15 @@ impl Agent {
             Op::OnTerminate { ignore } => process::on_terminate(*ignore)?.into(),
             Op::Exit { code } => process::exit(*code),
             Op::Abort => process::abort(),
+            _ => self.run_family(req)?,
+        })
+    }
+
+    /// Perform one op of the families issue 16 added (UDP, Unix-domain sockets, connect, bind
+    /// and listen, what a socket reports of itself), each in the module of its family.
+    fn run_family(&mut self, req: &Request) -> io::Result<Done> {
+        let slot = req.slot;
+        Ok(match &req.op {
             // ---- UDP ops ----
             Op::UdpBind { .. }
             | Op::UdpConnect { .. }
@@ -310,13 +319,9 @@ impl Agent {
                 unix::path_lengths(unix::need_unix(req)?, *from, *to)?.into()
             }
             Op::UnixPeerCred => unix::peer_cred(self.sock(slot)?, unix::need_unix(req)?)?.into(),
-            Op::UnixReusePort => {
-                ok(platforms::unix_domain::set_reuse_port(self.sock(slot)?))?.into()
-            }
             Op::UnixDgramFill { size, max } => {
                 unix::dgram_fill(self.sock(slot)?, *size, *max).into()
             }
-            Op::UnixTakeError => unix::take_error(self.sock(slot)?)?.into(),
             // ---- connect/bind/listen ops ----
             Op::OpenSocket { family } => self.open_socket(slot, *family)?.into(),
             Op::Bind { .. } => self.bind(slot, need_addr(req)?)?,
@@ -347,6 +352,7 @@ impl Agent {
                     "a second thread's call is started, not performed",
                 ))
             }
+            other => unreachable!("{other:?} is served by try_run"),
         })
     }
 }

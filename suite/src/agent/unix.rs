@@ -160,12 +160,3 @@ pub(super) fn dgram_fill(s: &Socket, size: usize, max: usize) -> Outcome {
         note: format!("no refusal after {max} datagrams"),
     }
 }
-
-/// SO_ERROR: the pending error (which the call clears), or none.
-pub(super) fn take_error(s: &Socket) -> io::Result<Outcome> {
-    let note = match s.take_error()? {
-        None => "no pending error".to_string(),
-        Some(e) => format!("pending {}", Outcome::from_error(&e)),
-    };
-    Ok(Outcome::OkWith { note })
-}

@@ -97,11 +97,11 @@ pub fn reuseport() -> Case {
         "Verify: setsockopt(SO_REUSEPORT) on a Unix-domain stream socket: accepted or refused (Linux refuses it from 6.12.9 on), and can a second socket with it bind the same path (census J6)?",
         vec![
             server(socket(UnixType::Stream)).on("listener"),
-            server(Op::UnixReusePort).on("listener"),
+            server(Op::SetReusePort { on: true }).on("listener"),
             server(bind(UnixName::Path)).on("listener"),
             server(Op::UnixListen { backlog: 16 }).on("listener"),
             server(socket(UnixType::Stream)).on("l2"),
-            server(Op::UnixReusePort).on("l2"),
+            server(Op::SetReusePort { on: true }).on("l2"),
             server(bind(UnixName::Previous)).on("l2"),
         ],
     )
@@ -143,7 +143,7 @@ pub fn listener_closed_after_connect() -> Case {
             client(Op::Poll { timeout_ms: 0 }),
             server(Op::Close).on("listener"),
             client(Op::Poll { timeout_ms: 0 }),
-            client(Op::UnixTakeError),
+            client(Op::SocketError),
             client(read(100)),
             client(read(100)),
         ],
