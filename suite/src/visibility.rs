@@ -42,8 +42,8 @@ pub struct TableView {
     /// Whether the receive-queue figure counts a received FIN as one byte (Linux) or not (BSD):
     /// checkpoints take it off, so the matrix compares unread data, not table conventions.
     pub fin_counted: bool,
-    /// The slowest read of the table during the probe (it decides how many cases can poll it at
-    /// once).
+    /// The quickest read of the table during the probe: what one read costs here (it decides
+    /// how many cases can poll it at once).
     pub read_cost: Duration,
 }
 
@@ -157,11 +157,14 @@ impl TableView {
 
 /// The probe itself, over any table reader (tests hand in a filtered one).
 pub fn walk(read: impl Fn() -> std::io::Result<Vec<TcpEntry>>) -> Result<TableView, String> {
-    let cost = std::cell::Cell::new(Duration::ZERO);
+    // The quickest read stands for what a read costs here: a slow one may be the machine's
+    // momentary load (a build beside the run), which a read cost of 20 ms per call (Wine) is not.
+    let cost = std::cell::Cell::new(None::<Duration>);
     let table = || {
         let t0 = Instant::now();
         let t = read();
-        cost.set(cost.get().max(t0.elapsed()));
+        let took = t0.elapsed();
+        cost.set(Some(cost.get().map_or(took, |c| c.min(took))));
         t
     };
     fn io(what: &'static str) -> impl Fn(std::io::Error) -> String {
@@ -260,7 +263,7 @@ pub fn walk(read: impl Fn() -> std::io::Result<Vec<TcpEntry>>) -> Result<TableVi
         lists_unaccepted,
         synchronous,
         fin_counted,
-        read_cost: cost.get(),
+        read_cost: cost.get().unwrap_or_default(),
     })
 }
 

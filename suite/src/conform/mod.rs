@@ -11,6 +11,7 @@
 
 mod compare;
 mod on;
+mod order;
 mod progress;
 mod rounds;
 mod summary;

@@ -3,7 +3,7 @@
 //! running a case: no real case is reliably unstable.
 
 use super::progress::{Pcaps, Progress};
-use super::{compare, Options, Plan};
+use super::{compare, order, Options, Plan};
 use crate::results::{CaseResult, Status};
 use crate::runner::{self, CaseRun, RunConfig};
 use crate::script::Case;
@@ -139,8 +139,8 @@ pub fn exit_code(statuses: impl IntoIterator<Item = Status>, bless: bool) -> i32
     i32::from(statuses.into_iter().any(|s| fails(&s)))
 }
 
-/// Run every case (in parallel up to `jobs`), calling `done` as each finishes; returns the runs in
-/// catalog order (None for a skipped case).
+/// Run every case (in parallel up to `jobs`, the longest first: see `order`), calling `done` as
+/// each finishes; returns the runs in catalog order (None for a skipped case).
 fn run_all(
     cases: &[Case],
     cfg: &RunConfig,
@@ -151,6 +151,8 @@ fn run_all(
         .unwrap_or_else(|| cfg.default_jobs(cases.len()).0)
         .max(1);
     let mut results: Vec<Option<CaseRun>> = (0..cases.len()).map(|_| None).collect();
+    let platform = platforms::platform_id();
+    let order = order::longest_first(cases, &order::previous(platform));
     let (tx, rx) = mpsc::channel::<(usize, CaseRun)>();
     std::thread::scope(|s| {
         let mut next = 0;
@@ -158,7 +160,7 @@ fn run_all(
         let mut finished = 0;
         while finished < cases.len() {
             while running < jobs && next < cases.len() {
-                let i = next;
+                let i = order[next];
                 next += 1;
                 if unmet_needs(&cases[i], cfg).is_some() {
                     done(&cases[i], None);
@@ -182,6 +184,11 @@ fn run_all(
             results[i] = Some(run);
         }
     });
+    let ran = cases.iter().zip(&results);
+    order::remember(
+        platform,
+        ran.filter_map(|(c, r)| Some((c.id(), r.as_ref()?.elapsed))),
+    );
     results
 }
 
