@@ -340,7 +340,7 @@ fn observed(runs: impl IntoIterator<Item = Result<RunLines, Unrun>>) -> Observed
 /// Script runs at once on this machine when not told: the runner's choice for a catalog of
 /// this size, at most 16 (every run is two processes and a namespace; more only queue).
 fn default_jobs(cfg: &RunConfig, runs: usize) -> usize {
-    cfg.default_jobs(runs).0.min(16)
+    cfg.table_jobs(runs).0.min(16)
 }
 
 /// A batch handed to a stack, and what it hands back.

@@ -67,6 +67,22 @@ impl RunConfig {
     /// emulation layer): every case polls it, and many pollers at once would delay the waits
     /// they serve.
     pub fn default_jobs(&self, cases: usize) -> (usize, Option<String>) {
+        let (jobs, why) = self.table_jobs(cases);
+        if why.is_some() {
+            return (jobs, why);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cap = CASES_PER_CORE * cores;
+        if cases > cap {
+            let why = format!("{cap} cases at once: {CASES_PER_CORE} per core, {cores} core(s)");
+            return (cap, Some(why));
+        }
+        (jobs, None)
+    }
+
+    /// The limit of `default_jobs` without its per-core cap (the explorer's short scripts time
+    /// nothing, so only the table's limits apply to them).
+    pub fn table_jobs(&self, cases: usize) -> (usize, Option<String>) {
         let slow = Duration::from_millis(10);
         if self.table.read_cost >= slow && cases > SLOW_TABLE_JOBS {
             return (
@@ -84,12 +100,6 @@ impl RunConfig {
                     "{ASYNC_STACK_JOBS} cases at once: this stack processes segments after the call returns, and many cases at once delay that past a checkpoint's wait"
                 )),
             );
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cap = CASES_PER_CORE * cores;
-        if cases > cap {
-            let why = format!("{cap} cases at once: {CASES_PER_CORE} per core, {cores} core(s)");
-            return (cap, Some(why));
         }
         (cases.max(1), None)
     }
