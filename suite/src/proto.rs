@@ -87,6 +87,11 @@ pub enum Outcome {
     NotSupported {
         why: String,
     },
+    /// The op was not performed: its slot holds no socket, because the step that makes one
+    /// failed (an accept that was refused). Not an error the OS returned.
+    NoSocket {
+        slot: String,
+    },
     /// A bounded wait for something to receive found nothing: "no datagram within 100 ms". Used
     /// only where the question is whether anything arrived.
     Nothing {
@@ -94,6 +99,20 @@ pub enum Outcome {
         within_ms: u64,
     },
 }
+
+/// The agent's error for an op on a slot that holds no socket (see `Outcome::NoSocket`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoSocket {
+    pub slot: String,
+}
+
+impl fmt::Display for NoSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no socket in slot {}", self.slot)
+    }
+}
+
+impl std::error::Error for NoSocket {}
 
 impl Outcome {
     /// A failed call's outcome; a knob the backend does not implement on this OS is told apart
@@ -103,6 +122,11 @@ impl Outcome {
             return Outcome::NotImplemented {
                 os: n.os.to_string(),
                 what: n.what.clone(),
+            };
+        }
+        if let Some(n) = e.get_ref().and_then(|e| e.downcast_ref::<NoSocket>()) {
+            return Outcome::NoSocket {
+                slot: n.slot.clone(),
             };
         }
         if let Some(n) = platforms::not_supported_in(e) {
@@ -141,6 +165,10 @@ impl fmt::Display for Outcome {
             Outcome::Died { how } => write!(f, "process died ({how})"),
             Outcome::NotImplemented { os, what } => write!(f, "not implemented on {os}: {what}"),
             Outcome::NotSupported { why } => write!(f, "not supported ({why})"),
+            Outcome::NoSocket { slot } => write!(
+                f,
+                "not performed (no socket in slot {slot}: the step that makes it failed)"
+            ),
             Outcome::Nothing { what, within_ms } => write!(f, "no {what} within {within_ms} ms"),
             Outcome::Many {
                 n,
@@ -230,6 +258,25 @@ mod tests {
         assert_eq!(o.not_implemented(), None);
         let line = serde_json::to_string(&o).unwrap();
         assert_eq!(serde_json::from_str::<Outcome>(&line).unwrap(), o);
+    }
+
+    #[test]
+    fn an_op_on_an_empty_slot_is_not_performed_not_an_os_error() {
+        let e = io::Error::new(
+            io::ErrorKind::NotFound,
+            NoSocket {
+                slot: "conn".into(),
+            },
+        );
+        let o = Outcome::from_error(&e);
+        assert_eq!(
+            o.to_string(),
+            "not performed (no socket in slot conn: the step that makes it failed)"
+        );
+        assert_eq!(
+            crate::observe::event::parse_outcome(&o.to_string()),
+            Some(o)
+        );
     }
 
     #[test]

@@ -215,7 +215,9 @@ impl Agent {
         self.slots.get(&slot).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("agent has no socket in slot {slot:?}"),
+                crate::proto::NoSocket {
+                    slot: slot.to_string(),
+                },
             )
         })
     }

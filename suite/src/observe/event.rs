@@ -403,6 +403,11 @@ pub fn parse_outcome(s: &str) -> Option<Outcome> {
                 Outcome::Events {
                     events: ev.split('|').map(String::from).collect(),
                 }
+            } else if let Some(slot) = s
+                .strip_prefix("not performed (no socket in slot ")
+                .and_then(|r| r.strip_suffix(": the step that makes it failed)"))
+            {
+                Outcome::NoSocket { slot: slot.into() }
             } else if let Some(why) = inner("not supported (") {
                 Outcome::NotSupported { why: why.into() }
             } else if let Some(state) = inner("state(") {
