@@ -20,6 +20,7 @@
 //! The runner's own promises hold for every generated script too: each run ends within its
 //! deadlines, without a runner error, and (tested in `tests/runner.rs`) leaves no process behind.
 
+mod known;
 mod moves;
 mod shrink;
 
@@ -54,7 +55,7 @@ pub struct Options {
     /// The generator's seed, to reproduce an exploration (default: from the clock).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Run every script on each of these stacks (host, gvisor, linux-X.Y; comma-separated) and
+    /// Run every script on each of these stacks (host, gvisor, linux-X.Y, or all; comma-separated) and
     /// report the stable differences between them as findings.
     #[arg(long, value_name = "STACK,...", value_delimiter = ',')]
     pub on: Vec<String>,
@@ -564,6 +565,10 @@ impl OnStacks {
 }
 
 impl Stacks for OnStacks {
+    fn platforms(&self) -> Vec<Option<String>> {
+        self.platforms.clone()
+    }
+
     fn names(&self) -> Vec<String> {
         self.stacks
             .iter()
@@ -681,13 +686,15 @@ pub fn run(opts: &Options) -> i32 {
     if opts.faults {
         on.push_str(" --faults");
     }
+    let known = known_findings(&report, &stacks.platforms());
     print_report(
         &report,
         &names,
         &scripts,
+        &known,
         &format!("cargo xtask explore{on} --cases {cases} --seed {seed}"),
     );
-    println!("{}", summary_line(&report, took));
+    println!("{}", summary_line(&report, &known, took));
     if report.races.is_empty() && report.errors.is_empty() {
         0
     } else {
@@ -695,13 +702,37 @@ pub fn run(opts: &Options) -> i32 {
     }
 }
 
+/// For each finding, the catalog cases that already show it (see `known`): none where a
+/// stack's platform is not known (the local IPv4 and IPv6 runs are one platform).
+fn known_findings(report: &Report, platforms: &[Option<String>]) -> Vec<Vec<String>> {
+    let root = crate::snapshot::find_repo_root();
+    report
+        .findings
+        .iter()
+        .map(|f| {
+            let (Judgement::Finding { stacks, lines, .. }, Some(root)) = (&f.judgement, &root)
+            else {
+                return Vec::new();
+            };
+            let ids = stacks.map(|s| platforms.get(s).cloned().flatten());
+            match ids {
+                [Some(a), Some(b)] => known::cases_showing(root, [&a, &b], lines),
+                _ => Vec::new(),
+            }
+        })
+        .collect()
+}
+
 /// The exploration's closing line: how each script ended, and what it cost.
-fn summary_line(report: &Report, took: f64) -> String {
+fn summary_line(report: &Report, known: &[Vec<String>], took: f64) -> String {
+    let new = known.iter().filter(|k| k.is_empty()).count();
     format!(
-        "{} script(s) in {took:.1} s: {} agreed, {} finding(s), {} race(s), {} error(s), {} cannot run here; {} round(s), {} batch(es)",
+        "{} script(s) in {took:.1} s: {} agreed, {} finding(s) ({} new, {} shown by a catalog case), {} race(s), {} error(s), {} cannot run here; {} round(s), {} batch(es)",
         report.scripts,
         report.agreed,
         report.findings.len(),
+        new,
+        report.findings.len() - new,
         report.races.len(),
         report.errors.len(),
         report.cannot_run.len(),
@@ -711,11 +742,7 @@ fn summary_line(report: &Report, took: f64) -> String {
 }
 
 fn on_stacks(opts: &Options) -> Result<OnStacks, String> {
-    let stacks = opts
-        .on
-        .iter()
-        .map(|s| Stack::parse(s))
-        .collect::<Result<Vec<_>, _>>()?;
+    let stacks = crate::stacks::expand(&opts.on, &crate::stacks::cache_dir())?;
     if opts.faults {
         if let Some(s) = stacks.iter().find(|s| !s.has_lab()) {
             return Err(format!(
@@ -880,7 +907,13 @@ fn copy_files(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<(
 }
 
 /// Each finding side by side and as a catalog case; each race with both runs; each error.
-pub fn print_report(r: &Report, names: &[String], scripts: &[Script], reproduce: &str) {
+pub fn print_report(
+    r: &Report,
+    names: &[String],
+    scripts: &[Script],
+    known: &[Vec<String>],
+    reproduce: &str,
+) {
     for (n, f) in r.findings.iter().enumerate() {
         let Judgement::Finding {
             stacks,
@@ -901,6 +934,13 @@ pub fn print_report(r: &Report, names: &[String], scripts: &[Script], reproduce:
         println!("  differing: ");
         for l in lines {
             println!("    {l}");
+        }
+        if let Some(ids) = known.get(n).filter(|k| !k.is_empty()) {
+            println!(
+                "  already shown by the catalog: {} (the same difference in its snapshots)",
+                ids.join(", ")
+            );
+            continue;
         }
         let intent = format!(
             "Verify: {} (found by `{reproduce}`: {a} and {b} differ).",

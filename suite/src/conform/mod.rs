@@ -52,7 +52,8 @@ pub struct Options {
     /// of into the checkout
     #[arg(long, value_name = "DIR", value_parser = writable_dir)]
     pub artifact: Option<PathBuf>,
-    /// Run on these stacks of this machine: host, gvisor, linux-X.Y (comma-separated)
+    /// Run on these stacks of this machine: host, gvisor, linux-X.Y (comma-separated), or all
+    /// (every stack this machine can run)
     #[arg(long, value_name = "STACK,...", value_delimiter = ',', value_parser = stack_name)]
     pub on: Vec<String>,
     /// Fail at once unless these capabilities are available (comma-separated): a run that would
@@ -96,6 +97,9 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 }
 
 fn stack_name(s: &str) -> Result<String, String> {
+    if s == crate::stacks::ALL {
+        return Ok(s.to_string());
+    }
     crate::stacks::Stack::parse(s).map(|_| s.to_string())
 }
 

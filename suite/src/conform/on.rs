@@ -1,6 +1,7 @@
-//! `conform --on STACK,...`: run the selection on every stack at once, each writing a CI-style
-//! artifact under target/stacks/<stack>/, follow their progress, then import the artifacts into
-//! the checkout (pending snapshots, or accepted ones with --bless) and print one line per stack.
+//! `conform --on STACK,...`: run the selection on every stack, one stack per core at a time (see
+//! `stacks::launch`), each writing a CI-style artifact under target/stacks/<stack>/, follow their
+//! progress, then import the artifacts into the checkout (pending snapshots, or accepted ones
+//! with --bless) and print one line per stack.
 
 use super::progress::{counter, left_text};
 use super::Options;
@@ -73,10 +74,12 @@ pub(super) fn run(o: &Options) -> i32 {
 }
 
 fn setup(o: &Options) -> Result<Setup, String> {
-    let stacks =
-        o.on.iter()
-            .map(|s| Stack::parse(s))
-            .collect::<Result<Vec<_>, _>>()?;
+    let stacks = crate::stacks::expand(&o.on, &cache_dir())?;
+    if o.on.iter().any(|n| n == crate::stacks::ALL) {
+        for (stack, why) in crate::stacks::all_here(&cache_dir()).1 {
+            println!("[{stack}] not run by --on all: {why}");
+        }
+    }
     let cases = crate::select::select(crate::catalog::all(), &o.filters)?;
     let root = crate::snapshot::find_repo_root()
         .and_then(|r| r.canonicalize().ok())
@@ -117,8 +120,8 @@ fn inner_args(o: &Options, stack: &Stack, out: &Path) -> Vec<String> {
     args
 }
 
-/// Launch every stack at once, each on a thread of its own, and print their lines here as they
-/// come (progress lines made readable and counted).
+/// Launch every stack, each on a thread of its own that waits for its turn (one stack per core),
+/// and print their lines here as they come (progress lines made readable and counted).
 fn launch_all(o: &Options, setup: &Setup) -> Vec<StackRun> {
     let (tx, rx) = mpsc::channel::<(usize, String)>();
     let mut follow = Follow::new(setup);

@@ -28,6 +28,11 @@ pub trait Stacks {
     /// Run each batch on its stack (stack index, scripts), the stacks at once. One answer per
     /// batch: an observation per script, or why the stack could not run the batch at all.
     fn run(&mut self, batches: Vec<(usize, Vec<Script>)>) -> Vec<Result<Vec<Observed>, String>>;
+    /// The platform id of each stack, where known (after its first batch): a finding between
+    /// two platforms is looked up in their committed snapshots.
+    fn platforms(&self) -> Vec<Option<String>> {
+        Vec::new()
+    }
 }
 
 /// Two observations side by side as the matrix aligns them: the steps, then the wire (its
@@ -54,7 +59,7 @@ pub fn side_by_side(rule: Rule, a: &RunLines, b: &RunLines) -> Vec<AlignedLine> 
 }
 
 /// How `RunLines` marks a wire event.
-const WIRE: &str = "wire: ";
+pub(super) const WIRE: &str = "wire: ";
 
 /// The differing lines of two observations by `rule`; what a stack cannot show is no
 /// difference. Each entry is "line of a  |  line of b", errors by their portable kind.

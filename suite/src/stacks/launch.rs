@@ -7,7 +7,7 @@ use super::{Launch, Stack};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How a launch ended.
@@ -44,6 +44,13 @@ pub fn run(
     line: &(dyn Fn(&str) + Sync),
 ) -> Result<Finished, String> {
     watch_interrupts();
+    // Every stack waits for a core of its own before it starts (see `Turn`).
+    let Some(_turn) = Turn::take(line) else {
+        return Ok(Finished {
+            ended: Ended::Interrupted,
+            wall: Duration::ZERO,
+        });
+    };
     std::fs::create_dir_all(&l.out)
         .map_err(|e| format!("cannot create {}: {e}", l.out.display()))?;
     let mut cmd = stack.command(l)?;
@@ -105,6 +112,75 @@ fn wait(child: &mut Child, t0: Instant, deadline: Duration) -> Result<Ended, Str
     }
 }
 
+/// A stack's turn to run: at most one stack per core of this machine runs at once; the others
+/// wait, in the order they were launched (`--on all`: host, gVisor, then the kernels by
+/// version). A software-emulated guest's one virtual CPU is a host thread that is busy whenever
+/// the guest is (measured: each QEMU at 94% of a core while its cases ran), so more guests than
+/// cores starve each other, and a starved guest's timings (a heal after a SYN retransmission, a
+/// step deadline) are false lab timing; gVisor, starved, finishes its work after a call has
+/// returned later still, which the explorer sees as races. SOCKCONFORM_STACKS_AT_ONCE overrides
+/// the count (to measure what sharing costs).
+struct Turn;
+
+/// Stacks running, tickets issued, tickets served: turns are served in the order asked.
+static TURNS: Mutex<(usize, u64, u64)> = Mutex::new((0, 0, 0));
+static TURN_ENDED: Condvar = Condvar::new();
+
+/// How many stacks run at once (see `Turn`).
+pub fn stacks_at_once() -> usize {
+    std::env::var("SOCKCONFORM_STACKS_AT_ONCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+impl Turn {
+    /// Wait for a turn (saying so once); None when interrupted while waiting.
+    fn take(line: &(dyn Fn(&str) + Sync)) -> Option<Turn> {
+        Turn::take_of(stacks_at_once(), line)
+    }
+
+    fn take_of(at_once: usize, line: &(dyn Fn(&str) + Sync)) -> Option<Turn> {
+        let mut t = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+        let ticket = t.1;
+        t.1 += 1;
+        let mine = |t: &(usize, u64, u64)| t.0 < at_once && t.2 == ticket;
+        if !mine(&t) {
+            line(&format!(
+                "waiting for a turn: {at_once} stack(s) at once, one per core of this machine"
+            ));
+        }
+        while !mine(&t) {
+            if interrupted() {
+                // Give the ticket up once it comes, so the turns behind it go on.
+                while t.2 != ticket {
+                    t = TURN_ENDED.wait(t).unwrap_or_else(|e| e.into_inner());
+                }
+                t.2 += 1;
+                TURN_ENDED.notify_all();
+                return None;
+            }
+            t = TURN_ENDED
+                .wait_timeout(t, POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        t.0 += 1;
+        t.2 += 1;
+        TURN_ENDED.notify_all();
+        Some(Turn)
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut t = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+        t.0 -= 1;
+        TURN_ENDED.notify_all();
+    }
+}
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Whether Ctrl-C (or SIGTERM) came since the first launch.
@@ -141,5 +217,36 @@ mod tests {
         let e = run(&Stack::Host, &l, Duration::from_secs(5), &|_| {}).unwrap_err();
         assert!(e.contains("cannot start the host stack"), "{e}");
         let _ = std::fs::remove_dir_all(&l.out);
+    }
+
+    #[test]
+    fn stacks_take_turns_beyond_the_cores() {
+        use std::sync::atomic::AtomicUsize;
+        let (now, most, waited) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        std::thread::scope(|s| {
+            for _ in 0..5 {
+                s.spawn(|| {
+                    let said = |_: &str| {
+                        waited.fetch_add(1, Ordering::SeqCst);
+                    };
+                    let slot = Turn::take_of(2, &said).expect("not interrupted");
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(30));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    drop(slot);
+                });
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        assert!(
+            waited.load(Ordering::SeqCst) >= 3,
+            "the others said they wait"
+        );
+        assert_eq!(TURNS.lock().unwrap().0, 0);
     }
 }

@@ -9,7 +9,7 @@ pub mod gvisor;
 pub mod launch;
 pub mod vm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What a stack launcher needs to run the suite inside its stack.
@@ -38,6 +38,53 @@ pub enum Stack {
     Linux(String),
 }
 
+/// What `--on all` runs: every stack this machine can run.
+pub const ALL: &str = "all";
+
+/// The stacks `--on` names, in the order given: `all` stands for every stack this machine can run
+/// (see `all_here`), each named once. Err: an unknown name, or `all` where nothing but the host
+/// can run (it then says why of each other stack).
+pub fn expand(names: &[String], cache: &Path) -> Result<Vec<Stack>, String> {
+    let mut stacks: Vec<Stack> = Vec::new();
+    for name in names {
+        let more = if name == ALL {
+            all_here(cache).0
+        } else {
+            vec![Stack::parse(name)?]
+        };
+        for s in more {
+            if !stacks.contains(&s) {
+                stacks.push(s);
+            }
+        }
+    }
+    Ok(stacks)
+}
+
+/// Every stack this machine can run, in the matrix's order: the host, gVisor where `runsc` is,
+/// then each Linux series with a kernel unpacked in the cache, by version. Beside them, the
+/// stacks left out and why (shown by `--on all`).
+pub fn all_here(cache: &Path) -> (Vec<Stack>, Vec<(String, String)>) {
+    let mut here = vec![Stack::Host];
+    let mut left_out = Vec::new();
+    match gvisor::release() {
+        Ok(_) => here.push(Stack::Gvisor),
+        Err(why) => left_out.push(("gvisor".to_string(), why)),
+    }
+    let series = vm::series_in_cache(cache);
+    if series.is_empty() {
+        left_out.push((
+            "linux-<series>".to_string(),
+            format!(
+                "no kernel unpacked in {} (`.ci/stacks-install` as root)",
+                cache.display()
+            ),
+        ));
+    }
+    here.extend(series.into_iter().map(Stack::Linux));
+    (here, left_out)
+}
+
 impl Stack {
     /// `host`, `gvisor` or `linux-<major>.<minor>`.
     pub fn parse(name: &str) -> Result<Stack, String> {
@@ -45,13 +92,12 @@ impl Stack {
             "host" => Ok(Stack::Host),
             "gvisor" => Ok(Stack::Gvisor),
             other => match other.strip_prefix("linux-") {
-                Some(series)
-                    if platforms::id::linux_release(series).as_deref() == Some(series) =>
-                {
+                Some(series) if platforms::id::linux_release(series).as_deref() == Some(series) => {
                     Ok(Stack::Linux(series.to_string()))
                 }
                 _ => Err(format!(
-                    "unknown stack {other:?} (stacks: host, gvisor, linux-<major>.<minor> such as linux-6.1)"
+                    "unknown stack {other:?} (stacks: host, gvisor, linux-<major>.<minor> such as \
+                     linux-6.1, or all)"
                 )),
             },
         }
@@ -138,5 +184,21 @@ mod tests {
         assert!(Stack::parse("linux-6").is_err());
         assert!(Stack::parse("linux-6.1.2").is_err());
         assert!(Stack::parse("qemu").unwrap_err().contains("host, gvisor"));
+    }
+
+    #[test]
+    fn all_is_every_stack_here_each_named_once() {
+        let empty = std::env::temp_dir().join(format!("sc-no-stacks-{}", std::process::id()));
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let all = expand(&names(&["host", "all"]), &empty).unwrap();
+        assert_eq!(all[0], Stack::Host);
+        assert_eq!(all.iter().filter(|s| **s == Stack::Host).count(), 1);
+        // With no kernel unpacked, `all` runs no guest, and says so.
+        assert!(!all.iter().any(|s| matches!(s, Stack::Linux(_))));
+        let (_, left_out) = all_here(&empty);
+        assert!(left_out
+            .iter()
+            .any(|(s, why)| s == "linux-<series>" && why.contains("stacks-install")));
+        assert!(expand(&names(&["hots"]), &empty).is_err());
     }
 }

@@ -166,6 +166,40 @@ pub fn find_kernel(cache: &Path, series: &str) -> Result<Kernel, String> {
     find_kernel_in(cache, Path::new("/boot"), Path::new("/lib/modules"), series)
 }
 
+/// The Linux series ("5.10", "6.1", ...) with a kernel unpacked in `cache` that `find_kernel`
+/// finds, by version. Kernels installed under /boot are left out: on a CI runner that is the
+/// runner's own kernel, which `--on all` should not try to boot.
+pub fn series_in_cache(cache: &Path) -> Vec<String> {
+    let names = |dir: PathBuf| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut series: Vec<String> = names(cache.to_path_buf())
+        .into_iter()
+        .flat_map(|d| {
+            let d = cache.join(d);
+            let images = names(d.join("boot"))
+                .into_iter()
+                .filter_map(|n| n.strip_prefix("vmlinuz-").map(String::from));
+            images
+                .chain(names(d.join("lib/modules")))
+                .chain(names(d.join("usr/lib/modules")))
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|release| platforms::id::linux_release(&release))
+        .collect();
+    series.sort_by(|a, b| compare_releases(a, b));
+    series.dedup();
+    let empty = PathBuf::from("/nonexistent");
+    series.retain(|s| find_kernel_in(cache, &empty, &empty, s).is_ok());
+    series
+}
+
 /// `find_kernel` with the system's folders as arguments, for tests.
 fn find_kernel_in(
     cache: &Path,
@@ -512,11 +546,14 @@ fn sh_quote(s: &str) -> String {
 fn write_guest_script(cache: &Path, text: &str) -> Result<PathBuf, String> {
     let dir = cache.join("vm");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join(format!("guest-{:016x}.sh", fnv1a(text.as_bytes())));
+    let hash = fnv1a(text.as_bytes());
+    let path = dir.join(format!("guest-{hash:016x}.sh"));
     if std::fs::read_to_string(&path).ok().as_deref() == Some(text) {
         return Ok(path);
     }
-    let tmp = dir.join(format!(".guest-{}.tmp", std::process::id()));
+    // Named by the text too: guests launched at once by one process (`--on all`) write their
+    // scripts at the same moment, and a shared name swapped them (a 5.10 guest ran 7.2's).
+    let tmp = dir.join(format!(".guest-{hash:016x}-{}.tmp", std::process::id()));
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -812,6 +849,12 @@ mod tests {
                 "Linux {series}"
             );
         }
+        // `--on all`: every series once, by version (6.12 after 6.1), the -cloud flavor left out.
+        assert_eq!(
+            series_in_cache(&cache),
+            ["5.10", "6.1", "6.12", "6.18", "7.2"]
+        );
+        assert!(series_in_cache(&base.join("nothing")).is_empty());
         let _ = std::fs::remove_dir_all(&base);
     }
 
@@ -1101,6 +1144,19 @@ mod tests {
         assert_eq!(write_guest_script(&base, "echo a\n").unwrap(), a);
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "echo a\n");
         assert!(a.starts_with(base.join("vm")));
+        // Guests launched at once each get their own text (`--on all`).
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let base = &base;
+                s.spawn(move || {
+                    for n in 0..100 {
+                        let t = format!("echo {i} {n}\n");
+                        let p = write_guest_script(base, &t).unwrap();
+                        assert_eq!(std::fs::read_to_string(p).unwrap(), t);
+                    }
+                });
+            }
+        });
         let _ = std::fs::remove_dir_all(&base);
     }
 
