@@ -20,6 +20,12 @@ pub fn healed_before_user_timeout() -> Case {
         ]),
     )
     .in_lab()
+    // Whether a fourth retransmission falls before the heal is the lab's speed, not the kernel's:
+    // in an emulated guest sharing its core, the heal's nft run took longer than the 800 ms to
+    // the next one (Linux 5.10: 5 retransmissions in one run, 4 in the others).
+    .retransmissions_vary(
+        "the heal ends them; whether one more falls before it depends on how fast the lab heals",
+    )
 }
 
 pub fn healed_after_user_timeout() -> Case {
