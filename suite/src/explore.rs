@@ -495,7 +495,10 @@ impl OnStacks {
         std::thread::scope(|sc| {
             let handles: Vec<_> = jobs
                 .iter()
-                .map(|&(s, scripts)| sc.spawn(move || self.run_one(s, scripts)))
+                .map(|&(s, scripts)| {
+                    let ticket = launch::ticket();
+                    sc.spawn(move || self.run_one(s, scripts, ticket))
+                })
                 .collect();
             handles
                 .into_iter()
@@ -507,7 +510,12 @@ impl OnStacks {
         })
     }
 
-    fn run_one(&self, s: usize, scripts: &[Script]) -> Result<BatchOut, String> {
+    fn run_one(
+        &self,
+        s: usize,
+        scripts: &[Script],
+        ticket: launch::Ticket,
+    ) -> Result<BatchOut, String> {
         let stack = &self.stacks[s];
         let out = self
             .dir
@@ -542,7 +550,7 @@ impl OnStacks {
             println!("  [{name}] {line}");
             let _ = std::io::stdout().flush();
         };
-        let status = match launch::run(stack, &launch, BATCH_DEADLINE, &print)?.ended {
+        let status = match launch::run(stack, &launch, BATCH_DEADLINE, ticket, &print)?.ended {
             Ended::Exited(code) => code,
             Ended::Deadline(d) => {
                 return Err(format!("the batch did not finish within {} s", d.as_secs()))

@@ -140,12 +140,13 @@ fn launch_all(o: &Options, setup: &Setup) -> Vec<StackRun> {
                     cache: cache_dir(),
                     args: inner_args(o, stack, &out),
                 };
-                println!("[{}] started: {}", stack.name(), l.args.join(" "));
+                println!("[{}] to run: {}", stack.name(), l.args.join(" "));
+                let ticket = launch::ticket();
                 s.spawn(move || {
                     let send = |line: &str| {
                         let _ = tx.send((i, line.to_string()));
                     };
-                    let result = launch::run(stack, &l, STACK_DEADLINE, &send);
+                    let result = launch::run(stack, &l, STACK_DEADLINE, ticket, &send);
                     StackRun {
                         stack: stack.clone(),
                         out,

@@ -41,11 +41,12 @@ pub fn run(
     stack: &Stack,
     l: &Launch,
     deadline: Duration,
+    ticket: Ticket,
     line: &(dyn Fn(&str) + Sync),
 ) -> Result<Finished, String> {
     watch_interrupts();
     // Every stack waits for a core of its own before it starts (see `Turn`).
-    let Some(_turn) = Turn::take(line) else {
+    let Some(_turn) = Turn::take(ticket, line) else {
         return Ok(Finished {
             ended: Ended::Interrupted,
             wall: Duration::ZERO,
@@ -126,6 +127,17 @@ struct Turn;
 static TURNS: Mutex<(usize, u64, u64)> = Mutex::new((0, 0, 0));
 static TURN_ENDED: Condvar = Condvar::new();
 
+/// A place in the queue for turns: take them in the order the stacks should start, before
+/// launching them on their threads (whose start order is the scheduler's).
+pub struct Ticket(u64);
+
+/// The next place in the queue for turns.
+pub fn ticket() -> Ticket {
+    let mut t = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+    t.1 += 1;
+    Ticket(t.1 - 1)
+}
+
 /// How many stacks run at once (see `Turn`).
 pub fn stacks_at_once() -> usize {
     std::env::var("SOCKCONFORM_STACKS_AT_ONCE")
@@ -137,14 +149,13 @@ pub fn stacks_at_once() -> usize {
 
 impl Turn {
     /// Wait for a turn (saying so once); None when interrupted while waiting.
-    fn take(line: &(dyn Fn(&str) + Sync)) -> Option<Turn> {
-        Turn::take_of(stacks_at_once(), line)
+    fn take(ticket: Ticket, line: &(dyn Fn(&str) + Sync)) -> Option<Turn> {
+        Turn::take_of(stacks_at_once(), ticket, line)
     }
 
-    fn take_of(at_once: usize, line: &(dyn Fn(&str) + Sync)) -> Option<Turn> {
+    fn take_of(at_once: usize, ticket: Ticket, line: &(dyn Fn(&str) + Sync)) -> Option<Turn> {
+        let ticket = ticket.0;
         let mut t = TURNS.lock().unwrap_or_else(|e| e.into_inner());
-        let ticket = t.1;
-        t.1 += 1;
         let mine = |t: &(usize, u64, u64)| t.0 < at_once && t.2 == ticket;
         if !mine(&t) {
             line(&format!(
@@ -214,7 +225,7 @@ mod tests {
             cache: "/nonexistent-sockconform-cache".into(),
             args: vec!["list".into()],
         };
-        let e = run(&Stack::Host, &l, Duration::from_secs(5), &|_| {}).unwrap_err();
+        let e = run(&Stack::Host, &l, Duration::from_secs(5), ticket(), &|_| {}).unwrap_err();
         assert!(e.contains("cannot start the host stack"), "{e}");
         let _ = std::fs::remove_dir_all(&l.out);
     }
@@ -233,7 +244,7 @@ mod tests {
                     let said = |_: &str| {
                         waited.fetch_add(1, Ordering::SeqCst);
                     };
-                    let slot = Turn::take_of(2, &said).expect("not interrupted");
+                    let slot = Turn::take_of(2, ticket(), &said).expect("not interrupted");
                     let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(n, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(30));
