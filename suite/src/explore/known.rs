@@ -2,8 +2,8 @@
 //! new case: a catalog case whose committed snapshots of the same two platforms differ in the
 //! same way. "The same way" is one differing step line in common, its sides aside ("client:
 //! poll(0 ms) -> events(OUT)  |  client: poll(0 ms) -> events(IN|OUT|RDHUP)" is the same
-//! difference whichever end polls); a finding whose steps all agree (it differs on the wire only)
-//! is matched by its differing wire lines.
+//! difference whichever end polls); a finding whose steps all agree (it differs on the wire
+//! only) is matched by its differing wire lines, their direction aside.
 
 use super::shrink::WIRE;
 use super::{differences, RunLines};
@@ -33,9 +33,20 @@ pub fn cases_showing(root: &Path, platforms: [&str; 2], lines: &BTreeSet<String>
 
 /// The differing step lines without their sides; the wire lines only where no step differs.
 fn keys(lines: &BTreeSet<String>) -> BTreeSet<String> {
-    let (wire, steps): (Vec<&String>, Vec<&String>) =
-        lines.iter().partition(|l| l.starts_with(WIRE));
-    let chosen = if steps.is_empty() { wire } else { steps };
+    // A line is the wire's when either cell is ("-  |  wire: ...").
+    let (wire, steps): (Vec<&String>, Vec<&String>) = lines
+        .iter()
+        .partition(|l| l.split("  |  ").any(|c| c.starts_with(WIRE)));
+    // A wire line only one stack has ("-  |  RST-ACK") says too little to name a case by: many
+    // cases send a segment more on one stack. One segment for another ("RST  |  RST-ACK") does.
+    let wire = wire
+        .into_iter()
+        .filter(|l| !l.contains("-  |  ") && !l.ends_with("  |  -"));
+    let chosen: Vec<&String> = if steps.is_empty() {
+        wire.collect()
+    } else {
+        steps
+    };
     chosen
         .into_iter()
         .map(|l| {
@@ -47,13 +58,13 @@ fn keys(lines: &BTreeSet<String>) -> BTreeSet<String> {
         .collect()
 }
 
-/// "client: poll(0 ms) -> events(OUT)" -> "poll(0 ms) -> events(OUT)"; a wire line as it is.
+/// "client: poll(0 ms) -> events(OUT)" -> "poll(0 ms) -> events(OUT)"; "wire: client > server:
+/// RST-ACK" -> "RST-ACK" (a closed socket answering data with RST-ACK is the same behavior
+/// whichever end was closed).
 fn without_side(cell: &str) -> &str {
-    if cell.starts_with(WIRE) {
-        return cell;
-    }
+    let cell = cell.strip_prefix(WIRE).unwrap_or(cell);
     match cell.split_once(": ") {
-        Some((side, rest)) if !side.contains(' ') => rest,
+        Some((side, rest)) if !side.contains(' ') || side.contains(" > ") => rest,
         _ => cell,
     }
 }
@@ -97,9 +108,14 @@ mod tests {
             k,
             set(&["poll(0 ms) -> events(OUT)  |  poll(0 ms) -> events(IN|OUT|RDHUP)"])
         );
-        // Only where no step differs does the wire decide.
-        let k = keys(&set(&["wire: client > server: FIN  |  -"]));
-        assert_eq!(k, set(&["wire: client > server: FIN  |  -"]));
+        // Only where no step differs does the wire decide, whichever end sent the segment, and
+        // only by one segment for another.
+        let k = keys(&set(&[
+            "wire: client > server: RST  |  wire: client > server: RST-ACK",
+            "wire: client > server: FIN  |  -",
+        ]));
+        assert_eq!(k, set(&["RST  |  RST-ACK"]));
+        assert!(keys(&set(&["-  |  wire: client > server: RST-ACK"])).is_empty());
     }
 
     /// The committed snapshots: gVisor's zero-timeout poll after the peer's FIN has no RDHUP
