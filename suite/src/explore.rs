@@ -645,38 +645,11 @@ pub fn run(opts: &Options) -> i32 {
             .unwrap_or(0)
     });
     let cases = opts.cases.max(1);
-    let mut stacks: Box<dyn Stacks> = if opts.on.is_empty() {
-        let cfg = RunConfig::probe(crate::paths::agent_exe());
-        if let (true, Err(why)) = (opts.faults, &cfg.lab) {
-            eprintln!(
-                "error: --faults needs the fault lab, which this machine cannot build: {why}"
-            );
+    let mut stacks = match stacks_of(opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
             return 2;
-        }
-        let ipv6 = match &cfg.ipv6 {
-            // The lab's hosts have IPv4 addresses only: IPv6 would run the same scripts again.
-            Ok(()) if opts.faults => {
-                println!("--faults: the lab is IPv4 only, so each script runs twice over IPv4 (races only; --on compares stacks)");
-                false
-            }
-            Ok(()) => true,
-            Err(why) => {
-                println!("no IPv6 here ({why}): each script runs twice over IPv4 only");
-                false
-            }
-        };
-        Box::new(Local {
-            cfg,
-            jobs: opts.jobs.map(|j| j as usize),
-            ipv6,
-        })
-    } else {
-        match on_stacks(opts) {
-            Ok(s) => Box::new(s),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return 2;
-            }
         }
     };
     let names = stacks.names();
@@ -725,6 +698,36 @@ pub fn run(opts: &Options) -> i32 {
     } else {
         1
     }
+}
+
+/// The stacks an exploration compares: those of `--on`, else this machine over IPv4 and IPv6.
+fn stacks_of(opts: &Options) -> Result<Box<dyn Stacks>, String> {
+    if !opts.on.is_empty() {
+        return Ok(Box::new(on_stacks(opts)?));
+    }
+    let cfg = RunConfig::probe(crate::paths::agent_exe());
+    if let (true, Err(why)) = (opts.faults, &cfg.lab) {
+        return Err(format!(
+            "--faults needs the fault lab, which this machine cannot build: {why}"
+        ));
+    }
+    let ipv6 = match &cfg.ipv6 {
+        // The lab's hosts have IPv4 addresses only: IPv6 would run the same scripts again.
+        Ok(()) if opts.faults => {
+            println!("--faults: the lab is IPv4 only, so each script runs twice over IPv4 (races only; --on compares stacks)");
+            false
+        }
+        Ok(()) => true,
+        Err(why) => {
+            println!("no IPv6 here ({why}): each script runs twice over IPv4 only");
+            false
+        }
+    };
+    Ok(Box::new(Local {
+        cfg,
+        jobs: opts.jobs.map(|j| j as usize),
+        ipv6,
+    }))
 }
 
 /// For each finding, the catalog cases that already show it (see `known`): none where a
@@ -940,41 +943,13 @@ pub fn print_report(
     reproduce: &str,
 ) {
     for (n, f) in r.findings.iter().enumerate() {
-        let Judgement::Finding {
-            stacks,
-            seen,
-            lines,
-        } = &f.judgement
-        else {
-            continue;
-        };
-        let (a, b) = (&names[stacks[0]], &names[stacks[1]]);
-        println!(
-            "\n=== finding {}: {a} and {b} differ ({} move(s); {} generated script(s) shrank to it)",
-            n + 1,
-            f.script.len(),
-            f.from.len()
+        print_finding(
+            n,
+            f,
+            names,
+            known.get(n).map_or(&[][..], Vec::as_slice),
+            reproduce,
         );
-        print_side_by_side(Rule::AcrossPlatforms, a, &seen[0], b, &seen[1]);
-        println!("  differing: ");
-        for l in lines {
-            println!("    {l}");
-        }
-        if let Some(ids) = known.get(n).filter(|k| !k.is_empty()) {
-            println!(
-                "  already shown by the catalog: {} (the same difference in its snapshots)",
-                ids.join(", ")
-            );
-            continue;
-        }
-        let intent = format!(
-            "Verify: {} (found by `{reproduce}`: {a} and {b} differ).",
-            describe(&f.script)
-        );
-        println!("  as a catalog case:\n");
-        for l in rust_case(&f.script, &intent).lines() {
-            println!("    {l}");
-        }
     }
     for (n, race) in r.races.iter().enumerate() {
         let Judgement::Race { stack, runs, .. } = &race.judgement else {
@@ -1012,6 +987,46 @@ pub fn print_report(
         );
     }
     println!("\nreproduce: {reproduce}");
+}
+
+/// One finding: both observations side by side, what differs, and either the catalog cases that
+/// already show it or the catalog case to paste.
+fn print_finding(n: usize, f: &Shrunk, names: &[String], known: &[String], reproduce: &str) {
+    let Judgement::Finding {
+        stacks,
+        seen,
+        lines,
+    } = &f.judgement
+    else {
+        return;
+    };
+    let (a, b) = (&names[stacks[0]], &names[stacks[1]]);
+    println!(
+        "\n=== finding {}: {a} and {b} differ ({} move(s); {} generated script(s) shrank to it)",
+        n + 1,
+        f.script.len(),
+        f.from.len()
+    );
+    print_side_by_side(Rule::AcrossPlatforms, a, &seen[0], b, &seen[1]);
+    println!("  differing: ");
+    for l in lines {
+        println!("    {l}");
+    }
+    if !known.is_empty() {
+        println!(
+            "  already shown by the catalog: {} (the same difference in its snapshots)",
+            known.join(", ")
+        );
+        return;
+    }
+    let intent = format!(
+        "Verify: {} (found by `{reproduce}`: {a} and {b} differ).",
+        describe(&f.script)
+    );
+    println!("  as a catalog case:\n");
+    for l in rust_case(&f.script, &intent).lines() {
+        println!("    {l}");
+    }
 }
 
 /// "server close, client write".
