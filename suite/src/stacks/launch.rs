@@ -128,14 +128,35 @@ static TURNS: Mutex<(usize, u64, u64)> = Mutex::new((0, 0, 0));
 static TURN_ENDED: Condvar = Condvar::new();
 
 /// A place in the queue for turns: take them in the order the stacks should start, before
-/// launching them on their threads (whose start order is the scheduler's).
-pub struct Ticket(u64);
+/// launching them on their threads (whose start order is the scheduler's). A ticket dropped
+/// unused (its launch failed before it started) gives its place up in turn, so the tickets
+/// behind it are still served.
+pub struct Ticket {
+    n: u64,
+    used: bool,
+}
 
 /// The next place in the queue for turns.
 pub fn ticket() -> Ticket {
     let mut t = TURNS.lock().unwrap_or_else(|e| e.into_inner());
     t.1 += 1;
-    Ticket(t.1 - 1)
+    Ticket {
+        n: t.1 - 1,
+        used: false,
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.used {
+            let mut t = TURNS.lock().unwrap_or_else(|e| e.into_inner());
+            while t.2 != self.n {
+                t = TURN_ENDED.wait(t).unwrap_or_else(|e| e.into_inner());
+            }
+            t.2 += 1;
+            TURN_ENDED.notify_all();
+        }
+    }
 }
 
 /// How many stacks run at once (see `Turn`).
@@ -153,8 +174,9 @@ impl Turn {
         Turn::take_of(stacks_at_once(), ticket, line)
     }
 
-    fn take_of(at_once: usize, ticket: Ticket, line: &(dyn Fn(&str) + Sync)) -> Option<Turn> {
-        let ticket = ticket.0;
+    fn take_of(at_once: usize, mut ticket: Ticket, line: &(dyn Fn(&str) + Sync)) -> Option<Turn> {
+        ticket.used = true;
+        let ticket = ticket.n;
         let mut t = TURNS.lock().unwrap_or_else(|e| e.into_inner());
         let mine = |t: &(usize, u64, u64)| t.0 < at_once && t.2 == ticket;
         if !mine(&t) {
@@ -254,6 +276,10 @@ mod tests {
             }
         });
         assert_eq!(most.load(Ordering::SeqCst), 2);
+        // A ticket dropped unused does not hold up the ones behind it.
+        let (unused, next) = (ticket(), ticket());
+        drop(unused);
+        drop(Turn::take_of(1, next, &|_| {}).expect("served"));
         assert!(
             waited.load(Ordering::SeqCst) >= 3,
             "the others said they wait"
