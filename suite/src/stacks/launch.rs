@@ -4,6 +4,7 @@
 //! not see the terminal's signal).
 
 use super::{Launch, Stack};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,14 +124,52 @@ fn wait(child: &mut Child, t0: Instant, deadline: Duration) -> Result<Ended, Str
 /// the count (to measure what sharing costs).
 struct Turn;
 
-/// Stacks running, tickets issued, tickets served: turns are served in the order asked.
-static TURNS: Mutex<(usize, u64, u64)> = Mutex::new((0, 0, 0));
+/// The queue of turns: turns are served in the order the tickets were issued.
+struct Queue {
+    running: usize,
+    issued: u64,
+    /// The next ticket to be served.
+    next: u64,
+    /// Tickets given up before their turn (a launch that failed first, an interrupt): skipped
+    /// when their turn comes, so nobody waits on them.
+    given_up: BTreeSet<u64>,
+}
+
+impl Queue {
+    /// The ticket at the head is served or given up: the next one comes up.
+    fn advance(&mut self) {
+        self.next += 1;
+        while self.given_up.remove(&self.next) {
+            self.next += 1;
+        }
+    }
+
+    fn give_up(&mut self, n: u64) {
+        if self.next == n {
+            self.advance();
+        } else {
+            self.given_up.insert(n);
+        }
+        TURN_ENDED.notify_all();
+    }
+}
+
+static TURNS: Mutex<Queue> = Mutex::new(Queue {
+    running: 0,
+    issued: 0,
+    next: 0,
+    given_up: BTreeSet::new(),
+});
 static TURN_ENDED: Condvar = Condvar::new();
+
+fn queue() -> std::sync::MutexGuard<'static, Queue> {
+    TURNS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A place in the queue for turns: take them in the order the stacks should start, before
 /// launching them on their threads (whose start order is the scheduler's). A ticket dropped
-/// unused (its launch failed before it started) gives its place up in turn, so the tickets
-/// behind it are still served.
+/// unused (its launch failed before it started) is given up, so the tickets behind it are still
+/// served.
 pub struct Ticket {
     n: u64,
     used: bool,
@@ -138,10 +177,10 @@ pub struct Ticket {
 
 /// The next place in the queue for turns.
 pub fn ticket() -> Ticket {
-    let mut t = TURNS.lock().unwrap_or_else(|e| e.into_inner());
-    t.1 += 1;
+    let mut q = queue();
+    q.issued += 1;
     Ticket {
-        n: t.1 - 1,
+        n: q.issued - 1,
         used: false,
     }
 }
@@ -149,12 +188,7 @@ pub fn ticket() -> Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.used {
-            let mut t = TURNS.lock().unwrap_or_else(|e| e.into_inner());
-            while t.2 != self.n {
-                t = TURN_ENDED.wait(t).unwrap_or_else(|e| e.into_inner());
-            }
-            t.2 += 1;
-            TURN_ENDED.notify_all();
+            queue().give_up(self.n);
         }
     }
 }
@@ -169,38 +203,34 @@ pub fn stacks_at_once() -> usize {
 }
 
 impl Turn {
-    /// Wait for a turn (saying so once); None when interrupted while waiting.
+    /// Wait for a turn (saying so once); None when interrupted while waiting. Each look is
+    /// bounded (POLL), so an interrupt is seen within it.
     fn take(ticket: Ticket, line: &(dyn Fn(&str) + Sync)) -> Option<Turn> {
         Turn::take_of(stacks_at_once(), ticket, line)
     }
 
     fn take_of(at_once: usize, mut ticket: Ticket, line: &(dyn Fn(&str) + Sync)) -> Option<Turn> {
         ticket.used = true;
-        let ticket = ticket.n;
-        let mut t = TURNS.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = |t: &(usize, u64, u64)| t.0 < at_once && t.2 == ticket;
-        if !mine(&t) {
+        let n = ticket.n;
+        let mut q = queue();
+        let mine = |q: &Queue| q.running < at_once && q.next == n;
+        if !mine(&q) {
             line(&format!(
                 "waiting for a turn: {at_once} stack(s) at once, one per core of this machine"
             ));
         }
-        while !mine(&t) {
+        while !mine(&q) {
             if interrupted() {
-                // Give the ticket up once it comes, so the turns behind it go on.
-                while t.2 != ticket {
-                    t = TURN_ENDED.wait(t).unwrap_or_else(|e| e.into_inner());
-                }
-                t.2 += 1;
-                TURN_ENDED.notify_all();
+                q.give_up(n);
                 return None;
             }
-            t = TURN_ENDED
-                .wait_timeout(t, POLL)
+            q = TURN_ENDED
+                .wait_timeout(q, POLL)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        t.0 += 1;
-        t.2 += 1;
+        q.running += 1;
+        q.advance();
         TURN_ENDED.notify_all();
         Some(Turn)
     }
@@ -208,8 +238,8 @@ impl Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let mut t = TURNS.lock().unwrap_or_else(|e| e.into_inner());
-        t.0 -= 1;
+        let mut q = queue();
+        q.running -= 1;
         TURN_ENDED.notify_all();
     }
 }
@@ -284,6 +314,6 @@ mod tests {
             waited.load(Ordering::SeqCst) >= 3,
             "the others said they wait"
         );
-        assert_eq!(TURNS.lock().unwrap().0, 0);
+        assert_eq!(queue().running, 0);
     }
 }
